@@ -1,0 +1,1 @@
+"""Benchmarks: cost (FLOPs, latency, memory) and representation quality."""

@@ -1,0 +1,1 @@
+"""Export of encoders to TensorFlow Lite models that train and embed on the device."""

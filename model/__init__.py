@@ -1,0 +1,1 @@
+"""Audio front-end, encoders, self-supervised tasks, datasets and evaluation."""

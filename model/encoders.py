@@ -1,0 +1,157 @@
+"""Small convolutional audio encoders (Tagliasacchi et al., "Pre-training audio
+representations with self-supervision", IEEE SPL 2020).
+
+Each block is a 1x3 conv, a 3x1 conv, ReLU and 2x2 max-pool; channels are
+8-16-32-64 times a width multiplier; a global max-pool over time-frequency and
+a dense layer give the embedding. No batch normalization: it does not fit
+on-device training (batch statistics, train/eval modes) or non-IID federated
+averaging. All ops come from :mod:`model.ops`, so training steps convert to
+TFLite builtin ops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from model import ops
+from model.modules import WeightModule
+
+__all__ = ["EncoderConfig", "ENCODERS", "Encoder", "glorot_uniform"]
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+  """Architecture of a conv encoder.
+
+  Attributes:
+    name: Preset name (informational).
+    width: Channel multiplier applied to ``base_channels``.
+    base_channels: Output channels of each block at width 1.
+    embedding_dim: Size of the output embedding.
+    patch_frames: Frames of one input patch (time axis).
+    num_mel_bins: Mel bins of one input patch (frequency axis).
+  """
+
+  name: str = "small"
+  width: float = 1.0
+  base_channels: tuple[int, ...] = (8, 16, 32, 64)
+  embedding_dim: int = 128
+  patch_frames: int = 96
+  num_mel_bins: int = 64
+
+  def __post_init__(self):
+    object.__setattr__(self, "base_channels", tuple(self.base_channels))
+    pools = 2 ** (len(self.base_channels) - 1)
+    if self.patch_frames % pools or self.num_mel_bins % pools:
+      raise ValueError(
+          f"EncoderConfig {self.name!r}: patch_frames ({self.patch_frames}) and "
+          f"num_mel_bins ({self.num_mel_bins}) must be divisible by {pools} "
+          f"for {len(self.base_channels)} blocks")
+    if self.width <= 0 or self.embedding_dim <= 0:
+      raise ValueError(f"EncoderConfig {self.name!r}: width and embedding_dim "
+                       f"must be positive")
+
+  @property
+  def channels(self) -> tuple[int, ...]:
+    """Output channels of each block."""
+    return tuple(max(1, int(round(c * self.width))) for c in self.base_channels)
+
+  def layer_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+    """Names and shapes of every weight, in a fixed order."""
+    shapes = []
+    cin = 1
+    for i, cout in enumerate(self.channels):
+      shapes += [(f"block{i}/conv_1x3/kernel", (1, 3, cin, cout)),
+                 (f"block{i}/conv_1x3/bias", (cout,)),
+                 (f"block{i}/conv_3x1/kernel", (3, 1, cout, cout)),
+                 (f"block{i}/conv_3x1/bias", (cout,))]
+      cin = cout
+    shapes += [("embedding/kernel", (cin, self.embedding_dim)),
+               ("embedding/bias", (self.embedding_dim,))]
+    return shapes
+
+  @property
+  def num_params(self) -> int:
+    return sum(math.prod(s) for _, s in self.layer_shapes())
+
+  def forward_macs(self) -> int:
+    """Multiply-accumulates of one forward pass on one patch (convs + dense)."""
+    macs = 0
+    height, width, cin = self.patch_frames, self.num_mel_bins, 1
+    for i, cout in enumerate(self.channels):
+      macs += height * width * 3 * cin * cout   # 1x3 conv
+      macs += height * width * 3 * cout * cout  # 3x1 conv
+      cin = cout
+      if i < len(self.channels) - 1:
+        height, width = height // 2, width // 2
+    return macs + cin * self.embedding_dim
+
+  def forward_mflops(self) -> float:
+    """Forward MFLOPs per patch (2 FLOPs per multiply-accumulate)."""
+    return 2 * self.forward_macs() / 1e6
+
+
+#: Named presets. ``small`` is the paper's encoder; ``large`` is 4x wider.
+ENCODERS: dict[str, EncoderConfig] = {
+    "tiny": EncoderConfig(name="tiny", width=0.5, embedding_dim=32),
+    "small": EncoderConfig(name="small", width=1.0, embedding_dim=128),
+    "medium": EncoderConfig(name="medium", width=2.0, embedding_dim=128),
+    "large": EncoderConfig(name="large", width=4.0, embedding_dim=128),
+}
+
+
+def glorot_uniform(shape: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+  """Glorot-uniform initial values for a dense or conv kernel."""
+  receptive = math.prod(shape[:-2]) if len(shape) > 2 else 1
+  fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+  limit = math.sqrt(6.0 / (fan_in + fan_out))
+  return rng.uniform(-limit, limit, size=shape).astype(np.float32)
+
+
+class Encoder(WeightModule):
+  """The conv encoder: log-mel patches ``[n, frames, bins]`` -> ``[n, dim]``.
+
+  Weights are plain ``tf.Variable``s in the fixed order of
+  :meth:`EncoderConfig.layer_shapes` (``self.weights``), so the federated
+  simulation and the exported model address them by position and name.
+  """
+
+  def __init__(self, config: EncoderConfig, *, seed: int = 0,
+               name: str = "encoder"):
+    super().__init__(name=name)
+    self.config = config
+    rng = np.random.default_rng(seed)
+    for weight_name, shape in config.layer_shapes():
+      self.add_weight(weight_name,
+                      glorot_uniform(shape, rng) if weight_name.endswith("kernel")
+                      else np.zeros(shape, np.float32))
+
+  def __call__(self, patches: tf.Tensor) -> tf.Tensor:
+    """Embeds patches.
+
+    Args:
+      patches: float32 ``[n, patch_frames, num_mel_bins]`` log-mel.
+
+    Returns:
+      float32 ``[n, embedding_dim]``.
+    """
+    expected = (self.config.patch_frames, self.config.num_mel_bins)
+    if tuple(patches.shape[1:]) != expected:
+      raise ValueError(f"Encoder {self.config.name!r}: expected patches of "
+                       f"shape [n, {expected[0]}, {expected[1]}], got "
+                       f"{patches.shape}")
+    x = patches[..., tf.newaxis]
+    w = iter(self.weights)
+    num_blocks = len(self.config.channels)
+    for i in range(num_blocks):
+      x = ops.conv2d(x, next(w), next(w))
+      x = ops.conv2d(x, next(w), next(w))
+      # The last pool before a global max is redundant (max of maxes).
+      x = (ops.relu_max_pool2x2(x) if i < num_blocks - 1
+           else ops.relu_global_max(x))
+    return ops.dense(x, next(w), next(w))

@@ -1,0 +1,158 @@
+"""Differentiable ops whose gradients lower to TFLite builtin ops.
+
+Differentiable tensors are never strided-sliced (``StridedSliceGrad`` is a
+Flex op): use ``tf.split``/``tf.reshape``/``tf.squeeze`` instead.
+
+TensorFlow's own gradients for Conv2D, ReLU, MaxPool, Softplus, Rsqrt and
+nearest-neighbour resize become Select-TF (Flex) ops (``Conv2DBackpropFilter``,
+``ReluGrad``, ``MaxPoolGrad``, ...) that ``tflite_runtime`` cannot run. The
+ops below have custom gradients written with builtin ops only, so one
+definition serves centralized training, the federated simulation and the
+on-device ``train`` signature. Formulations follow measured fastest variants
+(conv filter gradient as a conv with batch and channel roles swapped, ReLU
+gradient from the output, a fused ReLU + 2x2 max-pool gradient).
+
+Every op needs static shapes (a static batch) when converted to TFLite.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+__all__ = [
+    "conv2d", "relu", "relu_max_pool2x2", "relu_global_max", "dense",
+    "upsample2x", "softplus", "l2_normalize",
+]
+
+
+def _flip_spatial(kernel: tf.Tensor) -> tf.Tensor:
+  """Flips a [kh, kw, ci, co] kernel spatially, one axis at a time.
+
+  A multi-axis ``tf.reverse`` on a variable is silently wrong in TFLite 2.14
+  (only the first axis is reversed), so each axis of size > 1 is reversed on
+  its own.
+  """
+  for axis in (0, 1):
+    if kernel.shape[axis] > 1:
+      kernel = tf.reverse(kernel, [axis])
+  return kernel
+
+
+@tf.custom_gradient
+def _conv2d_same(x, kernel):
+  y = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
+
+  def grad(dy):
+    kh, kw = int(kernel.shape[0]), int(kernel.shape[1])
+    # Input gradient: conv of dy with the flipped kernel, in/out swapped.
+    flipped = tf.transpose(_flip_spatial(kernel), [0, 1, 3, 2])
+    dx = tf.nn.conv2d(dy, flipped, strides=1, padding="SAME")
+    # Filter gradient: one VALID conv with batch and channel roles swapped.
+    ph, pw = (kh - 1) // 2, (kw - 1) // 2
+    xt = tf.transpose(x, [3, 1, 2, 0])  # [ci, h, w, b]
+    if ph or pw:
+      xt = tf.pad(xt, [[0, 0], [ph, kh - 1 - ph], [pw, kw - 1 - pw], [0, 0]])
+    dyt = tf.transpose(dy, [1, 2, 0, 3])  # [h, w, b, co]
+    dk = tf.nn.conv2d(xt, dyt, strides=1, padding="VALID")  # [ci, kh, kw, co]
+    return dx, tf.transpose(dk, [1, 2, 0, 3])
+
+  return y, grad
+
+
+def conv2d(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
+  """Stride-1 SAME convolution plus bias, with builtin-only gradients.
+
+  Args:
+    x: ``[batch, height, width, in_channels]``.
+    kernel: ``[kh, kw, in_channels, out_channels]`` with odd ``kh``, ``kw``.
+    bias: ``[out_channels]``.
+
+  Returns:
+    ``[batch, height, width, out_channels]``.
+  """
+  if kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
+    raise ValueError(f"conv2d: kernel must have odd spatial size, got "
+                     f"{kernel.shape[:2]}")
+  return _conv2d_same(x, kernel) + bias
+
+
+@tf.custom_gradient
+def relu(x):
+  """ReLU whose gradient ``dy * sign(y)`` is computed from the output."""
+  y = tf.nn.relu(x)
+  return y, lambda dy: dy * tf.sign(y)
+
+
+def _upsample_nearest(x: tf.Tensor) -> tf.Tensor:
+  height, width = int(x.shape[1]), int(x.shape[2])
+  return tf.image.resize(x, [2 * height, 2 * width], method="nearest")
+
+
+@tf.custom_gradient
+def relu_max_pool2x2(x):
+  """``max_pool2x2(relu(x))`` with a fused, builtin-only gradient.
+
+  The gradient routes ``dy`` to the position(s) that hold the maximum of each
+  window (``equal(x, up(y))``), and to none where the window is all negative.
+  Height and width of ``x`` must be even.
+  """
+  if x.shape[1] % 2 or x.shape[2] % 2:
+    raise ValueError(f"relu_max_pool2x2: height and width must be even, "
+                     f"got {x.shape}")
+  y = tf.nn.max_pool2d(tf.nn.relu(x), ksize=2, strides=2, padding="VALID")
+
+  def grad(dy):
+    mask = tf.cast(tf.equal(x, _upsample_nearest(y)), x.dtype)
+    return mask * _upsample_nearest(dy * tf.sign(y))
+
+  return y, grad
+
+
+@tf.custom_gradient
+def relu_global_max(x):
+  """``reduce_max(relu(x), axis=[1, 2])``: [b, h, w, c] -> [b, c]."""
+  y = tf.reduce_max(tf.nn.relu(x), axis=[1, 2])
+
+  def grad(dy):
+    y4 = y[:, tf.newaxis, tf.newaxis, :]
+    mask = tf.cast(tf.equal(x, y4), x.dtype)
+    return mask * (dy * tf.sign(y))[:, tf.newaxis, tf.newaxis, :]
+
+  return y, grad
+
+
+def dense(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
+  """``x @ kernel + bias`` (TF's own gradients are builtin: MatMul, Sum)."""
+  return tf.matmul(x, kernel) + bias
+
+
+@tf.custom_gradient
+def upsample2x(x):
+  """Nearest-neighbour x2 upsampling of [b, h, w, c]; gradient = 2x2 sum-pool."""
+  def grad(dy):
+    return 4.0 * tf.nn.avg_pool2d(dy, ksize=2, strides=2, padding="VALID")
+  return _upsample_nearest(x), grad
+
+
+@tf.custom_gradient
+def softplus(x):
+  """``log(1 + exp(x))``, stable, with gradient ``sigmoid(x)``."""
+  y = tf.maximum(x, 0.0) + tf.math.log(1.0 + tf.exp(-tf.abs(x)))
+  return y, lambda dy: dy * tf.sigmoid(x)
+
+
+def l2_normalize(x: tf.Tensor, epsilon: float = 1e-12) -> tf.Tensor:
+  """Normalizes the last axis to unit L2 norm (builtin-only gradient)."""
+
+  @tf.custom_gradient
+  def _normalize(v):
+    inv_norm = tf.math.rsqrt(tf.reduce_sum(v * v, axis=-1, keepdims=True)
+                             + epsilon)
+    y = v * inv_norm
+
+    def grad(dy):
+      return inv_norm * (dy - y * tf.reduce_sum(dy * y, axis=-1, keepdims=True))
+
+    return y, grad
+
+  return _normalize(x)

@@ -1,0 +1,208 @@
+"""Front-end + encoder + self-supervised task: the unit that is trained.
+
+``SSLModel.loss(waveforms)`` is the one training objective used by the
+centralized trainer, the federated client update and the exported ``train``
+signature; ``SSLModel.embed`` is the one inference path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Mapping, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from model.encoders import ENCODERS, Encoder, EncoderConfig
+from model.features import FrontendConfig, log_mel
+from model.tasks import SSL_TASKS, SSLTask, TaskConfig
+
+__all__ = ["ModelSpec", "SSLModel", "save_model", "load_model", "assign_weights"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """Everything needed to rebuild an :class:`SSLModel` (saved as JSON).
+
+  Attributes:
+    task: Key of ``SSL_TASKS``.
+    encoder: Encoder architecture.
+    frontend: Log-mel front-end parameters.
+    task_config: Task hyper-parameters.
+    seed: Seed of the initial weights.
+  """
+
+  task: str = "audio2vec_cbow"
+  encoder: EncoderConfig = ENCODERS["small"]
+  frontend: FrontendConfig = FrontendConfig()
+  task_config: TaskConfig = TaskConfig()
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.task not in SSL_TASKS:
+      raise ValueError(f"ModelSpec.task: unknown task {self.task!r}; expected "
+                       f"one of {sorted(SSL_TASKS)}")
+    if self.frontend.num_mel_bins != self.encoder.num_mel_bins:
+      raise ValueError(
+          f"ModelSpec: front-end has {self.frontend.num_mel_bins} mel bins but "
+          f"encoder {self.encoder.name!r} expects {self.encoder.num_mel_bins}")
+    if self.frontend.patch_frames != self.encoder.patch_frames:
+      raise ValueError(
+          f"ModelSpec: front-end patches have {self.frontend.patch_frames} "
+          f"frames but encoder expects {self.encoder.patch_frames}")
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, d: dict) -> "ModelSpec":
+    """Inverse of :meth:`to_dict` (unknown fields are an error)."""
+    encoder = dict(d["encoder"])
+    encoder["base_channels"] = tuple(encoder["base_channels"])
+    return cls(task=d["task"], encoder=EncoderConfig(**encoder),
+               frontend=FrontendConfig(**d["frontend"]),
+               task_config=TaskConfig(**d["task_config"]), seed=d["seed"])
+
+
+class SSLModel(tf.Module):
+  """An encoder with a self-supervised task head and the log-mel front-end."""
+
+  def __init__(self, spec: ModelSpec, *, encoder: Optional[Encoder] = None):
+    """Builds the model.
+
+    Args:
+      spec: Architecture, task and seed.
+      encoder: Reuse this encoder (e.g. a teacher's, or one being fine-tuned)
+        instead of creating a fresh one from ``spec.seed``.
+    """
+    super().__init__(name="ssl_model")
+    self.spec = spec
+    self.encoder = encoder or Encoder(spec.encoder, seed=spec.seed)
+    self.task: SSLTask = SSL_TASKS[spec.task](
+        spec.task_config, spec.encoder, seed=spec.seed)
+
+  @property
+  def example_frames(self) -> int:
+    return self.task.example_frames
+
+  @property
+  def example_samples(self) -> int:
+    """Samples ``S`` of one training example at the front-end's rate."""
+    return self.spec.frontend.samples_for_frames(self.task.example_frames)
+
+  @property
+  def weights(self) -> list[tf.Variable]:
+    """Encoder weights, then head weights (the model's wire order)."""
+    return self.encoder.weights + self.task.weights
+
+  @property
+  def weight_names(self) -> list[str]:
+    return self.encoder.weight_names + self.task.weight_names
+
+  def features(self, waveforms: tf.Tensor) -> tf.Tensor:
+    """``[b, samples]`` -> ``[b, frames, bins]`` log-mel."""
+    return log_mel(waveforms, self.spec.frontend)
+
+  def loss(self, waveforms: tf.Tensor) -> tf.Tensor:
+    """Task loss of a batch of ``[b, example_samples]`` waveforms."""
+    if waveforms.shape[-1] != self.example_samples:
+      raise ValueError(f"SSLModel.loss: expected waveforms [batch, "
+                       f"{self.example_samples}], got {waveforms.shape}")
+    return self.task.loss(self.encoder, self.features(waveforms))
+
+  def embed_patches(self, waveforms: tf.Tensor) -> tf.Tensor:
+    """Embeds ``[n, patch_samples]`` waveforms (one 0.96 s patch each)."""
+    features = self.features(waveforms)
+    return self.encoder(features[:, :self.spec.frontend.patch_frames])
+
+
+_SPEC_FILE = "model.json"
+_WEIGHTS_FILE = "weights.npz"
+
+
+def save_model(model: SSLModel, directory: str) -> None:
+  """Saves ``model.json`` (the spec) and ``weights.npz`` (weights by name).
+
+  This is the form the export package and the federated simulation load.
+  Files are written to temporaries and renamed, so a killed run never leaves
+  a half-written model.
+  """
+  os.makedirs(directory, exist_ok=True)
+  weights = {name: v.numpy() for name, v in zip(model.weight_names,
+                                                 model.weights)}
+  tmp = os.path.join(directory, _WEIGHTS_FILE + ".tmp.npz")
+  np.savez(tmp, **weights)
+  os.replace(tmp, os.path.join(directory, _WEIGHTS_FILE))
+  tmp = os.path.join(directory, _SPEC_FILE + ".tmp")
+  with open(tmp, "w") as f:
+    json.dump(model.spec.to_dict(), f, indent=2)
+  os.replace(tmp, os.path.join(directory, _SPEC_FILE))
+
+
+def assign_weights(model: SSLModel, weights: Mapping[str, np.ndarray], *,
+                   source: str = "weights", encoder_only: bool = False) -> None:
+  """Checks then assigns weights by name; nothing is assigned on error.
+
+  Args:
+    model: Target model.
+    weights: Arrays by weight name.
+    source: Where the weights came from (quoted in errors).
+    encoder_only: Assign only the encoder's weights (the head keeps its own).
+
+  Raises:
+    ValueError: A weight is missing, unexpected, of the wrong shape or dtype,
+      or not finite; the message names it.
+  """
+  names = model.encoder.weight_names if encoder_only else model.weight_names
+  variables = model.encoder.weights if encoder_only else model.weights
+  missing = [n for n in names if n not in weights]
+  if missing:
+    raise ValueError(f"{source}: missing weights {missing[:5]}"
+                     f"{' ...' if len(missing) > 5 else ''}")
+  if not encoder_only and (extra := sorted(set(weights) - set(names))):
+    raise ValueError(f"{source}: unexpected weights {extra[:5]}")
+  for name, variable in zip(names, variables):
+    value = np.asarray(weights[name])
+    if value.shape != tuple(variable.shape):
+      raise ValueError(f"{source}: weight {name!r} has shape {value.shape}, "
+                       f"expected {tuple(variable.shape)}")
+    if value.dtype != np.float32:
+      raise ValueError(f"{source}: weight {name!r} has dtype {value.dtype}, "
+                       f"expected float32")
+    if not np.all(np.isfinite(value)):
+      raise ValueError(f"{source}: weight {name!r} has "
+                       f"{int(np.sum(~np.isfinite(value)))} non-finite values")
+  for name, variable in zip(names, variables):
+    variable.assign(weights[name])
+
+
+def load_model(directory: str, *, task: Optional[str] = None) -> SSLModel:
+  """Loads a model saved by :func:`save_model`.
+
+  Args:
+    directory: Holds ``model.json`` and ``weights.npz``.
+    task: Use the saved encoder under a different SSL task (the new head is
+      freshly initialized); default: the saved task with its head.
+
+  Raises:
+    FileNotFoundError: A file is missing (the message names it).
+    ValueError: The weights do not match the spec.
+  """
+  spec_path = os.path.join(directory, _SPEC_FILE)
+  weights_path = os.path.join(directory, _WEIGHTS_FILE)
+  for path in (spec_path, weights_path):
+    if not os.path.exists(path):
+      raise FileNotFoundError(f"{path}: not found; expected a model saved by "
+                              f"model.ssl_model.save_model")
+  with open(spec_path) as f:
+    spec = ModelSpec.from_dict(json.load(f))
+  same_task = task is None or task == spec.task
+  if not same_task:
+    spec = dataclasses.replace(spec, task=task)
+  model = SSLModel(spec)
+  with np.load(weights_path) as data:
+    assign_weights(model, dict(data), source=weights_path,
+                   encoder_only=not same_task)
+  return model

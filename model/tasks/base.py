@@ -1,0 +1,142 @@
+"""The self-supervised task interface and helpers to cut views from examples.
+
+A task is (a) how an example's log-mel frames are turned into the task's
+inputs and targets, (b) a head, and (c) a loss. All three are TF ops with
+builtin-only gradients, used unchanged by centralized training, the federated
+simulation and the exported on-device ``train`` signature. Randomness (crop
+offsets, augmentations) is drawn inside the graph, so the device needs nothing
+but waveforms.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from model.encoders import Encoder, EncoderConfig
+from model.modules import WeightModule
+
+__all__ = ["TaskConfig", "SSLTask", "random_offsets", "crop_frames",
+           "static_batch"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskConfig:
+  """Hyper-parameters of the self-supervised tasks (each uses a subset).
+
+  Attributes:
+    slice_frames: Frames of one slice fed to the encoder (must equal the
+      encoder's ``patch_frames``).
+    num_neighbors: Audio2Vec: slices on each side of the middle one (N).
+    max_gap_frames: TemporalGap: largest gap between the two slices' starts.
+    positive_span_frames: Triplet: largest offset between anchor and positive.
+    margin: Triplet: margin on squared distances of unit-norm embeddings.
+    temperature: NT-Xent: softmax temperature.
+    max_shift_frames: NT-Xent: time-shift range of the two views.
+    gain_db: NT-Xent: views get a random gain in [-gain_db, gain_db].
+    noise_std: NT-Xent: std of Gaussian noise added to log-mel views.
+    max_mask_bins: NT-Xent: widest frequency mask (SpecAugment).
+    max_mask_frames: NT-Xent: widest time mask (SpecAugment).
+    projection_dim: NT-Xent: output size of the projection head.
+    hidden_dim: Width of the MLP heads' hidden layer.
+  """
+
+  slice_frames: int = 96
+  num_neighbors: int = 2
+  max_gap_frames: int = 288
+  positive_span_frames: int = 96
+  margin: float = 0.5
+  temperature: float = 0.1
+  max_shift_frames: int = 48
+  gain_db: float = 6.0
+  noise_std: float = 0.2
+  max_mask_bins: int = 8
+  max_mask_frames: int = 12
+  projection_dim: int = 64
+  hidden_dim: int = 128
+
+  def __post_init__(self):
+    for field in ("slice_frames", "num_neighbors", "max_gap_frames",
+                  "positive_span_frames", "projection_dim", "hidden_dim"):
+      if getattr(self, field) <= 0:
+        raise ValueError(f"TaskConfig.{field} must be positive, got "
+                         f"{getattr(self, field)}")
+    if self.temperature <= 0:
+      raise ValueError(f"TaskConfig.temperature must be > 0, got "
+                       f"{self.temperature}")
+
+
+class SSLTask(WeightModule, abc.ABC):
+  """Base class of the self-supervised tasks (registry: ``SSL_TASKS``).
+
+  Subclasses create their head weights in ``__init__`` and implement
+  :attr:`example_frames` and :meth:`loss`.
+  """
+
+  def __init__(self, config: TaskConfig, encoder_config: EncoderConfig, *,
+               seed: int = 0, name: str = "head"):
+    super().__init__(name=name)
+    if config.slice_frames != encoder_config.patch_frames:
+      raise ValueError(
+          f"{type(self).__name__}: TaskConfig.slice_frames "
+          f"({config.slice_frames}) must equal EncoderConfig.patch_frames "
+          f"({encoder_config.patch_frames})")
+    self.config = config
+    self.encoder_config = encoder_config
+    self.rng = np.random.default_rng(seed + 1_000_003)
+
+  @property
+  @abc.abstractmethod
+  def example_frames(self) -> int:
+    """Log-mel frames of one training example."""
+
+  @abc.abstractmethod
+  def loss(self, encoder: Encoder, features: tf.Tensor) -> tf.Tensor:
+    """Mean loss of a batch.
+
+    Args:
+      encoder: The encoder being trained.
+      features: float32 ``[batch, example_frames, num_mel_bins]`` log-mel
+        (static batch when exported).
+
+    Returns:
+      A float32 scalar.
+    """
+
+
+def random_offsets(batch: int, max_offset: int) -> tf.Tensor:
+  """Uniform int32 offsets in ``[0, max_offset]``, one per example."""
+  u = tf.random.uniform([batch], 0.0, 1.0)
+  return tf.minimum(tf.cast(u * (max_offset + 1), tf.int32), max_offset)
+
+
+def crop_frames(features: tf.Tensor, offsets: tf.Tensor, length: int
+                ) -> tf.Tensor:
+  """Per-example time crops: ``features[i, offsets[i]:offsets[i]+length]``.
+
+  Args:
+    features: ``[batch, frames, bins]``.
+    offsets: int32 ``[batch]``.
+    length: Frames per crop (static).
+
+  Returns:
+    ``[batch, length, bins]``.
+  """
+  index = offsets[:, tf.newaxis] + tf.range(length)[tf.newaxis, :]
+  return tf.gather(features, index, axis=1, batch_dims=1)
+
+
+def static_batch(features: tf.Tensor) -> int:
+  """The static batch size of ``features`` (tasks need one, as TFLite does).
+
+  Raises:
+    ValueError: The batch dimension is unknown (batch with drop_remainder).
+  """
+  batch = features.shape[0]
+  if batch is None:
+    raise ValueError("SSL tasks need a static batch size: batch the dataset "
+                     "with drop_remainder=True")
+  return int(batch)

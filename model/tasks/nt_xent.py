@@ -1,0 +1,84 @@
+"""NT-Xent contrastive learning (Chen et al., SimCLR, 2020; for audio: Saeed
+et al., COLA, 2021): two augmented views of a clip are pulled together and
+pushed away from the other clips' views in the batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from model import ops
+from model.encoders import Encoder, EncoderConfig
+from model.heads import MLPHead
+from model.tasks.base import (SSLTask, TaskConfig, crop_frames,
+                              random_offsets, static_batch)
+
+__all__ = ["NTXent", "augment"]
+
+
+def _band_mask(size: int, max_width: int, batch: int) -> tf.Tensor:
+  """float32 ``[batch, size]``: 0 on one random band of width < max_width."""
+  width = random_offsets(batch, max_width)
+  start = random_offsets(batch, size - 1)
+  position = tf.range(size)[tf.newaxis, :]
+  inside = tf.logical_and(position >= start[:, tf.newaxis],
+                          position < (start + width)[:, tf.newaxis])
+  return 1.0 - tf.cast(inside, tf.float32)
+
+
+def augment(views: tf.Tensor, config: TaskConfig) -> tf.Tensor:
+  """Random gain, additive noise and SpecAugment masks on log-mel views.
+
+  Args:
+    views: ``[batch, frames, bins]`` log-mel.
+    config: Supplies ``gain_db``, ``noise_std``, ``max_mask_bins``,
+      ``max_mask_frames``.
+
+  Returns:
+    Augmented views of the same shape; masked cells take the view's mean.
+  """
+  batch, frames, bins = views.shape
+  gain = tf.random.uniform([batch, 1, 1], -1.0, 1.0) * (
+      config.gain_db * math.log(10.0) / 20.0)
+  noisy = views + gain + config.noise_std * tf.random.normal(views.shape)
+  keep = (_band_mask(bins, config.max_mask_bins, batch)[:, tf.newaxis, :]
+          * _band_mask(frames, config.max_mask_frames, batch)[:, :, tf.newaxis])
+  fill = tf.reduce_mean(noisy, axis=[1, 2], keepdims=True)
+  return keep * noisy + (1.0 - keep) * fill
+
+
+class NTXent(SSLTask):
+  """SimCLR loss over ``2B`` views with a 2-layer projection head."""
+
+  def __init__(self, config: TaskConfig, encoder_config: EncoderConfig, *,
+               seed: int = 0):
+    super().__init__(config, encoder_config, seed=seed)
+    self.projection = MLPHead(
+        (encoder_config.embedding_dim, config.hidden_dim, config.projection_dim),
+        rng=self.rng, name="head/projection")
+    self.weights = self.projection.weights
+    self.weight_names = self.projection.weight_names
+
+  @property
+  def example_frames(self) -> int:
+    return self.config.slice_frames + self.config.max_shift_frames
+
+  def loss(self, encoder: Encoder, features: tf.Tensor) -> tf.Tensor:
+    batch = static_batch(features)
+    s, shift = self.config.slice_frames, self.config.max_shift_frames
+    views = tf.concat(
+        [augment(crop_frames(features, random_offsets(batch, shift), s),
+                 self.config),
+         augment(crop_frames(features, random_offsets(batch, shift), s),
+                 self.config)], axis=0)
+    z = ops.l2_normalize(self.projection(encoder(views)))
+    logits = tf.matmul(z, z, transpose_b=True) / self.config.temperature
+    n = 2 * batch
+    # Exclude self-similarity; the positive of view i is view (i + B) mod 2B.
+    logits = logits - tf.constant(1e9 * np.eye(n, dtype=np.float32))
+    positives = np.roll(np.eye(n, dtype=np.float32), batch, axis=1)
+    log_prob = logits - tf.reduce_logsumexp(logits, axis=1, keepdims=True)
+    return -tf.reduce_mean(tf.reduce_sum(log_prob * positives, axis=1))

@@ -1,0 +1,44 @@
+"""TemporalGap (Tagliasacchi et al., 2020): predict the normalized time gap
+between two slices of the same clip, with cross-entropy on a [0, 1] target.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from model import ops
+from model.encoders import Encoder, EncoderConfig
+from model.heads import MLPHead
+from model.tasks.base import (SSLTask, TaskConfig, crop_frames,
+                              random_offsets, static_batch)
+
+__all__ = ["TemporalGap"]
+
+
+class TemporalGap(SSLTask):
+  """Two random slices; the head regresses ``|t1 - t2| / max_gap``."""
+
+  def __init__(self, config: TaskConfig, encoder_config: EncoderConfig, *,
+               seed: int = 0):
+    super().__init__(config, encoder_config, seed=seed)
+    self.mlp = MLPHead((2 * encoder_config.embedding_dim, config.hidden_dim, 1),
+                       rng=self.rng, name="head/mlp")
+    self.weights, self.weight_names = self.mlp.weights, self.mlp.weight_names
+
+  @property
+  def example_frames(self) -> int:
+    return self.config.slice_frames + self.config.max_gap_frames
+
+  def loss(self, encoder: Encoder, features: tf.Tensor) -> tf.Tensor:
+    batch = static_batch(features)
+    first = random_offsets(batch, self.config.max_gap_frames)
+    second = random_offsets(batch, self.config.max_gap_frames)
+    slices = tf.concat(
+        [crop_frames(features, first, self.config.slice_frames),
+         crop_frames(features, second, self.config.slice_frames)], axis=0)
+    e1, e2 = tf.split(encoder(slices), 2, axis=0)
+    logit = tf.reshape(self.mlp(tf.concat([e1, e2], axis=-1)), [batch])
+    target = (tf.cast(tf.abs(first - second), tf.float32)
+              / float(self.config.max_gap_frames))
+    # Binary cross-entropy with a soft target, from logits.
+    return tf.reduce_mean(ops.softplus(logit) - target * logit)

@@ -1,0 +1,214 @@
+"""Centralized self-supervised training of an encoder on a set of segments.
+
+Resumable (checkpoint every ``checkpoint_every`` steps; rerun the same command
+to continue), with TensorBoard scalars, a CSV loss log, a progress bar and a
+``config.json`` in the run directory. The final model is saved with
+:func:`model.ssl_model.save_model` under ``<run_dir>/model``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import time
+from typing import Callable
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from model.datasets.pipeline import training_dataset
+from model.ssl_model import ModelSpec, SSLModel, save_model
+
+__all__ = ["TrainConfig", "OPTIMIZERS", "TrainResult", "train_centralized",
+           "RunConfigMismatch"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Optimization settings of a centralized run.
+
+  Attributes:
+    steps: Optimizer steps.
+    batch_size: Examples per step (static).
+    optimizer: Key of ``OPTIMIZERS``.
+    learning_rate: Step size.
+    momentum: SGD momentum.
+    checkpoint_every: Steps between checkpoints.
+    log_every: Steps between logged losses.
+    seed: Seed of the batch order and of in-graph randomness.
+  """
+
+  steps: int = 300
+  batch_size: int = 16
+  optimizer: str = "adam"
+  learning_rate: float = 1e-3
+  momentum: float = 0.9
+  checkpoint_every: int = 100
+  log_every: int = 10
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.optimizer not in OPTIMIZERS:
+      raise ValueError(f"TrainConfig.optimizer: unknown {self.optimizer!r}; "
+                       f"expected one of {sorted(OPTIMIZERS)}")
+    for field in ("steps", "batch_size", "checkpoint_every", "log_every"):
+      if getattr(self, field) <= 0:
+        raise ValueError(f"TrainConfig.{field} must be positive, got "
+                         f"{getattr(self, field)}")
+
+
+#: Optimizer factories, keyed by flag value.
+OPTIMIZERS: dict[str, Callable[[TrainConfig], tf.keras.optimizers.Optimizer]] = {
+    "adam": lambda c: tf.keras.optimizers.Adam(c.learning_rate),
+    "sgd": lambda c: tf.keras.optimizers.SGD(c.learning_rate,
+                                             momentum=c.momentum),
+}
+
+
+class RunConfigMismatch(ValueError):
+  """A run directory holds a run with a different configuration."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+  """What a centralized run produced.
+
+  Attributes:
+    model: The trained model.
+    losses: ``(step, loss)`` pairs logged over the whole run (resumed runs
+      include the earlier part).
+    resumed_from: Step the run resumed from (0 for a fresh run).
+    wall_s: Wall time of this invocation.
+    model_dir: Where the final model was saved.
+  """
+
+  model: SSLModel
+  losses: tuple[tuple[int, float], ...]
+  resumed_from: int
+  wall_s: float
+  model_dir: str
+
+
+def _write_or_check_config(run_dir: str, config: dict) -> None:
+  path = os.path.join(run_dir, "config.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      existing = json.load(f)
+    # A run may be extended to more steps; anything else is another run.
+    comparable = lambda c: {**c, "train": {**c.get("train", {}), "steps": 0}}
+    if comparable(existing) != comparable(config):
+      diff = sorted(k for k in set(existing) | set(config)
+                    if comparable(existing).get(k) != comparable(config).get(k))
+      raise RunConfigMismatch(
+          f"{path}: run directory holds a run with a different configuration "
+          f"(differs in {diff}); use a new --run_dir or delete it")
+    if existing == config:
+      return
+  with open(path + ".tmp", "w") as f:
+    json.dump(config, f, indent=2, sort_keys=True)
+  os.replace(path + ".tmp", path)
+
+
+def _read_loss_log(path: str, up_to_step: int) -> list[tuple[int, float]]:
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    rows = [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(f)]
+  return [r for r in rows if r[0] <= up_to_step]
+
+
+def train_centralized(spec: ModelSpec, config: TrainConfig,
+                      waveforms: np.ndarray, run_dir: str, *,
+                      dataset_info: dict | None = None,
+                      show_progress: bool = True) -> TrainResult:
+  """Trains ``spec``'s encoder and task head on ``waveforms``.
+
+  Args:
+    spec: Model to build (task, encoder preset, front-end, seed).
+    config: Optimization settings.
+    waveforms: float32 ``[n, example_samples]`` training segments.
+    run_dir: Run directory (created; an existing run with the same
+      configuration is resumed from its last checkpoint).
+    dataset_info: Description of the data, recorded in ``config.json``.
+    show_progress: Show a tqdm bar with loss and ETA.
+
+  Returns:
+    The trained model and its loss log.
+
+  Raises:
+    RunConfigMismatch: ``run_dir`` holds a different run.
+    ValueError: ``waveforms`` has the wrong shape.
+    FloatingPointError: The loss became NaN/inf (the last good checkpoint is
+      kept).
+  """
+  model = SSLModel(spec)
+  if waveforms.ndim != 2 or waveforms.shape[1] != model.example_samples:
+    raise ValueError(
+        f"train_centralized: task {spec.task!r} needs waveforms "
+        f"[n, {model.example_samples}], got {list(waveforms.shape)}")
+  os.makedirs(run_dir, exist_ok=True)
+  _write_or_check_config(run_dir, {
+      "kind": "centralized", "model": spec.to_dict(),
+      "train": dataclasses.asdict(config), "data": dataset_info or {},
+      "num_examples": int(len(waveforms))})
+
+  optimizer = OPTIMIZERS[config.optimizer](config)
+  optimizer.build(model.weights)
+  step = tf.Variable(0, dtype=tf.int64, name="step")
+  checkpoint = tf.train.Checkpoint(step=step, weights=model.weights,
+                                   optimizer=optimizer)
+  manager = tf.train.CheckpointManager(
+      checkpoint, os.path.join(run_dir, "checkpoints"), max_to_keep=2)
+  if manager.latest_checkpoint:
+    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    logging.info("Resumed %s at step %d", run_dir, int(step))
+  start = int(step)
+  # In-graph randomness (crops, augmentations) continues from a seed that
+  # depends on where the run (re)starts.
+  tf.random.set_seed(config.seed * 1_000_003 + start)
+
+  @tf.function
+  def train_step(batch):
+    with tf.GradientTape() as tape:
+      loss = model.loss(batch)
+    grads = tape.gradient(loss, model.weights)
+    optimizer.apply_gradients(zip(grads, model.weights))
+    return loss
+
+  log_path = os.path.join(run_dir, "losses.csv")
+  losses = _read_loss_log(log_path, start)
+  with open(log_path, "w", newline="") as f:  # Drop entries past the restore.
+    csv.writer(f).writerows([("step", "loss"), *losses])
+  writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+  dataset = training_dataset(waveforms, config.batch_size, seed=config.seed,
+                             start_step=start,
+                             num_steps=config.steps - start)
+  t0 = time.time()
+  with tqdm(total=config.steps, initial=start, disable=not show_progress,
+            desc=f"train {spec.task}/{spec.encoder.name}", unit="step",
+            dynamic_ncols=True) as bar, writer.as_default():
+    for batch in dataset:
+      loss = float(train_step(batch))
+      current = int(step.assign_add(1))
+      if not np.isfinite(loss):
+        raise FloatingPointError(
+            f"loss is {loss} at step {current} of {run_dir}; last good "
+            f"checkpoint: {manager.latest_checkpoint}. Lower the learning "
+            f"rate ({config.learning_rate}).")
+      bar.update(1)
+      if current % config.log_every == 0 or current == config.steps:
+        losses.append((current, loss))
+        bar.set_postfix(loss=f"{loss:.4f}")
+        tf.summary.scalar("loss", loss, step=current)
+        with open(log_path, "a", newline="") as f:
+          csv.writer(f).writerow((current, loss))
+      if current % config.checkpoint_every == 0 or current == config.steps:
+        manager.save(checkpoint_number=current)
+  model_dir = os.path.join(run_dir, "model")
+  save_model(model, model_dir)
+  return TrainResult(model=model, losses=tuple(losses), resumed_from=start,
+                     wall_s=time.time() - t0, model_dir=model_dir)

@@ -1,0 +1,33 @@
+"""Installs the toolkit's packages: model, tff_sim, export, benchmarks.
+
+The pinned environment (requirements.lock, TensorFlow Federated with
+--no-deps) is installed by the Makefile; ``install_requires`` lists the
+direct dependencies for anyone installing the packages into their own
+environment.
+"""
+
+import setuptools
+
+setuptools.setup(
+    name="ondevice-audio-ssl",
+    version="0.1.0",
+    description=("On-device and federated training of self-supervised audio "
+                 "encoders: TFF simulation, TFLite export, benchmarks."),
+    python_requires=">=3.11,<3.12",
+    packages=setuptools.find_packages(
+        include=["model", "model.*", "tff_sim", "tff_sim.*", "export",
+                 "export.*", "benchmarks", "benchmarks.*"]),
+    install_requires=[
+        "absl-py", "numpy<2", "scipy", "tensorflow==2.14.1",
+        "tflite-runtime==2.14.0", "librosa", "soundfile", "scikit-learn",
+        "matplotlib", "tqdm",
+    ],
+    entry_points={
+        "console_scripts": [
+            "audio-ssl-model=model.__main__:run",
+            "audio-ssl-corpus=model.datasets.generate_main:run",
+            "audio-ssl-train=model.train_main:run",
+            "audio-ssl-demo=model.demo_main:run",
+        ],
+    },
+)

@@ -1,0 +1,63 @@
+"""Encoder presets: pinned sizes and costs, shapes, input validation."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from model.encoders import ENCODERS, Encoder, EncoderConfig
+
+# (parameters, forward FLOPs per 96x64 patch) of each preset.
+PINNED = {
+    "tiny": (7_284, 3_393_536),
+    "small": (32_968, 13_287_424),
+    "medium": (114_576, 52_527_104),
+    "large": (424_096, 208_863_232),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(PINNED))
+def test_pinned_size_and_flops(preset):
+  config = ENCODERS[preset]
+  params, flops = PINNED[preset]
+  assert config.num_params == params
+  assert 2 * config.forward_macs() == flops
+  encoder = Encoder(config)
+  assert sum(int(np.prod(v.shape)) for v in encoder.weights) == params
+  assert len(set(encoder.weight_names)) == len(encoder.weights)
+
+
+def test_large_is_four_times_small_width():
+  assert ENCODERS["large"].channels == tuple(4 * c for c in
+                                             ENCODERS["small"].channels)
+
+
+def test_flops_match_tf_profiler():
+  config = ENCODERS["tiny"]
+  encoder = Encoder(config)
+  fn = tf.function(encoder).get_concrete_function(
+      tf.TensorSpec([1, 96, 64], tf.float32))
+  from tensorflow.python.profiler import model_analyzer, option_builder
+  stats = model_analyzer.profile(
+      fn.graph, options=option_builder.ProfileOptionBuilder.float_operation())
+  # The profiler counts conv/matmul multiply-adds (plus bias adds etc.).
+  assert abs(stats.total_float_ops - 2 * config.forward_macs()) / (
+      2 * config.forward_macs()) < 0.10
+
+
+def test_forward_shape_and_determinism():
+  config = ENCODERS["tiny"]
+  x = tf.random.normal([3, 96, 64])
+  a, b = Encoder(config, seed=1), Encoder(config, seed=1)
+  np.testing.assert_array_equal(a(x).numpy(), b(x).numpy())
+  assert a(x).shape == (3, config.embedding_dim)
+  assert not np.allclose(a(x).numpy(), Encoder(config, seed=2)(x).numpy())
+
+
+def test_bad_input_shape_names_expected():
+  with pytest.raises(ValueError, match=r"\[n, 96, 64\]"):
+    Encoder(ENCODERS["tiny"])(tf.zeros([2, 90, 64]))
+
+
+def test_config_validation():
+  with pytest.raises(ValueError, match="divisible"):
+    EncoderConfig(name="odd", patch_frames=100)

@@ -1,0 +1,1 @@
+"""Federated simulation of self-supervised audio training in TensorFlow Federated."""
