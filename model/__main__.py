@@ -11,6 +11,7 @@ from absl import app
 from absl import flags
 
 from model.encoders import ENCODERS
+from model.gradcheck import gradient_errors
 from model.ssl_model import ModelSpec, SSLModel
 from model.tasks import SSL_TASKS
 from model.tflite_compat import check_builtin_training
@@ -50,6 +51,10 @@ def main(argv: list[str]) -> None:
       row.append(f"yes ({len(_TASKS.value)} tasks)" if not failed
                  else "NO: " + "; ".join(failed))
     print("| " + " | ".join(row) + " |", flush=True)
+  errors = gradient_errors()
+  worst = max(errors, key=errors.get)
+  print(f"\nCustom gradients vs TensorFlow's own (random inputs): max relative "
+        f"error {errors[worst]:.2e} ({worst}) over {len(errors)} checks")
 
 
 def run() -> None:

@@ -1,4 +1,5 @@
-"""Compares each custom gradient in :mod:`model.ops` with TensorFlow's own."""
+"""Compares each custom gradient in :mod:`model.ops` with TensorFlow's own
+(the same op built under :func:`model.ops.tf_gradients`)."""
 
 from __future__ import annotations
 
@@ -44,27 +45,24 @@ def gradient_errors(seed: int = 0, batch: int = 4) -> dict[str, float]:
         _grads(reference, inputs, upstream)):
       errors[f"{name}/{input_name}"] = max_relative_error(got, want)
 
-  zero_bias = lambda c: tf.zeros([c])
+  def reference(op):
+    def fn(*args):
+      with ops.tf_gradients():
+        return op(*args)
+    return fn
+
   for kh, kw, cin, cout in [(1, 3, 1, 8), (3, 1, 8, 8), (3, 3, 6, 5)]:
-    compare(f"conv2d_{kh}x{kw}",
-            lambda x, k: ops.conv2d(x, k, zero_bias(k.shape[-1])),
-            lambda x, k: tf.nn.conv2d(x, k, 1, "SAME"),
+    conv = lambda x, k: ops.conv2d(x, k, tf.zeros([k.shape[-1]]))
+    compare(f"conv2d_{kh}x{kw}", conv, reference(conv),
             [normal(batch, 16, 12, cin), normal(kh, kw, cin, cout)],
             ["input", "kernel"])
-  compare("relu", ops.relu, tf.nn.relu, [normal(batch, 8, 8, 3)], ["input"])
-  compare("relu_max_pool2x2", ops.relu_max_pool2x2,
-          lambda x: tf.nn.max_pool2d(tf.nn.relu(x), 2, 2, "VALID"),
-          [normal(batch, 8, 6, 3)], ["input"])
-  compare("relu_global_max", ops.relu_global_max,
-          lambda x: tf.reduce_max(tf.nn.relu(x), axis=[1, 2]),
-          [normal(batch, 6, 4, 5)], ["input"])
-  compare("upsample2x", ops.upsample2x,
-          lambda x: tf.image.resize(x, [2 * x.shape[1], 2 * x.shape[2]],
-                                    method="nearest"),
-          [normal(batch, 3, 4, 2)], ["input"])
-  compare("softplus", ops.softplus, tf.nn.softplus, [normal(batch, 7) * 5],
-          ["input"])
-  compare("l2_normalize", ops.l2_normalize,
-          lambda x: tf.math.l2_normalize(x, axis=-1), [normal(batch, 9)],
-          ["input"])
+  for name, op, shape in [
+      ("relu", ops.relu, (batch, 8, 8, 3)),
+      ("relu_max_pool2x2", ops.relu_max_pool2x2, (batch, 8, 6, 3)),
+      ("relu_global_max", ops.relu_global_max, (batch, 6, 4, 5)),
+      ("upsample2x", ops.upsample2x, (batch, 3, 4, 2)),
+      ("l2_normalize", ops.l2_normalize, (batch, 9))]:
+    compare(name, op, reference(op), [normal(*shape)], ["input"])
+  compare("softplus", ops.softplus, reference(ops.softplus),
+          [normal(batch, 7) * 5], ["input"])
   return errors

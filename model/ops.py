@@ -13,16 +13,41 @@ on-device ``train`` signature. Formulations follow measured fastest variants
 gradient from the output, a fused ReLU + 2x2 max-pool gradient).
 
 Every op needs static shapes (a static batch) when converted to TFLite.
+
+Inside ``with tf_gradients():`` the same ops are built from plain TF ops with
+TF's own gradients (the ``flex`` export mode, and the reference that the
+custom gradients are checked against).
 """
 
 from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Iterator
 
 import tensorflow as tf
 
 __all__ = [
     "conv2d", "relu", "relu_max_pool2x2", "relu_global_max", "dense",
-    "upsample2x", "softplus", "l2_normalize",
+    "upsample2x", "softplus", "l2_normalize", "tf_gradients",
 ]
+
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def tf_gradients() -> Iterator[None]:
+  """Builds the ops with TensorFlow's own gradients while active (at trace time)."""
+  previous = getattr(_state, "tf_gradients", False)
+  _state.tf_gradients = True
+  try:
+    yield
+  finally:
+    _state.tf_gradients = previous
+
+
+def _use_tf_gradients() -> bool:
+  return getattr(_state, "tf_gradients", False)
 
 
 def _flip_spatial(kernel: tf.Tensor) -> tf.Tensor:
@@ -73,14 +98,20 @@ def conv2d(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
   if kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
     raise ValueError(f"conv2d: kernel must have odd spatial size, got "
                      f"{kernel.shape[:2]}")
+  if _use_tf_gradients():
+    return tf.nn.conv2d(x, kernel, strides=1, padding="SAME") + bias
   return _conv2d_same(x, kernel) + bias
 
 
 @tf.custom_gradient
-def relu(x):
-  """ReLU whose gradient ``dy * sign(y)`` is computed from the output."""
+def _relu(x):
   y = tf.nn.relu(x)
   return y, lambda dy: dy * tf.sign(y)
+
+
+def relu(x: tf.Tensor) -> tf.Tensor:
+  """ReLU whose gradient ``dy * sign(y)`` is computed from the output."""
+  return tf.nn.relu(x) if _use_tf_gradients() else _relu(x)
 
 
 def _upsample_nearest(x: tf.Tensor) -> tf.Tensor:
@@ -88,8 +119,7 @@ def _upsample_nearest(x: tf.Tensor) -> tf.Tensor:
   return tf.image.resize(x, [2 * height, 2 * width], method="nearest")
 
 
-@tf.custom_gradient
-def relu_max_pool2x2(x):
+def relu_max_pool2x2(x: tf.Tensor) -> tf.Tensor:
   """``max_pool2x2(relu(x))`` with a fused, builtin-only gradient.
 
   The gradient routes ``dy`` to the position(s) that hold the maximum of each
@@ -99,6 +129,13 @@ def relu_max_pool2x2(x):
   if x.shape[1] % 2 or x.shape[2] % 2:
     raise ValueError(f"relu_max_pool2x2: height and width must be even, "
                      f"got {x.shape}")
+  if _use_tf_gradients():
+    return tf.nn.max_pool2d(tf.nn.relu(x), ksize=2, strides=2, padding="VALID")
+  return _relu_max_pool2x2(x)
+
+
+@tf.custom_gradient
+def _relu_max_pool2x2(x):
   y = tf.nn.max_pool2d(tf.nn.relu(x), ksize=2, strides=2, padding="VALID")
 
   def grad(dy):
@@ -108,9 +145,15 @@ def relu_max_pool2x2(x):
   return y, grad
 
 
-@tf.custom_gradient
-def relu_global_max(x):
+def relu_global_max(x: tf.Tensor) -> tf.Tensor:
   """``reduce_max(relu(x), axis=[1, 2])``: [b, h, w, c] -> [b, c]."""
+  if _use_tf_gradients():
+    return tf.reduce_max(tf.nn.relu(x), axis=[1, 2])
+  return _relu_global_max(x)
+
+
+@tf.custom_gradient
+def _relu_global_max(x):
   y = tf.reduce_max(tf.nn.relu(x), axis=[1, 2])
 
   def grad(dy):
@@ -126,23 +169,35 @@ def dense(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
   return tf.matmul(x, kernel) + bias
 
 
-@tf.custom_gradient
-def upsample2x(x):
+def upsample2x(x: tf.Tensor) -> tf.Tensor:
   """Nearest-neighbour x2 upsampling of [b, h, w, c]; gradient = 2x2 sum-pool."""
+  if _use_tf_gradients():
+    return _upsample_nearest(x)
+  return _upsample2x(x)
+
+
+@tf.custom_gradient
+def _upsample2x(x):
   def grad(dy):
     return 4.0 * tf.nn.avg_pool2d(dy, ksize=2, strides=2, padding="VALID")
   return _upsample_nearest(x), grad
 
 
-@tf.custom_gradient
-def softplus(x):
+def softplus(x: tf.Tensor) -> tf.Tensor:
   """``log(1 + exp(x))``, stable, with gradient ``sigmoid(x)``."""
+  return tf.nn.softplus(x) if _use_tf_gradients() else _softplus(x)
+
+
+@tf.custom_gradient
+def _softplus(x):
   y = tf.maximum(x, 0.0) + tf.math.log(1.0 + tf.exp(-tf.abs(x)))
   return y, lambda dy: dy * tf.sigmoid(x)
 
 
 def l2_normalize(x: tf.Tensor, epsilon: float = 1e-12) -> tf.Tensor:
   """Normalizes the last axis to unit L2 norm (builtin-only gradient)."""
+  if _use_tf_gradients():
+    return tf.math.l2_normalize(x, axis=-1, epsilon=epsilon)
 
   @tf.custom_gradient
   def _normalize(v):

@@ -95,6 +95,7 @@ class TrainResult:
 
 def _write_or_check_config(run_dir: str, config: dict) -> None:
   path = os.path.join(run_dir, "config.json")
+  config = json.loads(json.dumps(config))  # Tuples -> lists, as when read.
   if os.path.exists(path):
     with open(path) as f:
       existing = json.load(f)

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 import os
-from typing import Iterable, Iterator, Mapping, Optional, Sequence
+import types
+from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 __all__ = ["Clip", "ClipTable", "SPLITS", "read_manifest_csv"]
 
 #: Allowed values of :attr:`Clip.split` ("" means "not assigned").
 SPLITS = ("", "train", "validation", "test")
+#: Manifest columns that are not label tasks.
+_RESERVED = ("path", "client_id", "split", "duration_s")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +43,14 @@ class Clip:
   split: str = ""
 
   def __post_init__(self):
+    # Read-only labels: a frozen clip must not change under a shared table.
+    object.__setattr__(self, "labels", types.MappingProxyType(dict(self.labels)))
+    if reserved := sorted(set(self.labels) & set(_RESERVED)):
+      raise ValueError(f"Clip {self.path!r}: label names {reserved} are "
+                       f"reserved manifest columns")
+    if not math.isfinite(self.duration_s) or self.duration_s < 0:
+      raise ValueError(f"Clip {self.path!r}: duration_s must be a finite "
+                       f"number >= 0, got {self.duration_s}")
     if self.split not in SPLITS:
       raise ValueError(
           f"Clip {self.path!r}: split must be one of {SPLITS}, got {self.split!r}")
@@ -89,7 +101,7 @@ class ClipTable:
     """Returns the clips that carry a label for ``task``."""
     return self.filter(lambda c: task in c.labels)
 
-  def filter(self, predicate) -> "ClipTable":
+  def filter(self, predicate: Callable[[Clip], bool]) -> "ClipTable":
     """Returns the clips for which ``predicate(clip)`` is true."""
     return dataclasses.replace(
         self, clips=tuple(c for c in self.clips if predicate(c)))
@@ -110,7 +122,7 @@ class ClipTable:
   def to_csv(self, path: str) -> None:
     """Writes the generic manifest CSV: ``path,client_id,split,duration_s,<labels>``."""
     columns = self.label_columns
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8") as f:
       writer = csv.writer(f)
       writer.writerow(["path", "client_id", "split", "duration_s", *columns])
       for c in self.clips:
@@ -120,6 +132,7 @@ class ClipTable:
   @classmethod
   def from_rows(cls, rows: Sequence[Clip], *, root: str = "",
                 name: str = "clips") -> "ClipTable":
+    """Builds a table from a sequence of clips."""
     return cls(clips=tuple(rows), root=root, name=name)
 
 
@@ -137,24 +150,29 @@ def read_manifest_csv(path: str, *, name: Optional[str] = None) -> ClipTable:
   """
   root = os.path.dirname(os.path.abspath(path))
   rows = []
-  with open(path, newline="") as f:
+  # utf-8-sig: spreadsheet programs often prepend a byte-order mark.
+  with open(path, newline="", encoding="utf-8-sig") as f:
     reader = csv.DictReader(f)
     fields = reader.fieldnames or []
     for required in ("path", "client_id"):
       if required not in fields:
         raise ValueError(f"{path}: missing required column {required!r}; "
                          f"got columns {fields}")
-    label_cols = [k for k in fields
-                  if k not in ("path", "client_id", "split", "duration_s")]
+    label_cols = [k for k in fields if k not in _RESERVED]
     for line, row in enumerate(reader, start=2):
+      if None in row or None in row.values():
+        raise ValueError(f"{path}:{line}: expected {len(fields)} fields "
+                         f"{fields}, got a row of another length")
       if not row.get("path"):
         raise ValueError(f"{path}:{line}: empty 'path'")
       if not row.get("client_id"):
         raise ValueError(f"{path}:{line}: empty 'client_id'")
       try:
         duration = float(row.get("duration_s") or 0.0)
+        if not math.isfinite(duration) or duration < 0:
+          raise ValueError(duration)
       except ValueError as e:
-        raise ValueError(f"{path}:{line}: field 'duration_s' must be a number, "
+        raise ValueError(f"{path}:{line}: field 'duration_s' must be a number >= 0, "
                          f"got {row.get('duration_s')!r}") from e
       split = row.get("split") or ""
       if split not in SPLITS:

@@ -1,0 +1,811 @@
+"""Downstream evaluation as in Tagliasacchi et al. 2020: probes and tuning."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import math
+import os
+from typing import Callable, Mapping, Optional, Sequence
+
+from absl import logging
+from matplotlib.figure import Figure
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupShuffleSplit, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler, normalize
+import tensorflow as tf
+
+from model.datasets.clips import ClipTable
+from model.encoders import Encoder, EncoderConfig
+from model.features import FrontendConfig, frames_to_patches, log_mel
+from model.heads import MLPHead
+
+__all__ = [
+    "SPEAKER_TASK",
+    "Classifier",
+    "ProbeResult",
+    "clip_embeddings",
+    "clip_patches",
+    "default_tasks",
+    "evaluate_encoder",
+    "fine_tune",
+    "format_markdown_table",
+    "gap_recovered",
+    "linear_probe",
+    "plot_quality_table",
+    "probe_encoder",
+    "retrieval_map",
+    "split_for_task",
+    "supervised_baseline",
+    "train_classifier",
+    "write_csv",
+]
+
+#: The task whose labels are the speakers: it is split within each speaker.
+SPEAKER_TASK = "speaker"
+
+#: Random speaker-disjoint splits tried to find one whose test labels all
+#: occur in train.
+_SPLIT_CANDIDATES = 100
+
+#: Queries ranked at once by :func:`retrieval_map` (bounds its memory).
+_RETRIEVAL_CHUNK = 1024
+
+
+def _check_compatible(config: EncoderConfig, frontend: FrontendConfig) -> None:
+  """Raises ValueError if the front-end's patches do not fit the encoder."""
+  if (frontend.patch_frames, frontend.num_mel_bins) != (
+      config.patch_frames, config.num_mel_bins):
+    raise ValueError(
+        f"front-end patches are {frontend.patch_frames}x"
+        f"{frontend.num_mel_bins} (frames x mel bins) but encoder "
+        f"{config.name!r} expects {config.patch_frames}x{config.num_mel_bins}")
+
+
+@functools.lru_cache(maxsize=4)
+def _patch_function(
+    frontend: FrontendConfig) -> Callable[[tf.Tensor], tf.Tensor]:
+  """A tf.function: one waveform of any length -> its log-mel patches."""
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+  def patches(waveform: tf.Tensor) -> tf.Tensor:
+    return frames_to_patches(log_mel(waveform, frontend),
+                             frontend.patch_frames, pad=True)
+
+  return patches
+
+
+def clip_patches(waveforms: Sequence[np.ndarray], frontend: FrontendConfig
+                 ) -> tuple[np.ndarray, np.ndarray]:
+  """Cuts every clip's log-mel into non-overlapping patches.
+
+  A clip shorter than one STFT window is zero-padded to it; a clip shorter
+  than one patch is padded to one (see
+  :func:`model.features.frames_to_patches`), so every clip has at least one
+  patch.
+
+  Args:
+    waveforms: 1-D float waveforms at ``frontend.sample_rate``.
+    frontend: Front-end parameters.
+
+  Returns:
+    ``patches``: float32 ``[num_patches, patch_frames, num_mel_bins]``, the
+    clips' patches one clip after the other, and ``owner``: int64
+    ``[num_patches]``, the index of the clip each patch comes from
+    (non-decreasing).
+
+  Raises:
+    ValueError: A waveform is not 1-D.
+  """
+  compute = _patch_function(frontend)
+  per_clip = []
+  for i, waveform in enumerate(waveforms):
+    waveform = np.asarray(waveform, np.float32)
+    if waveform.ndim != 1:
+      raise ValueError(f"clip_patches: waveform {i} must be 1-D, got shape "
+                       f"{waveform.shape}")
+    shortfall = frontend.window_samples - waveform.size
+    if shortfall > 0:
+      waveform = np.pad(waveform, (0, shortfall))
+    per_clip.append(compute(waveform).numpy())
+  if not per_clip:
+    return (np.zeros((0, frontend.patch_frames, frontend.num_mel_bins),
+                     np.float32), np.zeros(0, np.int64))
+  owner = np.repeat(np.arange(len(per_clip)), [len(p) for p in per_clip])
+  return np.concatenate(per_clip), owner
+
+
+def _apply_in_batches(function: Callable[[tf.Tensor], tf.Tensor],
+                      patches: np.ndarray, batch_size: int) -> np.ndarray:
+  """Applies a ``[n, frames, bins] -> [n, d]`` function batch by batch."""
+  if batch_size <= 0:
+    raise ValueError(f"batch_size must be positive, got {batch_size}")
+  compiled = tf.function(function, input_signature=[
+      tf.TensorSpec([None, *patches.shape[1:]], tf.float32)])
+  return np.concatenate([compiled(patches[start:start + batch_size]).numpy()
+                         for start in range(0, len(patches), batch_size)])
+
+
+def _clip_means(values: np.ndarray, owner: np.ndarray) -> np.ndarray:
+  """Means of ``values`` ``[num_patches, d]`` over each clip's patches."""
+  counts = np.bincount(owner)
+  starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+  return np.add.reduceat(values, starts, axis=0) / counts[:, np.newaxis]
+
+
+def clip_embeddings(encoder: Encoder, waveforms: Sequence[np.ndarray],
+                    frontend: FrontendConfig, *,
+                    batch_size: int = 256) -> np.ndarray:
+  """Embeds clips: the mean embedding of each clip's log-mel patches.
+
+  Patches of all clips are embedded together, ``batch_size`` at a time.
+
+  Args:
+    encoder: The encoder (not modified).
+    waveforms: 1-D float waveforms at ``frontend.sample_rate``.
+    frontend: Front-end parameters (must match the encoder's patch shape).
+    batch_size: Patches per encoder call.
+
+  Returns:
+    float32 ``[num_clips, embedding_dim]``.
+
+  Raises:
+    ValueError: The front-end does not match the encoder, a waveform is not
+      1-D, or ``batch_size`` is not positive.
+  """
+  _check_compatible(encoder.config, frontend)
+  if len(waveforms) == 0:
+    return np.zeros((0, encoder.config.embedding_dim), np.float32)
+  patches, owner = clip_patches(waveforms, frontend)
+  embeddings = _apply_in_batches(encoder.__call__, patches, batch_size)
+  return _clip_means(embeddings, owner).astype(np.float32)
+
+
+def _labels_and_rows(table: ClipTable, task: str
+                     ) -> tuple[np.ndarray, np.ndarray]:
+  """Labels of the clips that carry ``task`` and their rows in ``table``."""
+  rows = np.asarray([i for i, clip in enumerate(table) if task in clip.labels],
+                    np.int64)
+  labels = np.asarray([table[i].labels[task] for i in rows], dtype=object)
+  return labels, rows
+
+
+def _split_within_speakers(task: str, labels: np.ndarray, test_fraction: float,
+                           seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """Stratified split; classes with a single clip go to train only."""
+  classes, counts = np.unique(labels, return_counts=True)
+  repeated = np.isin(labels, classes[counts >= 2])
+  candidates = np.flatnonzero(repeated)
+  num_repeated = int(np.count_nonzero(counts >= 2))
+  if num_repeated < 2:
+    raise ValueError(
+        f"task {task!r}: a within-speaker split needs at least 2 classes with "
+        f"2 or more clips each; got {num_repeated} such classes "
+        f"({len(labels)} clips, {len(classes)} classes)")
+  try:
+    train, test = train_test_split(candidates, test_size=test_fraction,
+                                   random_state=seed,
+                                   stratify=labels[candidates])
+  except ValueError as error:
+    raise ValueError(
+        f"task {task!r}: cannot split {len(candidates)} clips of "
+        f"{num_repeated} classes with test_fraction {test_fraction}: "
+        f"{error}") from error
+  return np.concatenate([train, np.flatnonzero(~repeated)]), test
+
+
+def _split_across_speakers(task: str, labels: np.ndarray, groups: np.ndarray,
+                           test_fraction: float, seed: int
+                           ) -> tuple[np.ndarray, np.ndarray]:
+  """Speaker-disjoint split whose test labels occur in train if possible."""
+  num_groups = len(np.unique(groups))
+  if num_groups < 2:
+    raise ValueError(
+        f"task {task!r}: a speaker-disjoint split needs clips from at least 2 "
+        f"speakers; got {num_groups} speaker(s) ({len(labels)} clips)")
+  splitter = GroupShuffleSplit(n_splits=_SPLIT_CANDIDATES,
+                               test_size=test_fraction, random_state=seed)
+  best = None
+  for train, test in splitter.split(labels, groups=groups):
+    unseen = int(np.count_nonzero(~np.isin(labels[test], labels[train])))
+    if best is None or unseen < best[0]:
+      best = (unseen, train, test)
+    if unseen == 0:
+      break
+  return best[1], best[2]
+
+
+def split_for_task(table: ClipTable, task: str, *, test_fraction: float = 0.3,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """Splits the clips labelled for ``task`` into train and test.
+
+  For :data:`SPEAKER_TASK` the clips of every speaker are split (stratified by
+  label; a speaker with a single clip goes to train). For every other task
+  whole speakers (``client_id``) go to either side, so no speaker is in both;
+  among several random speaker splits the first whose test labels all occur
+  in train is taken (else the one with the fewest test clips of unseen
+  labels). Test clips whose label never occurs in train are dropped (logged).
+
+  Args:
+    table: The clips.
+    task: Label column.
+    test_fraction: Fraction of the clips (speaker task) or of the speakers
+      (other tasks) that go to test.
+    seed: Seed of the random split.
+
+  Returns:
+    Sorted ``(train, test)`` indices into ``table.with_label(task)``.
+
+  Raises:
+    ValueError: ``test_fraction`` is not in (0, 1), or the task has fewer
+      than 2 classes, too few clips or speakers to split, or leaves fewer
+      than 2 classes in train or no test clip; the message names the task
+      and the counts.
+  """
+  if not 0 < test_fraction < 1:
+    raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+  labels, _ = _labels_and_rows(table, task)
+  num_classes = len(np.unique(labels))
+  if num_classes < 2:
+    raise ValueError(f"task {task!r}: needs at least 2 classes, got "
+                     f"{num_classes} ({len(labels)} labelled clips)")
+  if task == SPEAKER_TASK:
+    train, test = _split_within_speakers(task, labels, test_fraction, seed)
+  else:
+    groups = np.asarray([clip.client_id for clip in table.with_label(task)])
+    train, test = _split_across_speakers(task, labels, groups, test_fraction,
+                                         seed)
+  seen = np.isin(labels[test], labels[train])
+  if not seen.all():
+    logging.warning("task %r: dropping %d of %d test clips whose label never "
+                    "occurs in train", task, np.count_nonzero(~seen), len(test))
+  test = test[seen]
+  train_classes = len(np.unique(labels[train]))
+  if train_classes < 2 or not test.size:
+    raise ValueError(
+        f"task {task!r}: split of {len(labels)} clips ({num_classes} classes) "
+        f"leaves {train_classes} classes in train and {test.size} usable test "
+        f"clips; need at least 2 and 1")
+  return np.sort(train), np.sort(test)
+
+
+def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
+                 test_y: np.ndarray) -> float:
+  """Accuracy of a standardized logistic regression on fixed embeddings.
+
+  Args:
+    train_x: ``[n_train, dim]`` training embeddings.
+    train_y: ``[n_train]`` training labels (any comparable type).
+    test_x: ``[n_test, dim]`` test embeddings.
+    test_y: ``[n_test]`` test labels.
+
+  Returns:
+    Test accuracy in [0, 1].
+  """
+  probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+  probe.fit(train_x, train_y)
+  return float(probe.score(test_x, test_y))
+
+
+def retrieval_map(embeddings: np.ndarray, labels: Sequence, *,
+                  k: int = 10) -> dict[str, float]:
+  """Same-label retrieval quality under cosine similarity.
+
+  Every clip queries all others (itself excluded), ranked by cosine
+  similarity; the relevant ones share its label.
+
+  Args:
+    embeddings: ``[n, dim]``.
+    labels: ``[n]`` labels.
+    k: Cut-off of the precision.
+
+  Returns:
+    ``{"map": ..., f"precision@{k}": ...}``: the mean average precision over
+    the queries that have at least one relevant clip, and the mean fraction
+    of relevant clips among each query's top ``min(k, n - 1)``, over all
+    queries.
+
+  Raises:
+    ValueError: Shapes disagree, ``k`` is not positive, there are fewer than
+      2 clips, or no label occurs twice.
+  """
+  embeddings = np.asarray(embeddings, np.float32)
+  labels = np.asarray(labels)
+  n = len(embeddings)
+  if embeddings.ndim != 2 or labels.shape != (n,):
+    raise ValueError(f"retrieval_map: need embeddings [n, dim] and labels [n], "
+                     f"got {embeddings.shape} and {labels.shape}")
+  if k <= 0:
+    raise ValueError(f"retrieval_map: k must be positive, got {k}")
+  if n < 2:
+    raise ValueError(f"retrieval_map: need at least 2 clips, got {n}")
+  unit = normalize(embeddings)
+  _, codes = np.unique(labels, return_inverse=True)
+  cutoff = min(k, n - 1)
+  ranks = np.arange(1, n)
+  average_precisions, precisions = [], []
+  for start in range(0, n, _RETRIEVAL_CHUNK):
+    queries = np.arange(start, min(start + _RETRIEVAL_CHUNK, n))
+    similarity = unit[queries] @ unit.T
+    similarity[np.arange(len(queries)), queries] = -np.inf
+    # The query itself ranks last; drop it.
+    order = np.argsort(-similarity, axis=1, kind="stable")[:, :-1]
+    relevant = codes[order] == codes[queries, np.newaxis]
+    hits = np.cumsum(relevant, axis=1)
+    num_relevant = hits[:, -1]
+    valid = num_relevant > 0
+    average_precisions.append(
+        np.sum(relevant[valid] * hits[valid] / ranks, axis=1)
+        / num_relevant[valid])
+    precisions.append(hits[:, cutoff - 1] / cutoff)
+  average_precisions = np.concatenate(average_precisions)
+  if not average_precisions.size:
+    raise ValueError(f"retrieval_map: no label of the {n} clips occurs twice")
+  return {"map": float(np.mean(average_precisions)),
+          f"precision@{k}": float(np.mean(np.concatenate(precisions)))}
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeResult:
+  """Frozen-encoder quality on the downstream tasks.
+
+  Attributes:
+    accuracy: Linear-probe test accuracy by task.
+    num_train: Training clips by task.
+    num_test: Test clips by task.
+    retrieval_task: Label column used for retrieval (None if skipped).
+    retrieval: :func:`retrieval_map`'s scores (empty if skipped).
+  """
+
+  accuracy: dict[str, float]
+  num_train: dict[str, int]
+  num_test: dict[str, int]
+  retrieval_task: Optional[str] = None
+  retrieval: dict[str, float] = dataclasses.field(default_factory=dict)
+
+  def as_dict(self) -> dict[str, float]:
+    """Accuracies by task plus ``retrieval_<score>``, e.g. ``retrieval_map``."""
+    return {**self.accuracy,
+            **{f"retrieval_{name}": v for name, v in self.retrieval.items()}}
+
+
+def default_tasks(table: ClipTable) -> tuple[str, ...]:
+  """Label columns of ``table`` with at least 2 distinct values (sorted)."""
+  return tuple(task for task in table.label_columns
+               if len(set(table.with_label(task).labels_of(task))) >= 2)
+
+
+def probe_encoder(encoder: Encoder, table: ClipTable,
+                  waveforms: Sequence[np.ndarray], frontend: FrontendConfig, *,
+                  tasks: Optional[Sequence[str]] = None,
+                  retrieval_task: Optional[str] = "keyword",
+                  test_fraction: float = 0.3, seed: int = 0,
+                  batch_size: int = 256) -> ProbeResult:
+  """Linear probes and retrieval on frozen clip embeddings.
+
+  Embeddings are computed once, for every clip that has any label.
+
+  Args:
+    encoder: The encoder (not modified).
+    table: The clips.
+    waveforms: One waveform per clip of ``table``, in table order.
+    frontend: Front-end parameters.
+    tasks: Label columns to probe; default :func:`default_tasks`.
+    retrieval_task: Label column scored by :func:`retrieval_map` (None: no
+      retrieval). Skipped, with a warning, if it has fewer than 2 classes.
+    test_fraction: As in :func:`split_for_task`.
+    seed: Seed of the splits.
+    batch_size: Patches per encoder call.
+
+  Returns:
+    The scores.
+
+  Raises:
+    ValueError: ``waveforms`` and ``table`` differ in length, or a task
+      cannot be split (see :func:`split_for_task`).
+  """
+  if len(waveforms) != len(table):
+    raise ValueError(f"probe_encoder: {len(waveforms)} waveforms for a table "
+                     f"of {len(table)} clips")
+  labelled = np.flatnonzero([bool(clip.labels) for clip in table])
+  position = np.full(len(table), -1, np.int64)
+  position[labelled] = np.arange(len(labelled))
+  embeddings = clip_embeddings(encoder, [waveforms[i] for i in labelled],
+                               frontend, batch_size=batch_size)
+  accuracy, num_train, num_test = {}, {}, {}
+  for task in default_tasks(table) if tasks is None else tasks:
+    labels, rows = _labels_and_rows(table, task)
+    x = embeddings[position[rows]]
+    train, test = split_for_task(table, task, test_fraction=test_fraction,
+                                 seed=seed)
+    accuracy[task] = linear_probe(x[train], labels[train], x[test],
+                                  labels[test])
+    num_train[task], num_test[task] = len(train), len(test)
+  retrieval = {}
+  if retrieval_task is not None:
+    labels, rows = _labels_and_rows(table, retrieval_task)
+    if len(np.unique(labels)) >= 2:
+      retrieval = retrieval_map(embeddings[position[rows]], labels)
+    else:
+      logging.warning("retrieval task %r has fewer than 2 classes in %s; "
+                      "skipping retrieval", retrieval_task, table.name)
+      retrieval_task = None
+  return ProbeResult(accuracy=accuracy, num_train=num_train, num_test=num_test,
+                     retrieval_task=retrieval_task, retrieval=retrieval)
+
+
+def evaluate_encoder(encoder: Encoder, table: ClipTable,
+                     waveforms: Sequence[np.ndarray], frontend: FrontendConfig,
+                     *, tasks: Optional[Sequence[str]] = None,
+                     retrieval_task: Optional[str] = "keyword",
+                     seed: int = 0) -> dict[str, float]:
+  """Flat scores of :func:`probe_encoder`, e.g. ``{"keyword": 0.83, ...}``.
+
+  Args:
+    encoder: The encoder (not modified).
+    table: The clips.
+    waveforms: One waveform per clip of ``table``, in table order.
+    frontend: Front-end parameters.
+    tasks: Label columns to probe; default :func:`default_tasks`.
+    retrieval_task: Label column for retrieval (None: none).
+    seed: Seed of the splits.
+
+  Returns:
+    Probe accuracy by task, plus ``retrieval_map`` and
+    ``retrieval_precision@10`` when retrieval ran.
+
+  Raises:
+    ValueError: As :func:`probe_encoder`.
+  """
+  return probe_encoder(encoder, table, waveforms, frontend, tasks=tasks,
+                       retrieval_task=retrieval_task, seed=seed).as_dict()
+
+
+class Classifier(tf.Module):
+  """An encoder with a linear softmax head: patches -> class logits."""
+
+  def __init__(self, encoder: Encoder, num_classes: int, *, seed: int = 0):
+    """Builds the classifier.
+
+    Args:
+      encoder: The encoder (used as is, not copied).
+      num_classes: Output classes.
+      seed: Seed of the head's initial weights.
+    """
+    super().__init__(name="classifier")
+    self.encoder = encoder
+    self.head = MLPHead((encoder.config.embedding_dim, num_classes),
+                        rng=np.random.default_rng(seed), name="classifier_head")
+
+  def __call__(self, patches: tf.Tensor) -> tf.Tensor:
+    """``[n, patch_frames, num_mel_bins]`` -> ``[n, num_classes]`` logits."""
+    return self.head(self.encoder(patches))
+
+  def predict_proba(self, patches: np.ndarray, owner: np.ndarray, *,
+                    batch_size: int = 256) -> np.ndarray:
+    """Class probabilities of clips: the softmax averaged over their patches.
+
+    Args:
+      patches: ``[num_patches, patch_frames, num_mel_bins]``.
+      owner: Clip index of each patch, as from :func:`clip_patches`.
+      batch_size: Patches per call.
+
+    Returns:
+      ``[num_clips, num_classes]``.
+    """
+    probabilities = _apply_in_batches(lambda x: tf.nn.softmax(self(x)),
+                                      patches, batch_size)
+    return _clip_means(probabilities, owner)
+
+  def predict(self, patches: np.ndarray, owner: np.ndarray, *,
+              batch_size: int = 256) -> np.ndarray:
+    """Most probable class index of each clip (see :meth:`predict_proba`)."""
+    return np.argmax(self.predict_proba(patches, owner, batch_size=batch_size),
+                     axis=1)
+
+
+def _copy_encoder(encoder: Encoder) -> Encoder:
+  """A new encoder with the same configuration and copied weight values."""
+  copy = Encoder(encoder.config)
+  for target, source in zip(copy.weights, encoder.weights):
+    target.assign(source)
+  return copy
+
+
+def _trainable_variables(classifier: Classifier,
+                         trainable_blocks: Optional[int]) -> list[tf.Variable]:
+  """The head plus all encoder weights, or the top ``trainable_blocks``."""
+  encoder = classifier.encoder
+  if trainable_blocks is None:
+    return encoder.weights + classifier.head.weights
+  num_blocks = len(encoder.config.channels)
+  if not 0 <= trainable_blocks <= num_blocks:
+    raise ValueError(f"trainable_blocks must be in [0, {num_blocks}] or None, "
+                     f"got {trainable_blocks}")
+  unfrozen = {"embedding"} | {f"block{i}" for i in
+                              range(num_blocks - trainable_blocks, num_blocks)}
+  # Weight names are "<prefix>/<layer>/...", the layer "block<i>" or
+  # "embedding".
+  return [variable for name, variable
+          in zip(encoder.weight_names, encoder.weights)
+          if name.removeprefix(f"{encoder.prefix}/").split("/")[0] in unfrozen
+          ] + classifier.head.weights
+
+
+def train_classifier(encoder: Encoder, patches: np.ndarray, labels: np.ndarray,
+                     num_classes: int, *, trainable_blocks: Optional[int],
+                     steps: int, batch_size: int = 64,
+                     learning_rate: float = 1e-3,
+                     seed: int = 0) -> tuple[Classifier, np.ndarray]:
+  """Trains a linear softmax head on a copy of ``encoder`` with Adam.
+
+  Every patch is one training example carrying its clip's label.
+
+  Args:
+    encoder: Initial encoder; its weights are copied, never modified. Pass a
+      fresh ``Encoder(config, seed=...)`` for a supervised baseline.
+    patches: float32 ``[n, patch_frames, num_mel_bins]``.
+    labels: int ``[n]`` class indices in ``[0, num_classes)``.
+    num_classes: Output classes.
+    trainable_blocks: None trains the whole encoder; ``k`` trains only the
+      embedding layer and the last ``k`` conv blocks (0: the embedding layer
+      only). The head is always trained.
+    steps: Optimizer steps.
+    batch_size: Patches per step (at most ``n``).
+    learning_rate: Adam step size.
+    seed: Seed of the head's initial weights and the batch order.
+
+  Returns:
+    The trained classifier and its per-step training loss ``[steps]``.
+
+  Raises:
+    ValueError: Shapes or labels are invalid, ``steps`` or ``batch_size`` is
+      not positive, or ``trainable_blocks`` is out of range.
+  """
+  patches = np.asarray(patches, np.float32)
+  labels = np.asarray(labels)
+  config = encoder.config
+  expected = (config.patch_frames, config.num_mel_bins)
+  if patches.ndim != 3 or patches.shape[1:] != expected or (
+      labels.shape != (len(patches),)) or not len(patches):
+    raise ValueError(
+        f"train_classifier: need patches [n > 0, {expected[0]}, {expected[1]}] "
+        f"and labels [n], got {patches.shape} and {labels.shape}")
+  if not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f"train_classifier: labels must be integers, got "
+                     f"{labels.dtype}")
+  if labels.min() < 0 or labels.max() >= num_classes:
+    raise ValueError(f"train_classifier: labels must be integers in "
+                     f"[0, {num_classes}), got values in "
+                     f"[{labels.min()}, {labels.max()}]")
+  if steps <= 0 or batch_size <= 0:
+    raise ValueError(f"train_classifier: steps and batch_size must be "
+                     f"positive, got {steps} and {batch_size}")
+  classifier = Classifier(_copy_encoder(encoder), num_classes, seed=seed)
+  variables = _trainable_variables(classifier, trainable_blocks)
+  optimizer = tf.keras.optimizers.Adam(learning_rate)
+  optimizer.build(variables)
+  batch_size = min(batch_size, len(patches))
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([batch_size, *expected], tf.float32),
+      tf.TensorSpec([batch_size], tf.int32)])
+  def train_step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+          labels=y, logits=classifier(x)))
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return loss
+
+  batches = (tf.data.Dataset.from_tensor_slices((patches,
+                                                 labels.astype(np.int32)))
+             .shuffle(len(patches), seed=seed).repeat()
+             .batch(batch_size, drop_remainder=True).take(steps))
+  losses = [float(train_step(x, y)) for x, y in batches]
+  return classifier, np.asarray(losses, np.float32)
+
+
+def _train_and_test(encoder: Encoder, trainable_blocks: Optional[int],
+                    table: ClipTable, waveforms: Sequence[np.ndarray],
+                    frontend: FrontendConfig, task: str,
+                    split: tuple[np.ndarray, np.ndarray], *, steps: int,
+                    batch_size: int, learning_rate: float, seed: int) -> float:
+  """Trains on the split's train clips; returns clip accuracy on its test."""
+  _check_compatible(encoder.config, frontend)
+  if len(waveforms) != len(table):
+    raise ValueError(f"{len(waveforms)} waveforms for a table of {len(table)} "
+                     f"clips")
+  labels, rows = _labels_and_rows(table, task)
+  train, test = (np.asarray(indices, np.int64) for indices in split)
+  classes = np.unique(labels[train])
+  patches, owner = clip_patches([waveforms[rows[i]] for i in train], frontend)
+  classifier, _ = train_classifier(
+      encoder, patches, np.searchsorted(classes, labels[train])[owner],
+      len(classes), trainable_blocks=trainable_blocks, steps=steps,
+      batch_size=batch_size, learning_rate=learning_rate, seed=seed)
+  patches, owner = clip_patches([waveforms[rows[i]] for i in test], frontend)
+  predicted = classes[classifier.predict(patches, owner)]
+  return float(np.mean(predicted == labels[test]))
+
+
+def supervised_baseline(config: EncoderConfig, table: ClipTable,
+                        waveforms: Sequence[np.ndarray],
+                        frontend: FrontendConfig, task: str,
+                        split: tuple[np.ndarray, np.ndarray], *,
+                        steps: int = 1000, batch_size: int = 64,
+                        learning_rate: float = 1e-3, seed: int = 0) -> float:
+  """Test accuracy of an encoder trained from scratch with labels.
+
+  Args:
+    config: Encoder architecture; weights start from ``Encoder(config,
+      seed=seed)``.
+    table: The clips.
+    waveforms: One waveform per clip of ``table``, in table order.
+    frontend: Front-end parameters.
+    task: Label column.
+    split: ``(train, test)`` indices into ``table.with_label(task)``, as from
+      :func:`split_for_task`.
+    steps: Optimizer steps.
+    batch_size: Patches per step.
+    learning_rate: Adam step size.
+    seed: Seed of the initial weights and the batch order.
+
+  Returns:
+    Clip accuracy on the test clips (a test label unseen in train counts as
+    wrong).
+
+  Raises:
+    ValueError: The inputs do not match (see :func:`train_classifier`).
+  """
+  return _train_and_test(Encoder(config, seed=seed), None, table, waveforms,
+                         frontend, task, split, steps=steps,
+                         batch_size=batch_size, learning_rate=learning_rate,
+                         seed=seed)
+
+
+def fine_tune(encoder: Encoder, table: ClipTable,
+              waveforms: Sequence[np.ndarray], frontend: FrontendConfig,
+              task: str, split: tuple[np.ndarray, np.ndarray], *,
+              trainable_blocks: int = 1, steps: int = 1000,
+              batch_size: int = 64, learning_rate: float = 1e-3,
+              seed: int = 0) -> float:
+  """Test accuracy after fine-tuning the top of a copy of ``encoder``.
+
+  Args:
+    encoder: Pre-trained encoder (not modified).
+    table: The clips.
+    waveforms: One waveform per clip of ``table``, in table order.
+    frontend: Front-end parameters.
+    task: Label column.
+    split: ``(train, test)`` indices into ``table.with_label(task)``, as from
+      :func:`split_for_task`.
+    trainable_blocks: Conv blocks unfrozen from the top, besides the
+      embedding layer and the head (see :func:`train_classifier`).
+    steps: Optimizer steps.
+    batch_size: Patches per step.
+    learning_rate: Adam step size.
+    seed: Seed of the head's initial weights and the batch order.
+
+  Returns:
+    Clip accuracy on the test clips (a test label unseen in train counts as
+    wrong).
+
+  Raises:
+    ValueError: The inputs do not match (see :func:`train_classifier`).
+  """
+  return _train_and_test(encoder, trainable_blocks, table, waveforms, frontend,
+                         task, split, steps=steps, batch_size=batch_size,
+                         learning_rate=learning_rate, seed=seed)
+
+
+def gap_recovered(probe_acc: float, finetune_acc: float, supervised_acc: float,
+                  *, tolerance: float = 1e-6) -> float:
+  """Fraction of the probe-to-supervised gap that fine-tuning recovers.
+
+  Args:
+    probe_acc: Linear-probe accuracy of the frozen encoder.
+    finetune_acc: Accuracy after fine-tuning.
+    supervised_acc: Accuracy of the supervised baseline.
+    tolerance: Gaps smaller than this in magnitude give NaN.
+
+  Returns:
+    ``(finetune - probe) / (supervised - probe)``; NaN if an input is NaN or
+    the gap is below ``tolerance``.
+  """
+  gap = supervised_acc - probe_acc
+  if not math.isfinite(gap) or abs(gap) < tolerance:
+    return math.nan
+  return (finetune_acc - probe_acc) / gap
+
+
+def _columns(rows: Mapping[str, Mapping[str, float]]) -> list[str]:
+  """Column names in order of first appearance; ValueError if none."""
+  columns = list(dict.fromkeys(c for values in rows.values() for c in values))
+  if not columns:
+    raise ValueError("quality table has no rows or no columns")
+  return columns
+
+
+def _make_parent(path: str) -> None:
+  if os.path.dirname(path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+
+
+def plot_quality_table(rows: Mapping[str, Mapping[str, float]], path: str, *,
+                       title: str = "Downstream quality",
+                       ylabel: str = "accuracy") -> None:
+  """Grouped bar chart, one group per column and one bar per row, as PNG.
+
+  Args:
+    rows: Scores by column (e.g. task) by row (e.g. model); missing scores
+      leave a gap.
+    path: Output PNG (parent directories are created).
+    title: Chart title.
+    ylabel: Y-axis label.
+
+  Raises:
+    ValueError: ``rows`` has no rows or no columns.
+  """
+  columns = _columns(rows)
+  positions = np.arange(len(columns))
+  width = 0.8 / len(rows)
+  figure = Figure(figsize=(max(6.0, 0.4 * len(rows) * len(columns) + 2), 4.0),
+                  layout="constrained")
+  axes = figure.subplots()
+  for i, (name, values) in enumerate(rows.items()):
+    axes.bar(positions + (i - (len(rows) - 1) / 2) * width,
+             [values.get(column, np.nan) for column in columns], width,
+             label=name)
+  axes.set_xticks(positions, columns)
+  axes.set_ylabel(ylabel)
+  axes.set_title(title)
+  axes.grid(axis="y", alpha=0.3)
+  axes.legend(fontsize="small")
+  _make_parent(path)
+  figure.savefig(path, dpi=120, format="png")
+
+
+def format_markdown_table(rows: Mapping[str, Mapping[str, float]], *,
+                          digits: int = 3) -> str:
+  """A Markdown table: one line per row, one column per score.
+
+  Args:
+    rows: Scores by column by row name; missing scores print as ``-``.
+    digits: Decimals printed.
+
+  Returns:
+    The table, lines joined by newlines.
+
+  Raises:
+    ValueError: ``rows`` has no rows or no columns.
+  """
+  columns = _columns(rows)
+  lines = ["| model | " + " | ".join(columns) + " |",
+           "|---|" + "---:|" * len(columns)]
+  for name, values in rows.items():
+    cells = [f"{values[c]:.{digits}f}" if c in values else "-"
+             for c in columns]
+    lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def write_csv(rows: Mapping[str, Mapping[str, float]], path: str) -> None:
+  """Writes ``model,<column>...`` CSV, one line per row (missing: empty).
+
+  Args:
+    rows: Scores by column by row name.
+    path: Output file (parent directories are created).
+
+  Raises:
+    ValueError: ``rows`` has no rows or no columns.
+  """
+  columns = _columns(rows)
+  _make_parent(path)
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["model", *columns])
+    for name, values in rows.items():
+      writer.writerow([name, *(values.get(c, "") for c in columns)])

@@ -1,0 +1,96 @@
+"""Centralized trainer: resume, run-directory checks, NaN handling, saving."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from model.encoders import ENCODERS
+from model.ssl_model import ModelSpec, SSLModel, load_model
+from model.train import RunConfigMismatch, TrainConfig, train_centralized
+
+SPEC = ModelSpec(task="audio2vec_cbow", encoder=ENCODERS["tiny"])
+
+
+def _waveforms(n: int = 6) -> np.ndarray:
+  rng = np.random.default_rng(0)
+  samples = SSLModel(SPEC).example_samples
+  t = np.arange(samples) / 16000.0
+  return np.stack([0.3 * np.sin(2 * np.pi * f * t)
+                   + 0.05 * rng.standard_normal(samples)
+                   for f in rng.uniform(200, 1500, n)]).astype(np.float32)
+
+
+def _config(steps: int, **kw) -> TrainConfig:
+  return TrainConfig(steps=steps, batch_size=2, checkpoint_every=2,
+                     log_every=1, **kw)
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+  x = _waveforms()
+  full = train_centralized(SPEC, _config(6), x, str(tmp_path / "a"),
+                           show_progress=False)
+  first = train_centralized(SPEC, _config(3), x, str(tmp_path / "b"),
+                            show_progress=False)
+  assert first.resumed_from == 0
+  # The checkpoint at step 2 is the last periodic one; step 3 is the final.
+  resumed = train_centralized(SPEC, _config(6), x, str(tmp_path / "b"),
+                              show_progress=False)
+  assert resumed.resumed_from == 3
+  assert [s for s, _ in resumed.losses] == [1, 2, 3, 4, 5, 6]
+  np.testing.assert_allclose([l for _, l in resumed.losses],
+                             [l for _, l in full.losses], rtol=1e-5)
+  for a, b in zip(full.model.weights, resumed.model.weights):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_run_dir_contents_and_saved_model(tmp_path):
+  result = train_centralized(SPEC, _config(4), _waveforms(), str(tmp_path),
+                             show_progress=False)
+  with open(tmp_path / "config.json") as f:
+    config = json.load(f)
+  assert config["model"]["task"] == "audio2vec_cbow"
+  assert config["train"]["steps"] == 4
+  assert os.listdir(tmp_path / "tensorboard")
+  loaded = load_model(result.model_dir)
+  for a, b in zip(loaded.weights, result.model.weights):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+  # The encoder can be reused under another task with a fresh head.
+  other = load_model(result.model_dir, task="triplet")
+  np.testing.assert_array_equal(other.encoder.weights[0].numpy(),
+                                result.model.encoder.weights[0].numpy())
+
+
+def test_other_config_in_same_dir_is_refused(tmp_path):
+  train_centralized(SPEC, _config(2), _waveforms(), str(tmp_path),
+                    show_progress=False)
+  with pytest.raises(RunConfigMismatch, match="train"):
+    train_centralized(SPEC, _config(2, learning_rate=0.5), _waveforms(),
+                      str(tmp_path), show_progress=False)
+
+
+def test_wrong_example_length_is_clear(tmp_path):
+  with pytest.raises(ValueError, match="needs waveforms"):
+    train_centralized(SPEC, _config(2), np.zeros((4, 1000), np.float32),
+                      str(tmp_path), show_progress=False)
+
+
+def test_divergence_raises_and_keeps_last_good_checkpoint(tmp_path):
+  with pytest.raises(FloatingPointError, match="loss is"):
+    train_centralized(SPEC, _config(6, optimizer="sgd", learning_rate=1e12),
+                      _waveforms(), str(tmp_path), show_progress=False)
+  assert not os.path.exists(tmp_path / "model")
+
+
+def test_nan_weights_are_rejected_on_load(tmp_path):
+  result = train_centralized(SPEC, _config(1), _waveforms(), str(tmp_path),
+                             show_progress=False)
+  path = os.path.join(result.model_dir, "weights.npz")
+  with np.load(path) as data:
+    weights = dict(data)
+  name = sorted(weights)[0]
+  weights[name] = np.full_like(weights[name], np.nan)
+  np.savez(path, **weights)
+  with pytest.raises(ValueError, match=f"{name}.*non-finite"):
+    load_model(result.model_dir)
