@@ -485,7 +485,7 @@ def _espeak(text: str, voice: _EspeakVoice, rng: np.random.Generator,
             sr: int, f0_scale: float) -> np.ndarray:
   """Speaks ``text`` with espeak-ng, resampled to ``sr`` and trimmed."""
   # librosa is slow to import and only this optional mode needs it.
-  import librosa  # pylint: disable=import-outside-toplevel
+  import librosa  # pylint: disable=g-import-not-at-top
 
   speed = voice.speed_wpm + int(rng.integers(-10, 11))
   pitch = int(np.clip(voice.pitch * f0_scale + rng.integers(-5, 6), 0, 99))
@@ -845,7 +845,7 @@ def label_counts(table: ClipTable) -> dict[str, dict[str, int]]:
 
 
 def _check_same_config(info_path: str, config: CorpusConfig) -> None:
-  with open(info_path) as f:
+  with open(info_path, encoding="utf-8") as f:
     stored = json.load(f)["config"]
   wanted = json.loads(json.dumps(dataclasses.asdict(config)))
   for name in sorted(set(stored) | set(wanted)):
@@ -857,7 +857,7 @@ def _check_same_config(info_path: str, config: CorpusConfig) -> None:
 
 
 def _write_json(path: str, content: dict) -> None:
-  with open(path + ".tmp", "w") as f:
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
     json.dump(content, f, indent=2)
   os.replace(path + ".tmp", path)
 
