@@ -146,7 +146,7 @@ class Encoder(WeightModule):
                        f"shape [n, {expected[0]}, {expected[1]}], got "
                        f"{patches.shape}")
     x = patches[..., tf.newaxis]
-    w = iter(self.weights)
+    w = iter(self.params())
     num_blocks = len(self.config.channels)
     for i in range(num_blocks):
       x = ops.conv2d(x, next(w), next(w))

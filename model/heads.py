@@ -26,9 +26,10 @@ class MLPHead(WeightModule):
       self.add_weight(f"dense{i}/bias", np.zeros(dout, np.float32))
 
   def __call__(self, x: tf.Tensor) -> tf.Tensor:
-    num_layers = len(self.weights) // 2
+    w = self.params()
+    num_layers = len(w) // 2
     for i in range(num_layers):
-      x = ops.dense(x, self.weights[2 * i], self.weights[2 * i + 1])
+      x = ops.dense(x, w[2 * i], w[2 * i + 1])
       if i < num_layers - 1:
         x = ops.relu(x)
     return x
@@ -63,12 +64,13 @@ class SliceDecoder(WeightModule):
       cin = cout
 
   def __call__(self, embedding: tf.Tensor) -> tf.Tensor:
-    x = ops.relu(ops.dense(embedding, self.weights[0], self.weights[1]))
+    w = self.params()
+    x = ops.relu(ops.dense(embedding, w[0], w[1]))
     x = tf.reshape(x, [-1, *self.grid])
-    num_stages = (len(self.weights) - 2) // 2
+    num_stages = (len(w) - 2) // 2
     for i in range(num_stages):
       x = ops.upsample2x(x)
-      x = ops.conv2d(x, self.weights[2 + 2 * i], self.weights[3 + 2 * i])
+      x = ops.conv2d(x, w[2 + 2 * i], w[3 + 2 * i])
       if i < num_stages - 1:
         x = ops.relu(x)
     return x

@@ -2,10 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from typing import Iterator
+
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["WeightModule"]
+from model import randomness
+
+__all__ = ["WeightModule", "weight_noise"]
+
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def weight_noise(stddev: float) -> Iterator[None]:
+  """Adds Gaussian noise to every weight read while active ("variational noise").
+
+  The forward pass sees ``w + eps`` with ``eps ~ N(0, stddev^2)`` drawn anew
+  at each call; gradients flow to ``w``. Federated speech work uses it in
+  local training to compensate the quality loss of non-IID data.
+  """
+  if stddev < 0:
+    raise ValueError(f"weight_noise: stddev must be >= 0, got {stddev}")
+  previous = getattr(_state, "stddev", 0.0)
+  _state.stddev = stddev
+  try:
+    yield
+  finally:
+    _state.stddev = previous
 
 
 class WeightModule(tf.Module):
@@ -13,7 +39,9 @@ class WeightModule(tf.Module):
 
   The order of ``weights`` is the model's wire format: the federated
   simulation, checkpoints and the exported ``get_weights``/``set_weights``
-  signatures all address weights by position and ``weight_names``.
+  signatures all address weights by position and ``weight_names``. Forward
+  passes read weights through :meth:`params`, which applies
+  :func:`weight_noise` when it is active.
   """
 
   def __init__(self, name: str):
@@ -35,3 +63,10 @@ class WeightModule(tf.Module):
     self.weights.append(variable)
     self.weight_names.append(full_name)
     return variable
+
+  def params(self) -> list[tf.Tensor]:
+    """The weights as used by a forward pass (noisy under weight_noise)."""
+    stddev = getattr(_state, "stddev", 0.0)
+    if not stddev:
+      return list(self.weights)
+    return [w + randomness.normal(w.shape, stddev) for w in self.weights]

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from model import randomness
 from model.datasets.pipeline import training_dataset
 from model.ssl_model import ModelSpec, SSLModel, save_model
 
@@ -168,13 +169,13 @@ def train_centralized(spec: ModelSpec, config: TrainConfig,
     checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     logging.info("Resumed %s at step %d", run_dir, int(step))
   start = int(step)
-  # In-graph randomness (crops, augmentations) continues from a seed that
-  # depends on where the run (re)starts.
-  tf.random.set_seed(config.seed * 1_000_003 + start)
 
   @tf.function
   def train_step(batch):
-    with tf.GradientTape() as tape:
+    # Crops and augmentations are a function of (seed, step): resuming
+    # repeats the uninterrupted run exactly.
+    with tf.GradientTape() as tape, randomness.stateless_seed(
+        tf.stack([tf.constant(config.seed, tf.int64), step])):
       loss = model.loss(batch)
     grads = tape.gradient(loss, model.weights)
     optimizer.apply_gradients(zip(grads, model.weights))

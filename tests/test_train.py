@@ -11,11 +11,13 @@ from model.ssl_model import ModelSpec, SSLModel, load_model
 from model.train import RunConfigMismatch, TrainConfig, train_centralized
 
 SPEC = ModelSpec(task="audio2vec_cbow", encoder=ENCODERS["tiny"])
+# A task with random crops and augmentations: resuming must still be exact.
+NT_XENT = ModelSpec(task="nt_xent", encoder=ENCODERS["tiny"])
 
 
-def _waveforms(n: int = 6) -> np.ndarray:
+def _waveforms(n: int = 6, spec: ModelSpec = SPEC) -> np.ndarray:
   rng = np.random.default_rng(0)
-  samples = SSLModel(SPEC).example_samples
+  samples = SSLModel(spec).example_samples
   t = np.arange(samples) / 16000.0
   return np.stack([0.3 * np.sin(2 * np.pi * f * t)
                    + 0.05 * rng.standard_normal(samples)
@@ -27,15 +29,16 @@ def _config(steps: int, **kw) -> TrainConfig:
                      log_every=1, **kw)
 
 
-def test_resume_matches_uninterrupted_run(tmp_path):
-  x = _waveforms()
-  full = train_centralized(SPEC, _config(6), x, str(tmp_path / "a"),
+@pytest.mark.parametrize("spec", [SPEC, NT_XENT], ids=lambda s: s.task)
+def test_resume_matches_uninterrupted_run(tmp_path, spec):
+  x = _waveforms(spec=spec)
+  full = train_centralized(spec, _config(6), x, str(tmp_path / "a"),
                            show_progress=False)
-  first = train_centralized(SPEC, _config(3), x, str(tmp_path / "b"),
+  first = train_centralized(spec, _config(3), x, str(tmp_path / "b"),
                             show_progress=False)
   assert first.resumed_from == 0
   # The checkpoint at step 2 is the last periodic one; step 3 is the final.
-  resumed = train_centralized(SPEC, _config(6), x, str(tmp_path / "b"),
+  resumed = train_centralized(spec, _config(6), x, str(tmp_path / "b"),
                               show_progress=False)
   assert resumed.resumed_from == 3
   assert [s for s, _ in resumed.losses] == [1, 2, 3, 4, 5, 6]

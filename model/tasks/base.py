@@ -4,8 +4,9 @@ A task is (a) how an example's log-mel frames are turned into the task's
 inputs and targets, (b) a head, and (c) a loss. All three are TF ops with
 builtin-only gradients, used unchanged by centralized training, the federated
 simulation and the exported on-device ``train`` signature. Randomness (crop
-offsets, augmentations) is drawn inside the graph, so the device needs nothing
-but waveforms.
+offsets, augmentations) is drawn inside the graph through
+:mod:`model.randomness`, so the device needs nothing but waveforms and hosts
+can make every draw a function of a seed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from model import randomness
 from model.encoders import Encoder, EncoderConfig
 from model.modules import WeightModule
 
@@ -109,7 +111,7 @@ class SSLTask(WeightModule, abc.ABC):
 
 def random_offsets(batch: int, max_offset: int) -> tf.Tensor:
   """Uniform int32 offsets in ``[0, max_offset]``, one per example."""
-  u = tf.random.uniform([batch], 0.0, 1.0)
+  u = randomness.uniform([batch])
   return tf.minimum(tf.cast(u * (max_offset + 1), tf.int32), max_offset)
 
 

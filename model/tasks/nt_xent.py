@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from model import ops
+from model import randomness
 from model.encoders import Encoder, EncoderConfig
 from model.heads import MLPHead
 from model.tasks.base import (SSLTask, TaskConfig, crop_frames,
@@ -41,9 +42,9 @@ def augment(views: tf.Tensor, config: TaskConfig) -> tf.Tensor:
     Augmented views of the same shape; masked cells take the view's mean.
   """
   batch, frames, bins = views.shape
-  gain = tf.random.uniform([batch, 1, 1], -1.0, 1.0) * (
+  gain = randomness.uniform([batch, 1, 1], -1.0, 1.0) * (
       config.gain_db * math.log(10.0) / 20.0)
-  noisy = views + gain + config.noise_std * tf.random.normal(views.shape)
+  noisy = views + gain + randomness.normal(views.shape, config.noise_std)
   keep = (_band_mask(bins, config.max_mask_bins, batch)[:, tf.newaxis, :]
           * _band_mask(frames, config.max_mask_frames, batch)[:, :, tf.newaxis])
   fill = tf.reduce_mean(noisy, axis=[1, 2], keepdims=True)
