@@ -393,7 +393,8 @@ def probe_encoder(encoder: Encoder, table: ClipTable,
     table: The clips.
     waveforms: One waveform per clip of ``table``, in table order.
     frontend: Front-end parameters.
-    tasks: Label columns to probe; default :func:`default_tasks`.
+    tasks: Label columns to probe; default :func:`default_tasks`, skipping
+      (with a warning) those too small to split.
     retrieval_task: Label column scored by :func:`retrieval_map` (None: no
       retrieval). Skipped, with a warning, if it has fewer than 2 classes.
     test_fraction: As in :func:`split_for_task`.
@@ -419,8 +420,14 @@ def probe_encoder(encoder: Encoder, table: ClipTable,
   for task in default_tasks(table) if tasks is None else tasks:
     labels, rows = _labels_and_rows(table, task)
     x = embeddings[position[rows]]
-    train, test = split_for_task(table, task, test_fraction=test_fraction,
-                                 seed=seed)
+    try:
+      train, test = split_for_task(table, task, test_fraction=test_fraction,
+                                   seed=seed)
+    except ValueError as e:
+      if tasks is not None:
+        raise
+      logging.warning("skipping downstream task %r: %s", task, e)
+      continue
     accuracy[task] = linear_probe(x[train], labels[train], x[test],
                                   labels[test])
     num_train[task], num_test[task] = len(train), len(test)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import os
 import time
 from typing import Callable
@@ -22,10 +21,10 @@ from tqdm import tqdm
 
 from model import randomness
 from model.datasets.pipeline import training_dataset
+from model.run_dir import write_or_check_config
 from model.ssl_model import ModelSpec, SSLModel, save_model
 
-__all__ = ["TrainConfig", "OPTIMIZERS", "TrainResult", "train_centralized",
-           "RunConfigMismatch"]
+__all__ = ["TrainConfig", "OPTIMIZERS", "TrainResult", "train_centralized"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,10 +69,6 @@ OPTIMIZERS: dict[str, Callable[[TrainConfig], tf.keras.optimizers.Optimizer]] = 
 }
 
 
-class RunConfigMismatch(ValueError):
-  """A run directory holds a run with a different configuration."""
-
-
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
   """What a centralized run produced.
@@ -92,27 +87,6 @@ class TrainResult:
   resumed_from: int
   wall_s: float
   model_dir: str
-
-
-def _write_or_check_config(run_dir: str, config: dict) -> None:
-  path = os.path.join(run_dir, "config.json")
-  config = json.loads(json.dumps(config))  # Tuples -> lists, as when read.
-  if os.path.exists(path):
-    with open(path) as f:
-      existing = json.load(f)
-    # A run may be extended to more steps; anything else is another run.
-    comparable = lambda c: {**c, "train": {**c.get("train", {}), "steps": 0}}
-    if comparable(existing) != comparable(config):
-      diff = sorted(k for k in set(existing) | set(config)
-                    if comparable(existing).get(k) != comparable(config).get(k))
-      raise RunConfigMismatch(
-          f"{path}: run directory holds a run with a different configuration "
-          f"(differs in {diff}); use a new --run_dir or delete it")
-    if existing == config:
-      return
-  with open(path + ".tmp", "w") as f:
-    json.dump(config, f, indent=2, sort_keys=True)
-  os.replace(path + ".tmp", path)
 
 
 def _read_loss_log(path: str, up_to_step: int) -> list[tuple[int, float]]:
@@ -153,10 +127,10 @@ def train_centralized(spec: ModelSpec, config: TrainConfig,
         f"train_centralized: task {spec.task!r} needs waveforms "
         f"[n, {model.example_samples}], got {list(waveforms.shape)}")
   os.makedirs(run_dir, exist_ok=True)
-  _write_or_check_config(run_dir, {
+  write_or_check_config(run_dir, {
       "kind": "centralized", "model": spec.to_dict(),
       "train": dataclasses.asdict(config), "data": dataset_info or {},
-      "num_examples": int(len(waveforms))})
+      "num_examples": int(len(waveforms))}, extendable=["train.steps"])
 
   optimizer = OPTIMIZERS[config.optimizer](config)
   optimizer.build(model.weights)

@@ -8,7 +8,8 @@ import pytest
 
 from model.encoders import ENCODERS
 from model.ssl_model import ModelSpec, SSLModel, load_model
-from model.train import RunConfigMismatch, TrainConfig, train_centralized
+from model.run_dir import RunConfigMismatch
+from model.train import TrainConfig, train_centralized
 
 SPEC = ModelSpec(task="audio2vec_cbow", encoder=ENCODERS["tiny"])
 # A task with random crops and augmentations: resuming must still be exact.

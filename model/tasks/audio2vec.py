@@ -40,6 +40,10 @@ class _Audio2Vec(SSLTask):
 class Audio2VecCBoW(_Audio2Vec):
   """Reconstruct the middle slice from its ``2N`` neighbours."""
 
+  @property
+  def patches_per_example(self) -> int:
+    return 2 * self.config.num_neighbors
+
   def __init__(self, config: TaskConfig, encoder_config: EncoderConfig, *,
                seed: int = 0):
     super().__init__(config, encoder_config, seed=seed)
@@ -63,6 +67,8 @@ class Audio2VecCBoW(_Audio2Vec):
 
 class Audio2VecSkipGram(_Audio2Vec):
   """Reconstruct the ``2N`` neighbours from the middle slice."""
+
+  patches_per_example = 1
 
   def __init__(self, config: TaskConfig, encoder_config: EncoderConfig, *,
                seed: int = 0):

@@ -95,6 +95,11 @@ class SSLTask(WeightModule, abc.ABC):
   def example_frames(self) -> int:
     """Log-mel frames of one training example."""
 
+  @property
+  @abc.abstractmethod
+  def patches_per_example(self) -> int:
+    """Encoder forward passes (patches) per training example (cost model)."""
+
   @abc.abstractmethod
   def loss(self, encoder: Encoder, features: tf.Tensor) -> tf.Tensor:
     """Mean loss of a batch.

@@ -54,6 +54,8 @@ def augment(views: tf.Tensor, config: TaskConfig) -> tf.Tensor:
 class NTXent(SSLTask):
   """SimCLR loss over ``2B`` views with a 2-layer projection head."""
 
+  patches_per_example = 2
+
   def __init__(self, config: TaskConfig, encoder_config: EncoderConfig, *,
                seed: int = 0):
     super().__init__(config, encoder_config, seed=seed)

@@ -18,6 +18,8 @@ __all__ = ["TemporalGap"]
 class TemporalGap(SSLTask):
   """Two random slices; the head regresses ``|t1 - t2| / max_gap``."""
 
+  patches_per_example = 2
+
   def __init__(self, config: TaskConfig, encoder_config: EncoderConfig, *,
                seed: int = 0):
     super().__init__(config, encoder_config, seed=seed)

@@ -18,6 +18,8 @@ __all__ = ["Triplet"]
 class Triplet(SSLTask):
   """Margin loss on squared distances of unit-norm embeddings (no head)."""
 
+  patches_per_example = 2
+
   def __init__(self, config: TaskConfig, encoder_config: EncoderConfig, *,
                seed: int = 0):
     super().__init__(config, encoder_config, seed=seed)

@@ -1,0 +1,159 @@
+"""Federated algorithms built from ``tff.learning.algorithms`` and
+``tff.learning.optimizers``: FedAvg (McMahan et al., 2017), FedAvgM (Hsu et
+al., 2019), FedProx (Li et al., 2020) and the adaptive server optimizers
+FedAdam / FedYogi / FedAdagrad (Reddi et al., 2021)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional
+
+import tensorflow_federated as tff
+
+__all__ = ["AlgorithmConfig", "ALGORITHMS", "CLIENT_OPTIMIZERS",
+           "DEFAULT_SERVER_LEARNING_RATES", "build_process"]
+
+
+@dataclasses.dataclass(frozen=True)
+class AlgorithmConfig:
+  """Client and server optimization of a federated run.
+
+  Attributes:
+    algorithm: Key of ``ALGORITHMS``.
+    client_optimizer: Key of ``CLIENT_OPTIMIZERS``.
+    client_learning_rate: Client step size.
+    client_momentum: Client SGD momentum.
+    server_learning_rate: Server step size; None takes the algorithm's
+      default from ``DEFAULT_SERVER_LEARNING_RATES`` (1.0 = plain averaging
+      for FedAvg; adaptive optimizers need ~1e-2).
+    server_momentum: FedAvgM server momentum.
+    proximal_mu: FedProx proximal strength.
+    adaptive_epsilon: FedAdam/FedYogi/FedAdagrad epsilon (Reddi et al. use
+      1e-3 rather than 1e-7 for stability).
+    dp_noise_multiplier: Differentially private aggregation when > 0
+      (uniform client weighting, Gaussian noise on clipped updates).
+    dp_clip_norm: Fixed L2 clip of client updates; None uses TFF's adaptive
+      clipping (``tff.learning.dp_aggregator``).
+    compression: Compress client updates (``tff.learning.compression_aggregator``,
+      8-bit quantization of large tensors).
+  """
+
+  algorithm: str = "fedavg"
+  client_optimizer: str = "sgd"
+  client_learning_rate: float = 0.05
+  client_momentum: float = 0.0
+  server_learning_rate: Optional[float] = None
+  server_momentum: float = 0.9
+  proximal_mu: float = 0.01
+  adaptive_epsilon: float = 1e-3
+  dp_noise_multiplier: float = 0.0
+  dp_clip_norm: Optional[float] = None
+  compression: bool = False
+
+  def __post_init__(self):
+    if self.algorithm not in ALGORITHMS:
+      raise ValueError(f"AlgorithmConfig.algorithm: unknown {self.algorithm!r}; "
+                       f"expected one of {sorted(ALGORITHMS)}")
+    if self.client_optimizer not in CLIENT_OPTIMIZERS:
+      raise ValueError(f"AlgorithmConfig.client_optimizer: unknown "
+                       f"{self.client_optimizer!r}; expected one of "
+                       f"{sorted(CLIENT_OPTIMIZERS)}")
+    for field in ("client_learning_rate", "server_learning_rate"):
+      if getattr(self, field) is not None and getattr(self, field) <= 0:
+        raise ValueError(f"AlgorithmConfig.{field} must be > 0, got "
+                         f"{getattr(self, field)}")
+    if self.dp_noise_multiplier < 0 or self.proximal_mu < 0:
+      raise ValueError("AlgorithmConfig: dp_noise_multiplier and proximal_mu "
+                       "must be >= 0")
+    if self.dp_noise_multiplier > 0 and self.compression:
+      raise ValueError("AlgorithmConfig: DP and compressed aggregation cannot "
+                       "be combined")
+
+
+  @property
+  def server_lr(self) -> float:
+    """The server learning rate in effect."""
+    if self.server_learning_rate is not None:
+      return self.server_learning_rate
+    return DEFAULT_SERVER_LEARNING_RATES[self.algorithm]
+
+
+#: Server learning rates used when none is given.
+DEFAULT_SERVER_LEARNING_RATES: dict[str, float] = {
+    "fedavg": 1.0, "fedprox": 1.0, "fedavgm": 0.5, "fedadam": 0.01,
+    "fedyogi": 0.01, "fedadagrad": 0.05,
+}
+
+#: Client optimizers, keyed by flag value.
+CLIENT_OPTIMIZERS: dict[str, Callable[[AlgorithmConfig],
+                                      tff.learning.optimizers.Optimizer]] = {
+    "sgd": lambda c: tff.learning.optimizers.build_sgdm(
+        c.client_learning_rate, momentum=c.client_momentum or None),
+    "adam": lambda c: tff.learning.optimizers.build_adam(
+        c.client_learning_rate),
+}
+
+_SERVER_OPTIMIZERS: dict[str, Callable[[AlgorithmConfig],
+                                       tff.learning.optimizers.Optimizer]] = {
+    "fedavg": lambda c: tff.learning.optimizers.build_sgdm(
+        c.server_lr),
+    "fedprox": lambda c: tff.learning.optimizers.build_sgdm(
+        c.server_lr),
+    "fedavgm": lambda c: tff.learning.optimizers.build_sgdm(
+        c.server_lr, momentum=c.server_momentum),
+    "fedadam": lambda c: tff.learning.optimizers.build_adam(
+        c.server_lr, epsilon=c.adaptive_epsilon),
+    "fedyogi": lambda c: tff.learning.optimizers.build_yogi(
+        c.server_lr, epsilon=c.adaptive_epsilon),
+    "fedadagrad": lambda c: tff.learning.optimizers.build_adagrad(
+        c.server_lr, epsilon=c.adaptive_epsilon),
+}
+
+#: The federated algorithms, keyed by flag value (each names its server
+#: optimizer; ``fedprox`` adds the proximal term to the client objective).
+ALGORITHMS: tuple[str, ...] = tuple(_SERVER_OPTIMIZERS)
+
+
+def _aggregator(config: AlgorithmConfig, clients_per_round: int):
+  if config.dp_noise_multiplier > 0:
+    if config.dp_clip_norm is None:
+      return tff.learning.dp_aggregator(config.dp_noise_multiplier,
+                                        clients_per_round)
+    return tff.aggregators.DifferentiallyPrivateFactory.gaussian_fixed(
+        config.dp_noise_multiplier, clients_per_round, config.dp_clip_norm)
+  if config.compression:
+    return tff.learning.compression_aggregator()
+  return None
+
+
+def build_process(model_fn: Callable[[], tff.learning.models.VariableModel],
+                  config: AlgorithmConfig, *, clients_per_round: int
+                  ) -> tff.learning.templates.LearningProcess:
+  """The learning process of ``config.algorithm``.
+
+  Args:
+    model_fn: No-argument factory of a fresh model (as TFF requires).
+    config: Algorithm settings.
+    clients_per_round: Expected clients per round (for DP noise scaling).
+
+  Returns:
+    A ``tff.learning.templates.LearningProcess``. Client updates are weighted
+    by their number of examples, except under DP (uniform weighting).
+  """
+  client_optimizer = CLIENT_OPTIMIZERS[config.client_optimizer](config)
+  server_optimizer = _SERVER_OPTIMIZERS[config.algorithm](config)
+  aggregator = _aggregator(config, clients_per_round)
+  if config.dp_noise_multiplier > 0:
+    if config.algorithm == "fedprox":
+      raise ValueError("DP aggregation is supported with FedAvg-family "
+                       "algorithms, not FedProx")
+    return tff.learning.algorithms.build_unweighted_fed_avg(
+        model_fn, client_optimizer, server_optimizer,
+        model_aggregator=aggregator)
+  if config.algorithm == "fedprox":
+    return tff.learning.algorithms.build_weighted_fed_prox(
+        model_fn, config.proximal_mu, client_optimizer, server_optimizer,
+        model_aggregator=aggregator)
+  return tff.learning.algorithms.build_weighted_fed_avg(
+      model_fn, client_optimizer, server_optimizer,
+      model_aggregator=aggregator)

@@ -1,0 +1,281 @@
+"""The federated training loop: sample clients, run rounds, evaluate, resume.
+
+State goes through ``tff.program``: the learning state and the host-side
+accounting are saved every round by a ``FileProgramStateManager`` (rerun the
+same command after a kill and it resumes from the last saved round), metrics
+are released to CSV and TensorBoard release managers. Client sampling, batch
+order and in-graph random draws are functions of (seed, round, client), so a
+resumed run reaches the same final metrics as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import math
+import os
+import time
+from typing import Optional, Sequence
+
+from absl import logging
+import numpy as np
+import tensorflow_federated as tff
+from tqdm import tqdm
+
+from model import evaluation
+from model.datasets.clips import ClipTable
+from model.datasets.pipeline import Segments, make_segments
+from model.run_dir import write_or_check_config
+from model.ssl_model import ModelSpec, SSLModel, assign_weights, save_model
+from tff_sim import partition as partition_lib
+from tff_sim.algorithms import AlgorithmConfig, build_process
+from tff_sim.client_data import SegmentClientData, client_round_seed, round_dataset
+from tff_sim.costs import CostModel
+from tff_sim.execution import execution_context
+from tff_sim.learning_model import model_fn_for
+
+__all__ = ["SimulationConfig", "SimulationResult", "run_simulation",
+           "training_segments", "RETRIEVAL_METRIC"]
+
+#: Name of the retrieval score among the evaluation metrics.
+RETRIEVAL_METRIC = "retrieval_map"
+_COST_FIELDS = ("examples", "client_flops", "bytes_down", "bytes_up", "wall_s")
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulationConfig:
+  """A federated self-supervised training run.
+
+  Attributes:
+    model: Task, encoder preset, front-end, initial-weight seed.
+    algorithm: Federated algorithm and optimizers.
+    partition: How clips are spread over clients.
+    rounds: Federated rounds.
+    clients_per_round: Clients sampled uniformly (without replacement) per
+      round.
+    batch_size: Static client batch size.
+    local_epochs: Passes over a client's data per round.
+    max_local_steps: Cap on local steps per round (0: no cap).
+    weight_noise_std: Gaussian weight ("variational") noise in local training.
+    eval_every: Rounds between linear-probe evaluations (and the last round).
+    seed: Seed of client sampling, batch order and in-graph draws.
+    num_workers: TFF worker processes; > 1 splits each round's clients.
+    max_concurrent_clients: Per-worker limit of concurrent client updates
+      (non-positive: unlimited).
+  """
+
+  model: ModelSpec = ModelSpec()
+  algorithm: AlgorithmConfig = AlgorithmConfig()
+  partition: partition_lib.PartitionConfig = partition_lib.PartitionConfig()
+  rounds: int = 20
+  clients_per_round: int = 4
+  batch_size: int = 8
+  local_epochs: int = 1
+  max_local_steps: int = 10
+  weight_noise_std: float = 0.0
+  eval_every: int = 5
+  seed: int = 0
+  num_workers: int = 1
+  max_concurrent_clients: int = -1
+
+  def __post_init__(self):
+    for field in ("rounds", "clients_per_round", "batch_size", "local_epochs",
+                  "eval_every", "num_workers"):
+      if getattr(self, field) <= 0:
+        raise ValueError(f"SimulationConfig.{field} must be positive, got "
+                         f"{getattr(self, field)}")
+    if self.max_local_steps < 0 or self.weight_noise_std < 0:
+      raise ValueError("SimulationConfig: max_local_steps and "
+                       "weight_noise_std must be >= 0")
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulationResult:
+  """What a simulation produced.
+
+  Attributes:
+    final_metrics: Evaluation of the final global model.
+    best: Per downstream metric, ``(round, score)`` of the best global model.
+    totals: Cumulative costs (``examples``, ``client_flops``, ``bytes_down``,
+      ``bytes_up``, ``wall_s``).
+    resumed_from: Round the run resumed after (0 for a fresh run).
+    model_dir: Where the final global model was saved.
+    run_dir: The run directory.
+  """
+
+  final_metrics: dict[str, float]
+  best: dict[str, tuple[int, float]]
+  totals: dict[str, float]
+  resumed_from: int
+  model_dir: str
+  run_dir: str
+
+
+def training_segments(waveforms: Sequence[np.ndarray], spec: ModelSpec
+                      ) -> Segments:
+  """Training examples of ``spec``'s task: windows overlapping by half a patch.
+
+  Clips shorter than half an example are skipped; longer ones shorter than an
+  example are zero-padded (see :func:`make_segments`).
+  """
+  samples = SSLModel(spec).example_samples
+  return make_segments(waveforms, samples,
+                       hop=spec.frontend.patch_samples // 2,
+                       min_samples=samples // 2)
+
+
+def _local_steps(num_examples: int, config: SimulationConfig) -> int:
+  steps = math.ceil(config.local_epochs * num_examples / config.batch_size)
+  return min(steps, config.max_local_steps) if config.max_local_steps else steps
+
+
+def _sample_clients(client_ids: Sequence[str], config: SimulationConfig,
+                    round_num: int) -> list[str]:
+  rng = np.random.default_rng([config.seed, round_num])
+  count = min(config.clients_per_round, len(client_ids))
+  return sorted(rng.choice(client_ids, size=count, replace=False).tolist())
+
+
+def _host_state(metric_names: Sequence[str]) -> collections.OrderedDict:
+  return collections.OrderedDict(
+      costs=np.zeros(len(_COST_FIELDS), np.float64),
+      best_scores=np.full(len(metric_names), -np.inf, np.float64),
+      best_rounds=np.zeros(len(metric_names), np.int64))
+
+
+def run_simulation(config: SimulationConfig, table: ClipTable,
+                   waveforms: Sequence[np.ndarray], run_dir: str, *,
+                   show_progress: bool = True) -> SimulationResult:
+  """Runs (or resumes) a federated simulation on decoded clips.
+
+  Args:
+    config: The run.
+    table: Clips (with client ids and downstream labels).
+    waveforms: Decoded audio of ``table``'s clips, in order.
+    run_dir: Run directory: ``config.json``, ``partition.{json,png}``,
+      ``state/`` (program state), ``metrics.csv``, ``eval.csv``,
+      ``tensorboard/``, ``best/<metric>/`` and the final ``model/``.
+    show_progress: Show a progress bar with round time and ETA.
+
+  Returns:
+    Final and best metrics and cost totals.
+
+  Raises:
+    model.run_dir.RunConfigMismatch: ``run_dir`` holds another run.
+  """
+  os.makedirs(run_dir, exist_ok=True)
+  write_or_check_config(run_dir, {"kind": "federated", **config.to_dict(),
+                                  "data": {"name": table.name,
+                                           "clips": len(table)}},
+                        extendable=["rounds"])
+  segments = training_segments(waveforms, config.model)
+  clients = partition_lib.partition(table, config.partition)
+  summary = partition_lib.summarize(clients, table,
+                                    label=config.partition.label)
+  partition_lib.write_summary(summary, clients, run_dir)
+  logging.info("partition: %s", partition_lib.format_summary(summary))
+  client_data = SegmentClientData(segments, clients.clients)
+  client_ids = client_data.client_ids
+
+  reference = SSLModel(config.model)
+  costs = CostModel.for_model(reference,
+                              compressed=config.algorithm.compression)
+  metric_names = [*evaluation.default_tasks(table), RETRIEVAL_METRIC]
+  process = build_process(
+      model_fn_for(config.model, config.batch_size,
+                   weight_noise_std=config.weight_noise_std),
+      config.algorithm, clients_per_round=config.clients_per_round)
+
+  state_manager = tff.program.FileProgramStateManager(
+      os.path.join(run_dir, "state"), keep_total=2, keep_first=False)
+  metrics_manager = tff.program.CSVFileReleaseManager(
+      os.path.join(run_dir, "metrics.csv"), key_fieldname="round")
+  eval_manager = tff.program.CSVFileReleaseManager(
+      os.path.join(run_dir, "eval.csv"), key_fieldname="round")
+  tensorboard = tff.program.TensorBoardReleaseManager(
+      os.path.join(run_dir, "tensorboard"))
+
+  def evaluate(weights) -> dict[str, float]:
+    assign_weights(reference, dict(zip(reference.weight_names,
+                                       weights.trainable)),
+                   source="global model")
+    return evaluation.evaluate_encoder(reference.encoder, table, waveforms,
+                                       config.model.frontend)
+
+  log_path = os.path.join(run_dir, "workers.log")
+  with execution_context(config.num_workers,
+                         max_concurrent_calls=config.max_concurrent_clients,
+                         log_path=log_path):
+    initial = (process.initialize(), _host_state(metric_names))
+    loaded, done = asyncio.run(state_manager.load_latest(initial))
+    state, host = loaded if loaded is not None else initial
+    if done:
+      logging.info("resuming %s after round %d", run_dir, done)
+    final_metrics: dict[str, float] = {}
+    with tqdm(total=config.rounds, initial=done, unit="round",
+              disable=not show_progress, dynamic_ncols=True,
+              desc=f"{config.algorithm.algorithm} {config.model.task}") as bar:
+      for round_num in range(done + 1, config.rounds + 1):
+        start = time.perf_counter()
+        sampled = _sample_clients(client_ids, config, round_num)
+        steps = [_local_steps(client_data.num_examples(c), config)
+                 for c in sampled]
+        datasets = [
+            round_dataset(client_data.waveforms(c), config.batch_size, n,
+                          seed=client_round_seed(config.seed, round_num,
+                                                 client_ids.index(c)))
+            for c, n in zip(sampled, steps)]
+        output = process.next(state, datasets)
+        state = output.state
+        train = output.metrics["client_work"]["train"]
+        cost = costs.round_cost([n * config.batch_size for n in steps],
+                                time.perf_counter() - start)
+        host["costs"] = host["costs"] + np.array(
+            [getattr(cost, f) for f in _COST_FIELDS], np.float64)
+        loss = float(train["loss"])
+        if not math.isfinite(loss):
+          raise FloatingPointError(
+              f"round {round_num}: client loss is {loss}; state of round "
+              f"{done} is kept in {run_dir}/state. Lower the learning rates.")
+        row = {"train_loss": loss, "clients": cost.clients,
+               **{f: float(getattr(cost, f)) for f in _COST_FIELDS},
+               **{f"cumulative_{f}": float(v)
+                  for f, v in zip(_COST_FIELDS, host["costs"])}}
+        if round_num % config.eval_every == 0 or round_num == config.rounds:
+          scores = evaluate(process.get_model_weights(state))
+          final_metrics = scores
+          for i, name in enumerate(metric_names):
+            if scores.get(name, -np.inf) > host["best_scores"][i]:
+              host["best_scores"][i] = scores[name]
+              host["best_rounds"][i] = round_num
+              save_model(reference, os.path.join(run_dir, "best", name))
+          eval_row = {**scores, **{f"cumulative_{f}": row[f"cumulative_{f}"]
+                                   for f in _COST_FIELDS}}
+          asyncio.run(eval_manager.release(eval_row, key=round_num))
+          asyncio.run(tensorboard.release(
+              {f"eval/{k}": v for k, v in scores.items()}, key=round_num))
+        asyncio.run(metrics_manager.release(row, key=round_num))
+        asyncio.run(tensorboard.release({"train/loss": loss}, key=round_num))
+        asyncio.run(state_manager.save((state, host), version=round_num))
+        bar.set_postfix(loss=f"{loss:.4f}",
+                        round_s=f"{time.perf_counter() - start:.1f}")
+        bar.update(1)
+    if not final_metrics:  # Nothing left to run: evaluate the saved state.
+      final_metrics = evaluate(process.get_model_weights(state))
+    else:
+      assign_weights(reference, dict(zip(
+          reference.weight_names, process.get_model_weights(state).trainable)),
+                     source="global model")
+  model_dir = os.path.join(run_dir, "model")
+  save_model(reference, model_dir)
+  best = {name: (int(host["best_rounds"][i]), float(host["best_scores"][i]))
+          for i, name in enumerate(metric_names)
+          if np.isfinite(host["best_scores"][i])}
+  return SimulationResult(
+      final_metrics=final_metrics, best=best,
+      totals=dict(zip(_COST_FIELDS, map(float, host["costs"]))),
+      resumed_from=done, model_dir=model_dir, run_dir=run_dir)
