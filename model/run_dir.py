@@ -21,7 +21,8 @@ def write_or_check_config(run_dir: str, config: dict, *,
     run_dir: The run directory (must exist).
     config: JSON-serializable configuration.
     extendable: Dotted paths of fields a rerun may change (e.g.
-      ``"train.steps"`` to train longer); the file is then updated.
+      ``"train.steps"`` to train longer, or execution resources that do not
+      change results); the file is then updated.
 
   Raises:
     RunConfigMismatch: The directory holds a run whose configuration differs
@@ -35,8 +36,8 @@ def write_or_check_config(run_dir: str, config: dict, *,
 
     def comparable(c: dict) -> dict:
       c = json.loads(json.dumps(c))
-      for path in extendable:
-        *parents, field = path.split(".")
+      for dotted in extendable:
+        *parents, field = dotted.split(".")
         node = c
         for parent in parents:
           node = node.get(parent, {})

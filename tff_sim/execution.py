@@ -31,6 +31,7 @@ from tensorflow_federated.python.core.backends.native import compiler
 from tensorflow_federated.python.core.backends.native import execution_contexts
 from tensorflow_federated.python.core.environments.tensorflow_frontend import tensorflow_computation
 from tensorflow_federated.python.core.impl.context_stack import context_stack_impl
+from tensorflow_federated.python.core.impl.context_stack import runtime_error_context
 from tensorflow_federated.python.core.impl.execution_contexts import async_execution_context
 from tensorflow_federated.python.core.impl.execution_contexts import sync_execution_context
 from tensorflow_federated.python.core.impl.executor_stacks import executor_factory
@@ -48,6 +49,11 @@ _GRPC_OPTIONS = [("grpc.max_message_length", -1),
 _PR_SET_PDEATHSIG = 1
 _STARTUP_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 10.0
+
+# Importing TFF installs a default context that would start an unowned
+# worker_binary on first use; computations must run inside execution_context.
+context_stack_impl.context_stack.set_default_context(
+    runtime_error_context.RuntimeErrorContext())
 
 
 def worker_binary_path() -> str:

@@ -171,7 +171,8 @@ def run_simulation(config: SimulationConfig, table: ClipTable,
   write_or_check_config(run_dir, {"kind": "federated", **config.to_dict(),
                                   "data": {"name": table.name,
                                            "clips": len(table)}},
-                        extendable=["rounds"])
+                        extendable=["rounds", "num_workers",
+                                    "max_concurrent_clients"])
   segments = training_segments(waveforms, config.model)
   clients = partition_lib.partition(table, config.partition)
   summary = partition_lib.summarize(clients, table,

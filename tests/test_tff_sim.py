@@ -1,0 +1,170 @@
+"""Federated simulation: algorithms, client data, costs, resume, processes."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import psutil
+import pytest
+import tensorflow as tf
+
+from model.datasets import synthetic
+from model.datasets.audio import decode_clips
+from model.datasets.pipeline import Segments
+from model.encoders import ENCODERS
+from model.ssl_model import ModelSpec, SSLModel
+from tff_sim.algorithms import ALGORITHMS, AlgorithmConfig, build_process
+from tff_sim.client_data import SegmentClientData, client_round_seed, round_dataset
+from tff_sim.costs import TRAIN_FLOPS_FACTOR, CostModel
+from tff_sim.execution import execution_context
+from tff_sim.learning_model import model_fn_for
+from tff_sim.partition import PartitionConfig
+from tff_sim.simulation import SimulationConfig, run_simulation
+
+SPEC = ModelSpec(task="triplet", encoder=ENCODERS["tiny"])
+BATCH = 2
+
+
+@pytest.fixture(scope="module")
+def client_data():
+  samples = SSLModel(SPEC).example_samples
+  rng = np.random.default_rng(0)
+  segments = Segments(
+      waveforms=(0.1 * rng.standard_normal((12, samples))).astype(np.float32),
+      clip_index=np.arange(12))
+  return SegmentClientData(
+      segments, {f"c{i}": np.arange(3 * i, 3 * i + 3) for i in range(4)})
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+  table = synthetic.generate_corpus(str(tmp_path_factory.mktemp("corpus")),
+                                    synthetic.CORPUS_PRESETS["tiny"],
+                                    show_progress=False)
+  table, waveforms, _ = decode_clips(table)
+  return table, waveforms
+
+
+def _round_data(client_data, round_num, clients=3, steps=2):
+  return [round_dataset(client_data.waveforms(c), BATCH, steps,
+                        seed=client_round_seed(0, round_num, i))
+          for i, c in enumerate(client_data.client_ids[:clients])]
+
+
+def _train(process, client_data, rounds=2):
+  state = process.initialize()
+  before = process.get_model_weights(state).trainable
+  for r in range(rounds):
+    output = process.next(state, _round_data(client_data, r))
+    state = output.state
+  after = process.get_model_weights(state).trainable
+  return before, after, output.metrics["client_work"]["train"]
+
+
+@pytest.mark.parametrize("options", [
+    *[dict(algorithm=a) for a in ALGORITHMS],
+    dict(algorithm="fedavg", client_optimizer="adam", client_learning_rate=1e-3),
+    dict(algorithm="fedavg", dp_noise_multiplier=0.1, dp_clip_norm=1.0),
+    dict(algorithm="fedavg", dp_noise_multiplier=0.1),
+    dict(algorithm="fedavg", compression=True),
+], ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_every_algorithm_trains_and_changes_weights(client_data, options):
+  process = build_process(model_fn_for(SPEC, BATCH, weight_noise_std=0.01),
+                          AlgorithmConfig(**options), clients_per_round=3)
+  with execution_context(1):
+    before, after, train = _train(process, client_data)
+  assert np.isfinite(train["loss"]) and train["num_examples"] == 3 * 2 * BATCH
+  assert max(float(np.max(np.abs(a - b))) for a, b in zip(before, after)) > 0
+
+
+def test_client_data_views_agree(client_data):
+  assert client_data.client_ids == ["c0", "c1", "c2", "c3"]
+  direct = [e["waveform"].numpy() for e in
+            client_data.create_tf_dataset_for_client("c2")]
+  traced = [e["waveform"].numpy() for e in
+            client_data.serializable_dataset_fn(tf.constant("c2"))]
+  np.testing.assert_array_equal(direct, traced)
+  batches = list(round_dataset(client_data.waveforms("c1"), BATCH, 4, seed=3))
+  assert len(batches) == 4 and batches[0]["waveform"].shape == (BATCH,
+                                                                 direct[0].size)
+  again = list(round_dataset(client_data.waveforms("c1"), BATCH, 4, seed=3))
+  np.testing.assert_array_equal(batches[3]["waveform"], again[3]["waveform"])
+
+
+def test_cost_model_counts_encoder_flops_and_bytes():
+  model = SSLModel(SPEC)
+  costs = CostModel.for_model(model)
+  params = sum(int(np.prod(w.shape)) for w in model.weights)
+  assert costs.flops_per_example == (2 * SPEC.encoder.forward_macs() * 2
+                                     * TRAIN_FLOPS_FACTOR)
+  cost = costs.round_cost([4, 6], wall_s=1.5)
+  assert cost.examples == 10 and cost.clients == 2
+  assert cost.bytes_down == cost.bytes_up == 2 * 4 * params
+  assert CostModel.for_model(model, compressed=True).update_bytes == params
+
+
+def _sim_config(rounds, workers=1):
+  return SimulationConfig(
+      model=SPEC, partition=PartitionConfig(method="natural"), rounds=rounds,
+      clients_per_round=3, batch_size=BATCH, max_local_steps=2, eval_every=2,
+      num_workers=workers)
+
+
+def test_resume_gives_identical_metrics_and_files(corpus, tmp_path):
+  table, waveforms = corpus
+  full = run_simulation(_sim_config(3), table, waveforms, str(tmp_path / "a"),
+                        show_progress=False)
+  run_simulation(_sim_config(2), table, waveforms, str(tmp_path / "b"),
+                 show_progress=False)
+  # Resumed on two workers: clients split across processes, same result.
+  resumed = run_simulation(_sim_config(3, workers=2), table, waveforms,
+                           str(tmp_path / "b"), show_progress=False)
+  assert resumed.resumed_from == 2 and full.resumed_from == 0
+  assert resumed.final_metrics == pytest.approx(full.final_metrics, abs=1e-6)
+  assert resumed.totals["client_flops"] == full.totals["client_flops"]
+  for name in ("partition.json", "partition.png", "metrics.csv", "eval.csv",
+               "model/weights.npz"):
+    assert os.path.exists(tmp_path / "b" / name), name
+  with open(tmp_path / "b" / "metrics.csv") as f:
+    assert [int(r["round"]) for r in csv.DictReader(f)] == [1, 2, 3]
+  assert set(full.best) >= {"keyword", "speaker", "content"}
+
+
+def _cli(run_dir, data_dir):
+  return [sys.executable, "-m", "tff_sim", f"--data_dir={data_dir}",
+          f"--run_dir={run_dir}", "--task=triplet", "--encoder=tiny",
+          "--rounds=4", "--clients_per_round=3", "--batch_size=2",
+          "--max_local_steps=2", "--eval_every=4"]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_metrics(corpus, tmp_path):
+  data_dir = corpus[0].root
+  env = {**os.environ, "PYTHONPATH": os.getcwd()}
+  subprocess.run(_cli(tmp_path / "a", data_dir), check=True, env=env,
+                 capture_output=True)
+  killed = subprocess.Popen(_cli(tmp_path / "b", data_dir), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  metrics = tmp_path / "b" / "metrics.csv"
+  deadline = time.monotonic() + 300
+  while not (metrics.exists() and metrics.read_text().count("\n") >= 3):
+    assert killed.poll() is None and time.monotonic() < deadline
+    time.sleep(0.2)
+  workers = [c.pid for c in psutil.Process(killed.pid).children(recursive=True)]
+  assert workers  # The TFF worker process(es).
+  killed.send_signal(signal.SIGKILL)
+  killed.wait()
+  time.sleep(1.0)
+  assert not any(psutil.pid_exists(p) and psutil.Process(p).status() !=
+                 psutil.STATUS_ZOMBIE for p in workers)
+  subprocess.run(_cli(tmp_path / "b", data_dir), check=True, env=env,
+                 capture_output=True)
+  def results(run_dir):  # Everything but wall times.
+    with open(run_dir / "eval.csv") as f:
+      return [{k: v for k, v in row.items() if "wall_s" not in k}
+              for row in csv.DictReader(f)]
+  assert results(tmp_path / "a") == results(tmp_path / "b")
