@@ -27,7 +27,7 @@ $(VENV)/.installed: requirements.lock setup.py | check-python
 setup: $(VENV)/.installed
 
 demo: setup
-	$(PY) -m model.demo_main --out_dir $(DEMO_DIR)
+	$(PY) -m benchmarks.demo_main --out_dir $(DEMO_DIR)
 
 test: setup
 	$(PY) -m pytest -q tests

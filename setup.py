@@ -27,7 +27,8 @@ setuptools.setup(
             "audio-ssl-model=model.__main__:run",
             "audio-ssl-corpus=model.datasets.generate_main:run",
             "audio-ssl-train=model.train_main:run",
-            "audio-ssl-demo=model.demo_main:run",
+            "audio-ssl-demo=benchmarks.demo_main:run",
+            "audio-ssl-federated=tff_sim.__main__:run",
         ],
     },
 )

@@ -18,6 +18,7 @@ from absl import app
 from absl import flags
 
 from model import evaluation
+from model.cli import quiet_logging
 from model.datasets.audio import decode_clips
 from model.datasets.loaders import DATASETS, load_dataset
 from model.datasets.pipeline import make_segments
@@ -49,6 +50,7 @@ _EVALUATE = flags.DEFINE_bool("evaluate", True,
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  quiet_logging()
   spec = ModelSpec(task=_TASK.value, encoder=ENCODERS[_ENCODER.value],
                    seed=_SEED.value)
   config = TrainConfig(steps=_STEPS.value, batch_size=_BATCH.value,

@@ -20,6 +20,7 @@ from absl import app
 from absl import flags
 
 from model import evaluation
+from model.cli import quiet_logging
 from model.datasets.audio import decode_clips
 from model.datasets.loaders import DATASETS, load_dataset
 from model.encoders import ENCODERS
@@ -82,6 +83,7 @@ _COMPARE = flags.DEFINE_bool("compare_centralized", False,
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  quiet_logging()
   spec = ModelSpec(task=_TASK.value, encoder=ENCODERS[_ENCODER.value],
                    seed=_SEED.value)
   config = SimulationConfig(
