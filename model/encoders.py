@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -21,7 +21,8 @@ import tensorflow as tf
 from model import ops
 from model.modules import WeightModule
 
-__all__ = ["EncoderConfig", "ENCODERS", "Encoder", "glorot_uniform"]
+__all__ = ["EncoderConfig", "ENCODERS", "Encoder", "FrozenEncoder", "encode",
+           "glorot_uniform"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,18 +141,77 @@ class Encoder(WeightModule):
     Returns:
       float32 ``[n, embedding_dim]``.
     """
-    expected = (self.config.patch_frames, self.config.num_mel_bins)
-    if tuple(patches.shape[1:]) != expected:
-      raise ValueError(f"Encoder {self.config.name!r}: expected patches of "
-                       f"shape [n, {expected[0]}, {expected[1]}], got "
-                       f"{patches.shape}")
-    x = patches[..., tf.newaxis]
-    w = iter(self.params())
-    num_blocks = len(self.config.channels)
-    for i in range(num_blocks):
-      x = ops.conv2d(x, next(w), next(w))
-      x = ops.conv2d(x, next(w), next(w))
-      # The last pool before a global max is redundant (max of maxes).
-      x = (ops.relu_max_pool2x2(x) if i < num_blocks - 1
-           else ops.relu_global_max(x))
-    return ops.dense(x, next(w), next(w))
+    return encode(self.config, self.params(), patches)
+
+
+class FrozenEncoder:
+  """An encoder with constant weights (e.g. a distillation teacher).
+
+  Its weights are graph constants, not variables: nothing trains them, and a
+  TFF ``model_fn`` or an exported ``.tflite`` carries them as data.
+  """
+
+  def __init__(self, config: EncoderConfig,
+               weights: Mapping[str, np.ndarray], *, name: str = "encoder",
+               source: str = "weights"):
+    """Checks and keeps the weights.
+
+    Args:
+      config: Architecture.
+      weights: Arrays by weight name (``<name>/<layer>/kernel``...); extra
+        entries (e.g. a task head) are ignored.
+      name: Prefix of the encoder's weight names.
+      source: Where the weights came from (quoted in errors).
+
+    Raises:
+      ValueError: A weight is missing, misshapen or not finite.
+    """
+    self.config = config
+    self.values = []
+    for layer, shape in config.layer_shapes():
+      key = f"{name}/{layer}"
+      if key not in weights:
+        raise ValueError(f"{source}: missing weight {key!r}")
+      value = np.asarray(weights[key], np.float32)
+      if value.shape != tuple(shape):
+        raise ValueError(f"{source}: weight {key!r} has shape {value.shape}, "
+                         f"expected {tuple(shape)}")
+      if not np.all(np.isfinite(value)):
+        raise ValueError(f"{source}: weight {key!r} is not finite")
+      self.values.append(value)
+
+  def __call__(self, patches: tf.Tensor) -> tf.Tensor:
+    """Embeds ``[n, frames, bins]`` patches (no gradient to the weights)."""
+    return encode(self.config, [tf.constant(v) for v in self.values], patches)
+
+
+def encode(config: EncoderConfig, params: Sequence[tf.Tensor],
+           patches: tf.Tensor) -> tf.Tensor:
+  """The encoder's forward pass with explicit weights.
+
+  Args:
+    config: Architecture.
+    params: Weights in the order of :meth:`EncoderConfig.layer_shapes`.
+    patches: float32 ``[n, patch_frames, num_mel_bins]`` log-mel.
+
+  Returns:
+    float32 ``[n, embedding_dim]``.
+
+  Raises:
+    ValueError: ``patches`` has the wrong shape (the message gives both).
+  """
+  expected = (config.patch_frames, config.num_mel_bins)
+  if tuple(patches.shape[1:]) != expected:
+    raise ValueError(f"Encoder {config.name!r}: expected patches of "
+                     f"shape [n, {expected[0]}, {expected[1]}], got "
+                     f"{patches.shape}")
+  x = patches[..., tf.newaxis]
+  w = iter(params)
+  num_blocks = len(config.channels)
+  for i in range(num_blocks):
+    x = ops.conv2d(x, next(w), next(w))
+    x = ops.conv2d(x, next(w), next(w))
+    # The last pool before a global max is redundant (max of maxes).
+    x = (ops.relu_max_pool2x2(x) if i < num_blocks - 1
+         else ops.relu_global_max(x))
+  return ops.dense(x, next(w), next(w))

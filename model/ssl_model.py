@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from model.encoders import ENCODERS, Encoder, EncoderConfig
 from model.features import FrontendConfig, log_mel
-from model.tasks import SSL_TASKS, SSLTask, TaskConfig
+from model.tasks import TASKS, SSLTask, TaskConfig
 
 __all__ = ["ModelSpec", "SSLModel", "save_model", "load_model", "assign_weights"]
 
@@ -27,7 +27,7 @@ class ModelSpec:
   """Everything needed to rebuild an :class:`SSLModel` (saved as JSON).
 
   Attributes:
-    task: Key of ``SSL_TASKS``.
+    task: Key of ``model.tasks.TASKS``.
     encoder: Encoder architecture.
     frontend: Log-mel front-end parameters.
     task_config: Task hyper-parameters.
@@ -41,9 +41,9 @@ class ModelSpec:
   seed: int = 0
 
   def __post_init__(self):
-    if self.task not in SSL_TASKS:
+    if self.task not in TASKS:
       raise ValueError(f"ModelSpec.task: unknown task {self.task!r}; expected "
-                       f"one of {sorted(SSL_TASKS)}")
+                       f"one of {sorted(TASKS)}")
     if self.frontend.num_mel_bins != self.encoder.num_mel_bins:
       raise ValueError(
           f"ModelSpec: front-end has {self.frontend.num_mel_bins} mel bins but "
@@ -80,7 +80,7 @@ class SSLModel(tf.Module):
     super().__init__(name="ssl_model")
     self.spec = spec
     self.encoder = encoder or Encoder(spec.encoder, seed=spec.seed)
-    self.task: SSLTask = SSL_TASKS[spec.task](
+    self.task: SSLTask = TASKS[spec.task](
         spec.task_config, spec.encoder, seed=spec.seed)
 
   @property

@@ -44,6 +44,11 @@ class TaskConfig:
     max_mask_frames: NT-Xent: widest time mask (SpecAugment).
     projection_dim: NT-Xent: output size of the projection head.
     hidden_dim: Width of the MLP heads' hidden layer.
+    teacher_dirs: Distillation: saved teacher models (``model.json`` +
+      ``weights.npz`` directories), frozen.
+    distill_ssl_task: Distillation: an SSL task whose loss is added to the
+      embedding regression ("" for none).
+    distill_ssl_weight: Distillation: weight of that SSL loss.
   """
 
   slice_frames: int = 96
@@ -59,8 +64,12 @@ class TaskConfig:
   max_mask_frames: int = 12
   projection_dim: int = 64
   hidden_dim: int = 128
+  teacher_dirs: tuple[str, ...] = ()
+  distill_ssl_task: str = ""
+  distill_ssl_weight: float = 0.0
 
   def __post_init__(self):
+    object.__setattr__(self, "teacher_dirs", tuple(self.teacher_dirs))
     for field in ("slice_frames", "num_neighbors", "max_gap_frames",
                   "positive_span_frames", "projection_dim", "hidden_dim"):
       if getattr(self, field) <= 0:
