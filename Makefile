@@ -8,13 +8,13 @@ TFF := tensorflow-federated==0.87.0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 DEMO_DIR ?= demo_output
 
-.PHONY: all setup demo test test-fast clean check-python
+.PHONY: all setup demo test test-fast jvm-test jvm-tools clean check-python
 
 all: test
 
 check-python:
-	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if (3, 11) <= v[:2] < (3, 12) else 1)' || \
-	  { echo "error: $(PYTHON) is Python $$($(PYTHON) -c 'import platform; print(platform.python_version())'); this toolkit needs Python 3.11 (TensorFlow Federated 0.87 requires < 3.12, TF 2.14 wheels need >= 3.9). Install 3.11 and run: make PYTHON=python3.11 $(MAKECMDGOALS)"; exit 1; }
+	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if (3, 11) <= v[:2] < (3, 12) else 1)' 2>/dev/null || \
+	  { echo "error: '$(PYTHON)' is $$($(PYTHON) --version 2>&1 || echo 'not a working Python'); this toolkit needs Python 3.11 (TensorFlow Federated 0.87 requires < 3.12 and requirements.lock is pinned for 3.11). Install Python 3.11 and run: make PYTHON=/path/to/python3.11 $(MAKECMDGOALS)"; exit 1; }
 
 $(VENV)/.installed: requirements.lock setup.py | check-python
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,19 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) -m benchmarks.demo_main --out_dir $(DEMO_DIR)
 
-test: setup
+# The app's pure-JVM library is compiled and unit-tested with Debian's kotlin
+# and junit4 (installed when missing and apt is usable); then the Python suite.
+test: setup jvm-test
 	$(PY) -m pytest -q tests
+
+jvm-tools:
+	@command -v kotlinc >/dev/null && [ -f /usr/share/java/junit4.jar ] || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kotlin junit4 >/dev/null; } || \
+	  echo "jvm-tools: kotlin/junit4 not installed (needs root and apt); JVM tests will be skipped"
+
+jvm-test: jvm-tools
+	bash android_demo/jvm-test.sh
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow" tests

@@ -1,8 +1,5 @@
 """Differentiable ops whose gradients lower to TFLite builtin ops.
 
-Differentiable tensors are never strided-sliced (``StridedSliceGrad`` is a
-Flex op): use ``tf.split``/``tf.reshape``/``tf.squeeze`` instead.
-
 TensorFlow's own gradients for Conv2D, ReLU, MaxPool, Softplus, Rsqrt and
 nearest-neighbour resize become Select-TF (Flex) ops (``Conv2DBackpropFilter``,
 ``ReluGrad``, ``MaxPoolGrad``, ...) that ``tflite_runtime`` cannot run. The
@@ -13,6 +10,8 @@ on-device ``train`` signature. Formulations follow measured fastest variants
 gradient from the output, a fused ReLU + 2x2 max-pool gradient).
 
 Every op needs static shapes (a static batch) when converted to TFLite.
+Callers never strided-slice a differentiable tensor (``StridedSliceGrad`` is
+a Flex op): they use ``tf.split``/``tf.reshape``/``tf.squeeze`` instead.
 
 Inside ``with tf_gradients():`` the same ops are built from plain TF ops with
 TF's own gradients (the ``flex`` export mode, and the reference that the
