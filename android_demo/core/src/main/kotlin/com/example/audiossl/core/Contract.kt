@@ -1,0 +1,88 @@
+package com.example.audiossl.core
+
+/**
+ * Every name the app shares with the exported model, its `manifest.json` and the toolkit's
+ * host-side virtual device (`export/device.py`).
+ *
+ * This is the only Kotlin file that spells these names. `tests/test_android_contract.py`
+ * exports a model and checks each constant against it: every `SIGNATURE_*` must be a signature
+ * of the model, every `TENSOR_*` an input or output of one, every `KEY_*` a key of the manifest,
+ * every `VALUE_*` a value in it, and every `FILE_*` / `STATE_*` / `FORMAT_*` constant must
+ * equal the toolkit's. Sizes (batch, samples, sample rate, embedding width, variable shapes) are
+ * never constants: they are read from the manifest.
+ */
+object Contract {
+  /** One optimizer step: `waveform` float32 [B, S] -> `loss`. */
+  const val SIGNATURE_TRAIN = "train"
+
+  /** Embeddings: `waveform` float32 [N, patch_samples] -> `embedding` [N, D]. */
+  const val SIGNATURE_EMBED = "embed"
+
+  /** Every variable (weights, then optimizer state), one output per manifest variable key. */
+  const val SIGNATURE_GET_WEIGHTS = "get_weights"
+
+  /** Assigns every variable, one input per manifest variable key -> `ok`. */
+  const val SIGNATURE_SET_WEIGHTS = "set_weights"
+
+  /** Audio input of `train` and `embed`. */
+  const val TENSOR_WAVEFORM = "waveform"
+
+  /** Output of `train`. */
+  const val TENSOR_LOSS = "loss"
+
+  /** Output of `embed`. */
+  const val TENSOR_EMBEDDING = "embedding"
+
+  /** Output of `set_weights`: 1 if the tensors were assigned, 0 if rejected (non-finite). */
+  const val TENSOR_OK = "ok"
+
+  /** Manifest keys (see `export/exporter.py`). */
+  const val KEY_FILE = "file"
+  const val KEY_SHA256 = "sha256"
+  const val KEY_MODE = "mode"
+  const val KEY_BATCH_SIZE = "batch_size"
+  const val KEY_EXAMPLE_SAMPLES = "example_samples"
+  const val KEY_MODEL = "model"
+  const val KEY_SAMPLE_RATE = "sample_rate"
+  const val KEY_PATCH_SAMPLES = "patch_samples"
+  const val KEY_EMBEDDING_DIM = "embedding_dim"
+  const val KEY_TASK = "task"
+  const val KEY_ENCODER = "encoder"
+  const val KEY_PRESET = "preset"
+  const val KEY_SIGNATURES = "signatures"
+  const val KEY_INPUTS = "inputs"
+  const val KEY_OUTPUTS = "outputs"
+  const val KEY_SHAPE = "shape"
+  const val KEY_DTYPE = "dtype"
+  const val KEY_VARIABLES = "variables"
+  const val KEY_NAME = "name"
+  const val KEY_KEY = "key"
+  const val KEY_ROLE = "role"
+
+  /** `mode` of an export that runs on the plain TFLite runtime (no Select-TF ops). */
+  const val VALUE_MODE_BUILTIN = "builtin"
+
+  /** `role` of a model weight (the other variables are optimizer state). */
+  const val VALUE_ROLE_WEIGHT = "weight"
+
+  /** `dtype` of the audio and of every variable. */
+  const val VALUE_DTYPE_FLOAT32 = "float32"
+
+  /** File names of an export directory (`export.manifest.MODEL_NAME`, `MANIFEST_NAME`). */
+  const val FILE_MODEL = "model.tflite"
+  const val FILE_MANIFEST = "manifest.json"
+
+  /** Files in the app's storage (`export.device.WEIGHTS_FILE`, ...). */
+  const val STATE_WEIGHTS = "weights.odtf"
+  const val STATE_PREVIOUS_WEIGHTS = "weights.prev.odtf"
+  const val STATE_WINDOWS = "windows.odtf"
+  const val STATE_DELTA = "update.odtf"
+
+  /** Tensor-file layout (`export.device.MAGIC`, `FORMAT_VERSION`, `WINDOWS_TENSOR`). */
+  const val FORMAT_MAGIC = "ODTF"
+  const val FORMAT_VERSION = 1
+  const val FORMAT_WINDOWS_TENSOR = "windows"
+
+  /** Windows quieter than this RMS are not buffered (`export.device.MIN_RMS`). */
+  const val MIN_WINDOW_RMS = 1e-4
+}

@@ -1,0 +1,130 @@
+"""Launcher of the distillation benchmark (Peng et al., "Shrinking Bigfoot", 2021).
+
+Usage:
+  python -m export.distill_main --out_dir distill_output --corpus demo \\
+      --teacher_encoder large --teacher_steps 400 --student_encoder small
+  python -m export.distill_main --teacher_dirs runs/large_triplet \\
+      --student_encoder tiny --out_dir distill_tiny
+
+Trains (or takes) the teacher, trains the student from scratch and by
+distillation centrally and federated, exports the distilled student in
+builtin mode with quantized embed models, and writes report.md,
+results.csv and results.png to --out_dir. Rerunning reuses or resumes every
+finished run. Prints the report.
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import app
+from absl import flags
+
+from export.conversion import QUANTIZATIONS
+from export.distill import DistillConfig, run_distill_benchmark
+from model.cli import quiet_logging
+from model.datasets import synthetic
+from model.encoders import ENCODERS
+from model.tasks import SSL_TASKS
+from tff_sim.algorithms import CLIENT_OPTIMIZERS
+
+_DEFAULT = DistillConfig()
+
+# Flags are named after the DistillConfig fields they set.
+_CORPUS = flags.DEFINE_enum("corpus", _DEFAULT.corpus,
+                            list(synthetic.CORPUS_PRESETS),
+                            "Built-in corpus size.")
+_CORPUS_DIR = flags.DEFINE_string(
+    "corpus_dir", None, "Corpus directory (default <out_dir>/corpus).")
+_TEACHER_DIRS = flags.DEFINE_list(
+    "teacher_dirs", [], "Saved teachers (run or model directories); empty: "
+    "train --teacher_encoder with --teacher_task.")
+_TEACHER_ENCODER = flags.DEFINE_enum("teacher_encoder",
+                                     _DEFAULT.teacher_encoder, list(ENCODERS),
+                                     "Preset of the trained teacher.")
+_TEACHER_TASK = flags.DEFINE_enum("teacher_task", _DEFAULT.teacher_task,
+                                  list(SSL_TASKS),
+                                  "SSL task of the trained teacher.")
+_TEACHER_STEPS = flags.DEFINE_integer("teacher_steps", _DEFAULT.teacher_steps,
+                                      "Steps of the trained teacher.")
+_STUDENT_ENCODER = flags.DEFINE_enum("student_encoder",
+                                     _DEFAULT.student_encoder, list(ENCODERS),
+                                     "Preset of the student.")
+_STUDENT_TASK = flags.DEFINE_enum(
+    "student_task", _DEFAULT.student_task, list(SSL_TASKS),
+    "SSL task of the from-scratch student (and of the optional own loss).")
+_SSL_WEIGHT = flags.DEFINE_float(
+    "distill_ssl_weight", _DEFAULT.distill_ssl_weight,
+    "Weight of --student_task's loss added to the distillation loss.")
+_STEPS = flags.DEFINE_integer("steps", _DEFAULT.steps,
+                              "Steps of the scratch and distilled students.")
+_BATCH = flags.DEFINE_integer("batch_size", _DEFAULT.batch_size,
+                              "Examples per centralized step.")
+_LR = flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate,
+                         "Adam step size of the centralized runs.")
+_ROUNDS = flags.DEFINE_integer("rounds", _DEFAULT.rounds,
+                               "Federated distillation rounds.")
+_CLIENTS = flags.DEFINE_integer("clients_per_round",
+                                _DEFAULT.clients_per_round,
+                                "Clients per round.")
+_CLIENT_BATCH = flags.DEFINE_integer(
+    "client_batch_size", _DEFAULT.client_batch_size,
+    "Client batch (and batch of the exported train signature).")
+_LOCAL_STEPS = flags.DEFINE_integer("max_local_steps",
+                                    _DEFAULT.max_local_steps,
+                                    "Local steps per client and round.")
+_CLIENT_OPT = flags.DEFINE_enum("client_optimizer", _DEFAULT.client_optimizer,
+                                list(CLIENT_OPTIMIZERS), "Client optimizer.")
+_CLIENT_LR = flags.DEFINE_float("client_learning_rate",
+                                _DEFAULT.client_learning_rate,
+                                "Client step size.")
+_QUANTIZATIONS = flags.DEFINE_list(
+    "quantizations", list(_DEFAULT.quantizations),
+    f"Quantized embed models to export and probe, of {list(QUANTIZATIONS)}.")
+_VERIFY_STEPS = flags.DEFINE_integer(
+    "verify_steps", _DEFAULT.verify_steps,
+    "train steps run on the exported file and on TF.")
+_SEED = flags.DEFINE_integer("seed", _DEFAULT.seed, "Seed.")
+_OUT_DIR = flags.DEFINE_string("out_dir", _DEFAULT.out_dir,
+                               "Output directory.")
+
+
+def config_from_flags() -> DistillConfig:
+  """The benchmark configuration given by the parsed flags."""
+  return DistillConfig(
+      corpus=_CORPUS.value, corpus_dir=_CORPUS_DIR.value,
+      teacher_dirs=tuple(_TEACHER_DIRS.value),
+      teacher_encoder=_TEACHER_ENCODER.value,
+      teacher_task=_TEACHER_TASK.value, teacher_steps=_TEACHER_STEPS.value,
+      student_encoder=_STUDENT_ENCODER.value,
+      student_task=_STUDENT_TASK.value, distill_ssl_weight=_SSL_WEIGHT.value,
+      steps=_STEPS.value, batch_size=_BATCH.value, learning_rate=_LR.value,
+      rounds=_ROUNDS.value, clients_per_round=_CLIENTS.value,
+      client_batch_size=_CLIENT_BATCH.value,
+      max_local_steps=_LOCAL_STEPS.value,
+      client_optimizer=_CLIENT_OPT.value,
+      client_learning_rate=_CLIENT_LR.value,
+      quantizations=tuple(_QUANTIZATIONS.value),
+      verify_steps=_VERIFY_STEPS.value, seed=_SEED.value,
+      out_dir=_OUT_DIR.value)
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  quiet_logging()
+  try:
+    config = config_from_flags()
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  run_distill_benchmark(config)
+  with open(os.path.join(config.out_dir, "report.md")) as f:
+    print(f.read())
+
+
+def run() -> None:
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,434 @@
+"""Exports a trained encoder + SSL task as verified on-device TFLite models.
+
+An export directory holds ``training/`` (the on-device training model),
+``embed_<quantization>/`` (embed-only inference models), each as
+``model.tflite`` + ``manifest.json``, and ``report.md`` + ``quantization.csv``.
+Everything is written to a temporary directory beside the output and renamed
+into place only after every file passed its verification, so a failed export
+leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, Iterator, Optional
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from export import manifest as manifest_lib
+from export import quality
+from export import report as report_lib
+from export.conversion import (QUANTIZATIONS, Conversion, convert_embed_model,
+                               convert_training_model)
+from export.corpus import Corpus
+from export.ondevice_module import MODES, EmbedModule, OnDeviceModule
+from export.optimizers import OptimizerConfig
+from export.runtime import OnDeviceModel
+from export.verification import (VerifyConfig, verify_embed_model,
+                                 verify_training_model)
+from model.encoders import ENCODERS
+from model.ssl_model import ModelSpec, SSLModel, load_model
+
+__all__ = ["TRAINING_DIR", "embed_dir", "ExportConfig", "Source",
+           "load_source", "fresh_source", "ExportResult", "export_model"]
+
+#: Subdirectory of the training model.
+TRAINING_DIR = "training"
+#: Patches per TF ``embed`` call when embedding the corpus.
+_EMBED_CHUNK = 64
+
+
+def embed_dir(quantization: str) -> str:
+  """Subdirectory of an embed-only variant, e.g. ``embed_int8``."""
+  return f"embed_{quantization}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+  """What to export.
+
+  Attributes:
+    mode: ``builtin`` (runs under tflite_runtime / ai_edge_litert) or
+      ``flex`` (TF's gradients, Select-TF ops, save/restore signatures).
+    optimizer: On-device optimizer.
+    batch_size: Static batch size of ``train``.
+    quantizations: Embed-only variants to write (may be empty).
+    seed: Seed of the in-graph random ops (crops, augmentations).
+    representative_patches: Corpus patches that calibrate ``int8``.
+    verify: How the files are checked.
+  """
+
+  mode: str = "builtin"
+  optimizer: OptimizerConfig = OptimizerConfig()
+  batch_size: int = 16
+  quantizations: tuple[str, ...] = QUANTIZATIONS
+  seed: int = 0
+  representative_patches: int = 64
+  verify: VerifyConfig = VerifyConfig()
+
+  def __post_init__(self):
+    object.__setattr__(self, "quantizations", tuple(self.quantizations))
+    if self.mode not in MODES:
+      raise ValueError(f"ExportConfig.mode: unknown mode {self.mode!r}; "
+                       f"expected one of {MODES}")
+    if unknown := [q for q in self.quantizations if q not in QUANTIZATIONS]:
+      raise ValueError(f"ExportConfig.quantizations: unknown {unknown}; "
+                       f"expected some of {QUANTIZATIONS}")
+    if len(set(self.quantizations)) != len(self.quantizations):
+      raise ValueError(f"ExportConfig.quantizations: duplicates in "
+                       f"{self.quantizations}")
+    if self.batch_size <= 0 or self.representative_patches <= 0:
+      raise ValueError("ExportConfig: batch_size and representative_patches "
+                       "must be positive")
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """The model to export and where it came from.
+
+  Attributes:
+    model: The model (not modified by the export).
+    description: Provenance for the manifests (path, checksum, task, ...).
+  """
+
+  model: SSLModel
+  description: dict[str, Any]
+
+
+def load_source(path: str, *, task: Optional[str] = None) -> Source:
+  """Loads a saved model from a run directory or a saved-model directory.
+
+  Args:
+    path: ``<run_dir>`` (holding ``model/``) or the model directory itself
+      (holding ``model.json`` and ``weights.npz``).
+    task: Export under this SSL task (a fresh head on the saved encoder);
+      default: the saved task with its trained head.
+
+  Raises:
+    FileNotFoundError: Neither layout is found (the message names both).
+  """
+  for directory in (os.path.join(path, "model"), path):
+    if os.path.exists(os.path.join(directory, "model.json")):
+      break
+  else:
+    raise FileNotFoundError(
+        f"{path}: no saved model; expected {path}/model/model.json (a run "
+        f"directory) or {path}/model.json (a saved-model directory)")
+  model = load_model(directory, task=task)
+  with open(os.path.join(directory, "model.json"), encoding="utf-8") as f:
+    saved_task = json.load(f)["task"]
+  return Source(model=model, description={
+      "kind": "saved_model",
+      "path": os.path.abspath(directory),
+      "weights_sha256": manifest_lib.sha256_file(
+          os.path.join(directory, "weights.npz")),
+      "saved_task": saved_task,
+      "head": "saved" if model.spec.task == saved_task else "fresh",
+  })
+
+
+def fresh_source(preset: str, task: str, *, seed: int = 0) -> Source:
+  """A freshly initialized model (for benchmarks and tests).
+
+  Raises:
+    ValueError: Unknown preset or task.
+  """
+  if preset not in ENCODERS:
+    raise ValueError(f"unknown encoder preset {preset!r}; expected one of "
+                     f"{sorted(ENCODERS)}")
+  model = SSLModel(ModelSpec(task=task, encoder=ENCODERS[preset], seed=seed))
+  return Source(model=model, description={"kind": "fresh", "preset": preset,
+                                          "seed": seed})
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+  """What an export wrote.
+
+  Attributes:
+    out_dir: The export directory.
+    manifests: Manifest of every model, by subdirectory name.
+    quantization: The embed-only variants' measurements.
+  """
+
+  out_dir: str
+  manifests: dict[str, dict[str, Any]]
+  quantization: tuple[report_lib.QuantizationRow, ...]
+
+
+def _clone(model: SSLModel) -> SSLModel:
+  """A new model with the same spec and copies of the weights."""
+  clone = SSLModel(model.spec)
+  for target, source in zip(clone.weights, model.weights):
+    target.assign(source)
+  return clone
+
+
+def _model_entry(model: SSLModel) -> dict[str, Any]:
+  spec = model.spec
+  return {
+      "task": spec.task,
+      "task_config": dataclasses.asdict(spec.task_config),
+      "encoder": {"preset": spec.encoder.name,
+                  "config": dataclasses.asdict(spec.encoder),
+                  "num_params": spec.encoder.num_params},
+      "frontend": dataclasses.asdict(spec.frontend),
+      "sample_rate": spec.frontend.sample_rate,
+      "example_samples": model.example_samples,
+      "patch_samples": spec.frontend.patch_samples,
+      "embedding_dim": spec.encoder.embedding_dim,
+  }
+
+
+def _file_entry(content: bytes) -> dict[str, Any]:
+  return {"name": manifest_lib.MODEL_NAME, "bytes": len(content),
+          "sha256": manifest_lib.sha256_bytes(content)}
+
+
+def _signature_entry(model: OnDeviceModel) -> dict[str, Any]:
+  return {name: {side: {tensor: info.to_dict()
+                        for tensor, info in tensors.items()}
+                 for side, tensors in table.items()}
+          for name, table in model.signatures().items()}
+
+
+def _write_model(directory: str, conversion: Conversion) -> bytes:
+  """Writes ``model.tflite``; returns the bytes read back from disk."""
+  os.makedirs(directory)
+  path = os.path.join(directory, manifest_lib.MODEL_NAME)
+  with open(path, "wb") as f:
+    f.write(conversion.content)
+  with open(path, "rb") as f:
+    return f.read()
+
+
+def _common_entries(content: bytes, conversion: Conversion, kind: str,
+                    path: str, source: Source) -> dict[str, Any]:
+  return {
+      "format_version": manifest_lib.FORMAT_VERSION,
+      "kind": kind,
+      "path": path,
+      "file": _file_entry(content),
+      "toolkit_version": manifest_lib.toolkit_version(),
+      "tensorflow_version": tf.__version__,
+      "model": _model_entry(source.model),
+      "embed_batch": "dynamic",
+      "operators": list(conversion.operators),
+      "flex_ops": list(conversion.flex_ops),
+      "ops_sets": list(conversion.ops_sets),
+      "source": source.description,
+  }
+
+
+def _export_training(directory: str, source: Source, config: ExportConfig,
+                     batches: np.ndarray, patches: np.ndarray
+                     ) -> dict[str, Any]:
+  """Converts, writes, verifies the training model; returns its manifest."""
+  make = lambda: OnDeviceModule(_clone(source.model), config.optimizer,
+                                config.batch_size, mode=config.mode,
+                                seed=config.seed)
+  module = make()
+  logging.info("converting the %s training model", config.mode)
+  conversion = convert_training_model(module)
+  content = _write_model(directory, conversion)
+  logging.info("verifying %s (%d bytes)", directory, len(content))
+  verification = verify_training_model(content, make(), batches, patches,
+                                       config.verify)
+  runtime = "tensorflow" if config.mode == "flex" else config.verify.runtime
+  variables = [{"name": name, "key": key,
+                "role": "optimizer" if name.startswith("optimizer/")
+                else "weight",
+                "shape": list(v.shape), "dtype": v.dtype.name,
+                "bytes": int(np.prod(v.shape, dtype=np.int64)) * v.dtype.size}
+               for name, key, v in zip(module.variable_names, module.keys,
+                                       module.state)]
+  manifest = {
+      **_common_entries(content, conversion, "training",
+                        os.path.join(TRAINING_DIR, manifest_lib.MODEL_NAME),
+                        source),
+      "mode": config.mode,
+      "quantization": {"type": "float32"},
+      "signatures": _signature_entry(OnDeviceModel(content, runtime=runtime)),
+      "batch_size": config.batch_size,
+      "example_samples": source.model.example_samples,
+      "optimizer": {"name": config.optimizer.name,
+                    "hyperparameters": config.optimizer.hyperparameters()},
+      "random_seed": config.seed,
+      "variables": variables,
+      "variable_bytes": sum(v["bytes"] for v in variables),
+      "verification": verification,
+  }
+  manifest_lib.write_manifest(directory, manifest)
+  return manifest
+
+
+def _representative(patches: np.ndarray, count: int, seed: int
+                    ) -> Iterator[dict[str, np.ndarray]]:
+  """Calibration inputs: ``count`` corpus patches, one per call."""
+  rng = np.random.default_rng(seed)
+  for i in rng.choice(len(patches), min(count, len(patches)), replace=False):
+    yield {"waveform": patches[i:i + 1]}
+
+
+def _export_embed(directory: str, quantization: str, module: EmbedModule,
+                  source: Source, config: ExportConfig, patches: np.ndarray,
+                  reference: np.ndarray
+                  ) -> tuple[dict[str, Any], np.ndarray]:
+  """Converts, writes, verifies a variant; returns manifest and embeddings."""
+  logging.info("converting the %s embed model", quantization)
+  conversion = convert_embed_model(
+      module, quantization,
+      representative=lambda: _representative(
+          patches, config.representative_patches, config.seed))
+  content = _write_model(directory, conversion)
+  verification = verify_embed_model(content, quantization, patches, reference,
+                                    config.verify)
+  lite = OnDeviceModel(content, runtime=config.verify.runtime)
+  manifest = {
+      **_common_entries(content, conversion, "embed",
+                        os.path.join(os.path.basename(directory),
+                                     manifest_lib.MODEL_NAME), source),
+      "mode": "builtin",
+      "quantization": {
+          "type": quantization, "notes": conversion.notes,
+          **({"representative_patches": min(config.representative_patches,
+                                            len(patches))}
+             if quantization == "int8" else {})},
+      "signatures": _signature_entry(lite),
+      "verification": verification.results,
+  }
+  manifest_lib.write_manifest(directory, manifest)
+  return manifest, verification.embeddings
+
+
+def _spread(count: int, total: int) -> np.ndarray:
+  """``min(count, total)`` indices spread evenly over ``range(total)``."""
+  return np.unique(np.linspace(0, total - 1, min(count, total)).astype(int))
+
+
+def _install(staging: str, out_dir: str, overwrite: bool) -> None:
+  """Renames ``staging`` to ``out_dir``, replacing it if ``overwrite``."""
+  if os.path.isdir(out_dir) and not os.listdir(out_dir):
+    os.rmdir(out_dir)
+  if not os.path.exists(out_dir):
+    os.rename(staging, out_dir)
+    return
+  old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-",
+                         dir=os.path.dirname(out_dir))
+  os.rename(out_dir, os.path.join(old, "previous"))
+  os.rename(staging, out_dir)
+  shutil.rmtree(old, ignore_errors=True)
+
+
+def export_model(source: Source, out_dir: str, config: ExportConfig, *,
+                 corpus: Corpus, overwrite: bool = False) -> ExportResult:
+  """Writes and verifies the training model and the embed-only variants.
+
+  Args:
+    source: The model (not modified).
+    out_dir: Export directory (created; must not exist or be empty unless
+      ``overwrite``).
+    config: What to export.
+    corpus: Audio for verification batches, calibration and probes.
+    overwrite: Replace an existing export directory (only once the new one
+      is complete).
+
+  Returns:
+    The manifests and the quantization measurements.
+
+  Raises:
+    FileExistsError: ``out_dir`` is not empty and ``overwrite`` is false.
+    model.tflite_compat.FlexOpsError: ``builtin`` mode and the graph needs
+      Select-TF ops.
+    export.verification.VerificationError: A written file failed its checks.
+  """
+  out_dir = os.path.abspath(out_dir)
+  if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+    raise FileExistsError(f"{out_dir} exists and is not empty; choose another "
+                          f"output directory or overwrite it")
+  os.makedirs(os.path.dirname(out_dir), exist_ok=True)
+  staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-",
+                             dir=os.path.dirname(out_dir))
+  try:
+    result = _export_into(staging, source, config, corpus)
+    _install(staging, out_dir, overwrite)
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
+  return dataclasses.replace(result, out_dir=out_dir)
+
+
+def _export_variants(staging: str, source: Source, config: ExportConfig,
+                     corpus: Corpus, patches: np.ndarray, owner: np.ndarray
+                     ) -> tuple[dict[str, dict[str, Any]],
+                                list[report_lib.QuantizationRow],
+                                quality.ProbeScores]:
+  """Writes every embed-only variant; returns manifests, rows, TF's scores."""
+  module = EmbedModule(_clone(source.model))
+  embed = module.embed_function()
+  reference = np.concatenate([
+      embed(waveform=tf.constant(patches[i:i + _EMBED_CHUNK]))[
+          "embedding"].numpy()
+      for i in range(0, len(patches), _EMBED_CHUNK)])
+  reference_scores = quality.probe_accuracies(
+      quality.clip_means(reference, owner), corpus.table, seed=config.seed)
+  manifests, rows = {}, []
+  for quantization in config.quantizations:
+    name = embed_dir(quantization)
+    manifest, embeddings = _export_embed(
+        os.path.join(staging, name), quantization, module, source, config,
+        patches, reference)
+    manifests[name] = manifest
+    scores = quality.probe_accuracies(
+        quality.clip_means(embeddings, owner), corpus.table, seed=config.seed)
+    fidelity = manifest["verification"]
+    rows.append(report_lib.QuantizationRow(
+        variant=quantization, path=manifest["path"],
+        bytes=manifest["file"]["bytes"],
+        mean_cosine=fidelity["mean_cosine"],
+        min_cosine=fidelity["min_cosine"],
+        max_abs_error=fidelity["max_abs_error"],
+        accuracy=scores.accuracy,
+        accuracy_delta={t: a - reference_scores.accuracy[t]
+                        for t, a in scores.accuracy.items()
+                        if t in reference_scores.accuracy},
+        notes=manifest["quantization"]["notes"]))
+  return manifests, rows, reference_scores
+
+
+def _export_into(staging: str, source: Source, config: ExportConfig,
+                 corpus: Corpus) -> ExportResult:
+  """Writes every model, verified, and the report into ``staging``."""
+  model = source.model
+  frontend = model.spec.frontend
+  batches = corpus.segments(
+      model.example_samples, config.verify.num_batches * config.batch_size,
+      min_samples=frontend.patch_samples, seed=config.seed).reshape(
+          config.verify.num_batches, config.batch_size, -1)
+  patches, owner = corpus.patches(frontend)
+  training = _export_training(
+      os.path.join(staging, TRAINING_DIR), source, config, batches,
+      patches[_spread(config.verify.embed_patches, len(patches))])
+  manifests = {TRAINING_DIR: training}
+  rows, scores = [], None
+  if config.quantizations:
+    variants, rows, scores = _export_variants(staging, source, config, corpus,
+                                              patches, owner)
+    manifests.update(variants)
+    report_lib.write_quantization_csv(
+        os.path.join(staging, report_lib.QUANTIZATION_CSV), rows,
+        scores.accuracy)
+  report_lib.write_report(
+      os.path.join(staging, report_lib.REPORT_NAME),
+      title=f"Export of {model.spec.task} / {model.spec.encoder.name}",
+      source=training["source"], training=training, rows=rows,
+      reference_accuracy=scores.accuracy if scores else None,
+      skipped=scores.skipped if scores else None)
+  return ExportResult(out_dir=staging, manifests=manifests,
+                      quantization=tuple(rows))
