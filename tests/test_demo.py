@@ -23,3 +23,7 @@ def test_demo_runs_and_writes_report(tmp_path):
     assert os.path.getsize(tmp_path / "report" / name) > 0
   assert os.path.exists(tmp_path / "runs" / "federated_triplet" /
                         "quality_vs_cost.png")
+  for name in ("training", "embed_float32", "embed_int8"):
+    assert os.path.exists(tmp_path / "export" / name / "manifest.json"), name
+  assert "Select-TF ops: none" in result.stdout
+  assert "tflite_runtime train steps on one corpus batch:" in result.stdout
