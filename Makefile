@@ -8,7 +8,7 @@ TFF := tensorflow-federated==0.87.0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 DEMO_DIR ?= demo_output
 
-.PHONY: all setup demo test test-fast jvm-test jvm-tools clean check-python
+.PHONY: all setup demo test test-fast system-tools clean check-python
 
 all: test
 
@@ -29,19 +29,24 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) -m benchmarks.demo_main --out_dir $(DEMO_DIR)
 
-# The app's pure-JVM library is compiled and unit-tested with Debian's kotlin
-# and junit4 (installed when missing and apt is usable); then the Python suite.
-test: setup jvm-test
+# System tools some tests need, from Debian's packages when run as root:
+# kotlin + junit4 (the app's pure-JVM library is compiled and unit-tested) and
+# qemu-user-static + the arm64 architecture (exported models run on ARM64
+# kernels under emulation). Without root/apt those tests are skipped.
+SYSTEM_PACKAGES := kotlin junit4 qemu-user-static
+
+test: setup system-tools
+	bash android_demo/jvm-test.sh
+	$(PY) -m benchmarks --setup_arm64 || echo "ARM64 set-up failed; its test will be skipped"
 	$(PY) -m pytest -q tests
 
-jvm-tools:
-	@command -v kotlinc >/dev/null && [ -f /usr/share/java/junit4.jar ] || \
-	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kotlin junit4 >/dev/null; } || \
-	  echo "jvm-tools: kotlin/junit4 not installed (needs root and apt); JVM tests will be skipped"
-
-jvm-test: jvm-tools
-	bash android_demo/jvm-test.sh
+system-tools:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64; \
+	  missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  { apt-get update -qq && { [ -z "$$missing" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }; } \
+	    || echo "system-tools: apt failed; JVM and ARM64 tests may be skipped"; \
+	else echo "system-tools: not root or no apt-get; JVM and ARM64 tests will be skipped"; fi
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow" tests

@@ -31,6 +31,7 @@ setuptools.setup(
             "audio-ssl-federated=tff_sim.__main__:run",
             "audio-ssl-export=export.__main__:run",
             "audio-ssl-device=export.device_main:run",
+            "audio-ssl-bench=benchmarks.__main__:run",
         ],
     },
 )

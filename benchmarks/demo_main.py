@@ -43,7 +43,7 @@ from tff_sim.simulation import SimulationConfig, run_simulation, training_segmen
 _OUT_DIR = flags.DEFINE_string("out_dir", "demo_output", "Output directory.")
 _CORPUS = flags.DEFINE_enum("corpus", "demo", list(synthetic.CORPUS_PRESETS),
                             "Built-in corpus size.")
-_TASK = flags.DEFINE_enum("task", "triplet", list(SSL_TASKS),
+_TASK = flags.DEFINE_enum("task", "nt_xent", list(SSL_TASKS),
                           "Self-supervised task.")
 _ENCODER = flags.DEFINE_enum("encoder", "small", list(ENCODERS),
                              "Encoder preset.")

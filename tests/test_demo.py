@@ -11,7 +11,8 @@ import pytest
 def test_demo_runs_and_writes_report(tmp_path):
   result = subprocess.run(
       [sys.executable, "-m", "benchmarks.demo_main", f"--out_dir={tmp_path}",
-       "--corpus=tiny", "--encoder=tiny", "--rounds=2", "--clients_per_round=2",
+       "--corpus=tiny", "--encoder=tiny", "--task=triplet", "--rounds=2",
+       "--clients_per_round=2",
        "--max_local_steps=1", "--batch_size=4"],
       capture_output=True, text=True, timeout=600,
       env={**os.environ, "PYTHONPATH": os.getcwd()})

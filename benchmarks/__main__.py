@@ -1,0 +1,141 @@
+"""Cost report of exported models: FLOPs, latency, memory, size, quality.
+
+Usage:
+  python -m benchmarks --model_dir exports/tiny --model_dir exports/small \\
+      --out_dir bench [--run_dir runs/fedavg ...] [--threads 1,2] \\
+      [--runtime tflite_runtime,ai_edge_litert] [--xnnpack on,off] \\
+      [--adb --adb_binary ./benchmark_model [--adb_cpu_mask f0]] [--arm64]
+  python -m benchmarks --setup_arm64   # builds the emulated aarch64 Python
+
+Writes <out_dir>/report.md, results.csv and PNG plots, and prints the
+headline table. Every configuration is timed in a fresh process; the host
+is named in every figure.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from absl import app
+from absl import flags
+
+from benchmarks import adb as adb_lib
+from benchmarks import arm64 as arm64_lib
+from benchmarks import latency as latency_lib
+from benchmarks import report as report_lib
+
+_MODEL_DIR = flags.DEFINE_multi_string(
+    "model_dir", [], "Export directory of `python -m export` (or one model "
+    "directory with model.tflite + manifest.json); repeat for several.")
+_OUT_DIR = flags.DEFINE_string("out_dir", None, "Report directory.")
+_RUN_DIR = flags.DEFINE_multi_string(
+    "run_dir", [], "Federated run directory (eval.csv, metrics.csv) for the "
+    "quality-vs-cost section; repeat for several.")
+_SIGNATURES = flags.DEFINE_list(
+    "signatures", [], "Signatures to time (default: all); FLOPs are counted "
+    "for all.")
+_RUNTIME = flags.DEFINE_list(
+    "runtime", ["tflite_runtime"],
+    f"Host interpreters, some of {list(latency_lib.RUNTIMES)}.")
+_THREADS = flags.DEFINE_list("threads", ["1"], "Interpreter thread counts.")
+_XNNPACK = flags.DEFINE_list("xnnpack", ["on"], "XNNPACK settings: on, off.")
+_EMBED_BATCH = flags.DEFINE_integer("embed_batch", 1,
+                                    "N of dynamic-batch signatures (embed).")
+_WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed calls per configuration.")
+_RUNS = flags.DEFINE_integer("runs", 20, "Timed calls per configuration.")
+_CROSS_CHECK = flags.DEFINE_bool(
+    "cross_check", True, "Compare FLOP counts with tf.profiler and the "
+    "analytic count.")
+_ADB = flags.DEFINE_bool("adb", False, "Also run on an Android device or "
+                         "emulator with benchmark_model over adb.")
+_ADB_BINARY = flags.DEFINE_string(
+    "adb_binary", None, "benchmark_model built for the device's ABI (cannot "
+    "be downloaded here).")
+_ADB_PATH = flags.DEFINE_string("adb_path", "adb", "The adb executable.")
+_ADB_SERIAL = flags.DEFINE_string("adb_serial", None, "Device serial.")
+_ADB_CPU_MASK = flags.DEFINE_string(
+    "adb_cpu_mask", None, "taskset affinity mask (hex, e.g. f0 for the big "
+    "cores of many phones).")
+_ADB_OP_PROFILING = flags.DEFINE_bool("adb_op_profiling", False,
+                                      "--enable_op_profiling on the device.")
+_ADB_FLEX_BINARY = flags.DEFINE_bool(
+    "adb_flex_binary", False, "The binary is benchmark_model_plus_flex "
+    "(needed for flex exports).")
+_ARM64 = flags.DEFINE_bool("arm64", False, "Also run every signature under "
+                           "the emulated aarch64 tflite-runtime and compare "
+                           "outputs with the host.")
+_ARM64_CACHE = flags.DEFINE_string(
+    "arm64_cache_dir", None, "Cache of the emulated aarch64 Python (default "
+    f"{arm64_lib.default_cache_dir()}).")
+_SETUP_ARM64 = flags.DEFINE_bool(
+    "setup_arm64", False, "Only build (or find) the emulated aarch64 Python "
+    "and exit.")
+
+
+def _arm64_config() -> arm64_lib.Arm64Config:
+  return (arm64_lib.Arm64Config(cache_dir=_ARM64_CACHE.value)
+          if _ARM64_CACHE.value else arm64_lib.Arm64Config())
+
+
+def _config() -> report_lib.ReportConfig:
+  """The report configuration from the flags (raises app.UsageError)."""
+  if unknown := [x for x in _XNNPACK.value if x not in ("on", "off")]:
+    raise app.UsageError(f"--xnnpack: expected on/off, got {unknown}")
+  try:
+    threads = tuple(int(t) for t in _THREADS.value)
+    adb = None
+    if _ADB.value:
+      if not _ADB_BINARY.value:
+        raise app.UsageError("--adb needs --adb_binary (a benchmark_model "
+                             "built for the device)")
+      adb = adb_lib.AdbConfig(
+          binary=_ADB_BINARY.value, adb=_ADB_PATH.value,
+          serial=_ADB_SERIAL.value, threads=threads[0],
+          xnnpack=_XNNPACK.value[0] == "on", warmup_runs=_WARMUP.value,
+          num_runs=_RUNS.value, op_profiling=_ADB_OP_PROFILING.value,
+          cpu_mask=_ADB_CPU_MASK.value, flex_binary=_ADB_FLEX_BINARY.value)
+    return report_lib.ReportConfig(
+        signatures=tuple(_SIGNATURES.value), runtimes=tuple(_RUNTIME.value),
+        threads=threads, xnnpack=tuple(x == "on" for x in _XNNPACK.value),
+        embed_batch=_EMBED_BATCH.value, warmup=_WARMUP.value,
+        runs=_RUNS.value, cross_check=_CROSS_CHECK.value, adb=adb,
+        arm64=_arm64_config() if _ARM64.value else None)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if _SETUP_ARM64.value:
+    try:
+      python = arm64_lib.setup(_arm64_config())
+    except arm64_lib.Arm64Unavailable as e:
+      raise SystemExit(f"arm64 set-up failed: {e}") from e
+    print(f"emulated aarch64 Python ready: {' '.join(python.command)}")
+    return
+  if not _MODEL_DIR.value or not _OUT_DIR.value:
+    raise app.UsageError("--model_dir and --out_dir are required")
+  config = _config()
+  try:
+    report = report_lib.build_report(
+        _MODEL_DIR.value, _OUT_DIR.value, config, run_dirs=_RUN_DIR.value,
+        command=shlex.join(["python", "-m", "benchmarks", *sys.argv[1:]]),
+        progress=lambda line: print(line, flush=True))
+  except (FileNotFoundError, latency_lib.BenchmarkError, adb_lib.AdbError,
+          arm64_lib.Arm64Unavailable) as e:
+    raise SystemExit(f"benchmark failed: {e}") from e
+  print()
+  print(report.headline)
+  print()
+  for path in report.files:
+    print(f"wrote {path}")
+
+
+def run() -> None:
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
