@@ -32,6 +32,7 @@ setuptools.setup(
             "audio-ssl-export=export.__main__:run",
             "audio-ssl-device=export.device_main:run",
             "audio-ssl-bench=benchmarks.__main__:run",
+            "audio-ssl-quality=benchmarks.quality_main:run",
         ],
     },
 )

@@ -93,7 +93,8 @@ def test_rerun_reuses_finished_runs(first_run):
 @pytest.mark.parametrize("change", [
     dict(tasks=("triplet", "triplet")), dict(tasks=("unknown",)),
     dict(tasks=()), dict(corpus="huge"), dict(encoder="huge"), dict(steps=0),
-    dict(segment_hop=0.0), dict(fine_tune_blocks=(5,)),
+    dict(segment_hop=0.0), dict(min_clip_fraction=1.5),
+    dict(fine_tune_blocks=(5,)),
 ])
 def test_config_rejects_invalid_values(change):
   with pytest.raises(ValueError, match="QualityConfig"):
