@@ -33,6 +33,8 @@ setuptools.setup(
             "audio-ssl-device=export.device_main:run",
             "audio-ssl-bench=benchmarks.__main__:run",
             "audio-ssl-quality=benchmarks.quality_main:run",
+            "audio-ssl-sim-bench=benchmarks.simulation_main:run",
+            "audio-ssl-fed-quality=benchmarks.federated_quality_main:run",
         ],
     },
 )

@@ -2,7 +2,7 @@
 
 Usage:
   python -m tff_sim --data_dir /tmp/corpus --run_dir runs/fedavg \\
-      --task audio2vec_cbow --encoder small --algorithm fedavg \\
+      --task nt_xent --encoder small --algorithm fedavg \\
       --partition natural --rounds 50 --clients_per_round 8
 
 Kill it at any point and rerun the same command: it resumes from the last
@@ -37,7 +37,7 @@ _DATASET = flags.DEFINE_enum("dataset", "synthetic", list(DATASETS),
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset folder (or CSV).",
                                 required=True)
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Run directory.", required=True)
-_TASK = flags.DEFINE_enum("task", "audio2vec_cbow", list(SSL_TASKS), "SSL task.")
+_TASK = flags.DEFINE_enum("task", "nt_xent", list(SSL_TASKS), "SSL task.")
 _ENCODER = flags.DEFINE_enum("encoder", "small", list(ENCODERS), "Preset.")
 _ALGORITHM = flags.DEFINE_enum("algorithm", "fedavg", list(ALGORITHMS),
                                "Federated algorithm.")

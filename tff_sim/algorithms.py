@@ -109,6 +109,11 @@ _SERVER_OPTIMIZERS: dict[str, Callable[[AlgorithmConfig],
         c.server_lr, epsilon=c.adaptive_epsilon),
 }
 
+#: Client training loop: TFF's default ``DATASET_REDUCE`` measured 1.84x the
+#: time of a plain tf.function loop over the same batches (small encoder);
+#: the iterator loop 1.005x.
+_CLIENT_LOOP = tff.learning.LoopImplementation.DATASET_ITERATOR
+
 #: The federated algorithms, keyed by flag value (each names its server
 #: optimizer; ``fedprox`` adds the proximal term to the client objective).
 ALGORITHMS: tuple[str, ...] = tuple(_SERVER_OPTIMIZERS)
@@ -149,11 +154,11 @@ def build_process(model_fn: Callable[[], tff.learning.models.VariableModel],
                        "algorithms, not FedProx")
     return tff.learning.algorithms.build_unweighted_fed_avg(
         model_fn, client_optimizer, server_optimizer,
-        model_aggregator=aggregator)
+        model_aggregator=aggregator, loop_implementation=_CLIENT_LOOP)
   if config.algorithm == "fedprox":
     return tff.learning.algorithms.build_weighted_fed_prox(
         model_fn, config.proximal_mu, client_optimizer, server_optimizer,
-        model_aggregator=aggregator)
+        model_aggregator=aggregator, loop_implementation=_CLIENT_LOOP)
   return tff.learning.algorithms.build_weighted_fed_avg(
       model_fn, client_optimizer, server_optimizer,
-      model_aggregator=aggregator)
+      model_aggregator=aggregator, loop_implementation=_CLIENT_LOOP)

@@ -49,6 +49,9 @@ _GRPC_OPTIONS = [("grpc.max_message_length", -1),
 _PR_SET_PDEATHSIG = 1
 _STARTUP_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 10.0
+# glibc's per-thread arenas fragment in the multi-threaded worker: RSS grew
+# +48% from round 10 to 200 by default, +3.8% (whole run) with two arenas.
+_WORKER_ENV = {**os.environ, "MALLOC_ARENA_MAX": "2"}
 
 # Importing TFF installs a default context that would start an unowned
 # worker_binary on first use; computations must run inside execution_context.
@@ -111,7 +114,7 @@ class WorkerPool:
             [binary, f"--port={port}",
              f"--max_concurrent_computation_calls={max_concurrent_calls}"],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
-            preexec_fn=_die_with_parent))
+            env=_WORKER_ENV, preexec_fn=_die_with_parent))
         self.addresses.append(f"localhost:{port}")
       self.stubs = [_wait_for_stub(a, p) for a, p in
                     zip(self.addresses, self.processes)]

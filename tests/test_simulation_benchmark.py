@@ -1,0 +1,131 @@
+"""The simulation-cost and federated-quality benchmarks end to end, tiny."""
+
+import csv
+import math
+import os
+
+import psutil
+import pytest
+
+from benchmarks import federated_quality as fq
+from benchmarks import simulation
+from model.datasets import synthetic
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("corpus"))
+  synthetic.generate_corpus(path, synthetic.CORPUS_PRESETS["tiny"],
+                            show_progress=False)
+  return path
+
+
+def _read_csv(path):
+  with open(path, newline="") as f:
+    return list(csv.DictReader(f))
+
+
+def _workers_left():
+  return [c for c in psutil.Process().children(recursive=True)
+          if c.status() != psutil.STATUS_ZOMBIE]
+
+
+def _is_png(path):
+  with open(path, "rb") as f:
+    return f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_simulation_benchmark_measures_and_writes(corpus_dir, tmp_path):
+  config = simulation.SimulationBenchmarkConfig(
+      corpus="tiny", corpus_dir=corpus_dir, task="triplet", presets=("tiny",),
+      clients_per_round=2, local_steps=1, batch_size=2, timed_rounds=1,
+      workers=(1, 2), memory_rounds=(1, 3), memory_clients=1,
+      out_dir=str(tmp_path))
+  measurements = simulation.run_simulation_benchmark(config,
+                                                     show_progress=False)
+  assert not _workers_left()
+  found = {(m.benchmark, m.workers, m.metric): m for m in measurements}
+  for metric in ("TFF round", "plain tf.function round",
+                 "overhead ratio (TFF)", "overhead ratio (TFF, iterator loop)",
+                 "serialized datasets"):
+    assert ("overhead", 1, metric) in found, metric
+  for workers in (1, 2):
+    assert ("throughput", workers, "client updates per second") in found
+  for metric in ("RSS at round 1", "RSS at round 3", "main RSS at round 3",
+                 "worker RSS at round 3", "worker RSS growth round 1 -> 3",
+                 "RSS growth round 2 -> 3"):
+    assert ("memory", 1, metric) in found, metric
+  growth = found[("memory", 1, "RSS growth round 1 -> 3")]
+  assert growth.goal == "< 10" and growth.met in ("yes", "no")
+  for m in measurements:
+    assert math.isfinite(m.value), m
+    if m.unit in ("s", "1/s", "x", "MB"):
+      assert m.value > 0, m
+  # The plain loop did the same work as TFF: same weights after each round.
+  assert found[("overhead", 1, "weight difference TFF vs plain")].value < 1e-4
+  assert found[("memory", 1, "worker RSS at round 3")].value > 0
+
+  rows = _read_csv(os.path.join(config.out_dir, "results.csv"))
+  assert list(rows[0]) == list(simulation.COLUMNS)
+  assert len(rows) == len(measurements)
+  assert {r["cpu_count"] for r in rows} == {str(os.cpu_count())}
+  with open(os.path.join(config.out_dir, "report.md")) as f:
+    report = f.read()
+  assert simulation.format_markdown(measurements) in report
+  assert f"{os.cpu_count()} CPUs" in report
+  assert _is_png(os.path.join(config.out_dir, "simulation.png"))
+
+
+@pytest.mark.parametrize("change", [
+    dict(presets=()), dict(presets=("huge",)), dict(task="unknown"),
+    dict(workers=(0,)), dict(memory_rounds=(5, 5)), dict(memory_rounds=(0, 2)),
+    dict(timed_rounds=0), dict(corpus="huge"),
+])
+def test_simulation_config_rejects_invalid_values(change):
+  with pytest.raises(ValueError, match="SimulationBenchmarkConfig"):
+    simulation.SimulationBenchmarkConfig(**change)
+
+
+def test_federated_quality_benchmark_compares_runs(corpus_dir, tmp_path):
+  config = fq.FederatedQualityConfig(
+      corpus="tiny", corpus_dir=corpus_dir, task="triplet", encoder="tiny",
+      algorithms=("fedavg", "fedyogi"), rounds=2, clients_per_round=2,
+      batch_size=2, max_local_steps=1, eval_every=2, out_dir=str(tmp_path))
+  rows = fq.run_federated_quality_benchmark(config, show_progress=False)
+  assert not _workers_left()
+  assert list(rows) == [fq.RANDOM_INIT, fq.CENTRALIZED,
+                        fq.CENTRALIZED_CLIENT_SGD, "fedavg", "fedyogi"]
+  # The tiny corpus's 4 instrument clips cannot be split: no such column.
+  quality = ["content", "keyword", "speaker", "retrieval_map"]
+  relative = [f"{task} % of centralized" for task in fq.RELATIVE_TASKS]
+  for name, values in rows.items():
+    assert list(values) == [*quality, *fq.COST_COLUMNS, *relative], name
+    assert all(0 <= values[c] <= 1 for c in quality), name
+    assert all(math.isfinite(v) and v >= 0 for v in values.values()), name
+  central, fedavg = rows[fq.CENTRALIZED], rows["fedavg"]
+  assert fedavg[fq.EXAMPLES] == central[fq.EXAMPLES] == 2 * 2 * 1 * 2
+  assert rows[fq.CENTRALIZED_CLIENT_SGD][fq.EXAMPLES] == central[fq.EXAMPLES]
+  assert fedavg[fq.TFLOPS] == pytest.approx(central[fq.TFLOPS])
+  assert fedavg[fq.TFLOPS] > 0
+  assert fedavg[fq.WIRE_MB] > 0 and central[fq.WIRE_MB] == 0
+  assert all(central[c] == 100.0 for c in relative)
+
+  results = _read_csv(os.path.join(config.out_dir, "results.csv"))
+  assert [r["model"] for r in results] == list(rows)
+  with open(os.path.join(config.out_dir, "report.md")) as f:
+    report = f.read()
+  assert fq.format_table(rows) in report and "FedAvg `keyword`" in report
+  for name in ("centralized", "centralized_client_SGD", "fedavg", "fedyogi"):
+    assert os.path.exists(os.path.join(config.out_dir, "runs", name,
+                                       "model", "weights.npz")), name
+  assert _is_png(os.path.join(config.out_dir, "quality_vs_cost.png"))
+
+
+@pytest.mark.parametrize("change", [
+    dict(algorithms=()), dict(algorithms=("fedavg", "fedavg")),
+    dict(algorithms=("fedsgd",)), dict(mixes=(1.5,)), dict(rounds=0),
+    dict(centralized_optimizer="lamb"), dict(encoder="huge"),
+])
+def test_federated_quality_config_rejects_invalid_values(change):
+  with pytest.raises(ValueError, match="FederatedQualityConfig"):
+    fq.FederatedQualityConfig(**change)
