@@ -3,13 +3,13 @@
 import csv
 import os
 import shlex
+import subprocess
+import sys
 
-from absl import flags
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from export import distill_main
 from export.corpus import load_corpus
 from export.distill import (MEAN, MFLOPS, PARAMS, PERCENT_OF_TEACHER,
                             QUANT_DELTA, DistillConfig, resolve_model_dir,
@@ -89,11 +89,17 @@ def test_writes_report_csv_and_chart(first_run):
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   command = next(line for line in report.splitlines()
                  if line.startswith("python -m export.distill_main"))
-  try:
-    flags.FLAGS(["distill_main", *shlex.split(command)[3:]])
-    assert distill_main.config_from_flags() == config
-  finally:
-    flags.FLAGS.unparse_flags()
+  # Parsed in a fresh interpreter: launchers define flags on the global
+  # FlagValues, and several launchers share flag names.
+  parsed = subprocess.run(
+      [sys.executable, "-c",
+       "import sys; from absl import flags; "
+       "from export import distill_main as m; "
+       "flags.FLAGS(sys.argv); print(repr(m.config_from_flags()))",
+       *shlex.split(command)[3:]],
+      capture_output=True, text=True, check=True,
+      env={**os.environ, "PYTHONPATH": os.getcwd()})
+  assert parsed.stdout.strip().splitlines()[-1] == repr(config)
 
 
 def test_config_rejects_bad_values():

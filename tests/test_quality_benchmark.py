@@ -3,11 +3,11 @@
 import csv
 import os
 import shlex
+import subprocess
+import sys
 
-from absl import flags
 import pytest
 
-from benchmarks import quality_main
 from benchmarks.quality import (RANDOM_INIT, RETRIEVAL, SUPERVISED,
                                 QualityConfig, run_quality_benchmark)
 
@@ -76,11 +76,17 @@ def test_report_command_reproduces_the_config(first_run):
   with open(os.path.join(config.out_dir, "report.md")) as f:
     command = next(line for line in f
                    if line.startswith("python -m benchmarks.quality_main"))
-  try:
-    flags.FLAGS(["quality_main", *shlex.split(command)[3:]])
-    assert quality_main.config_from_flags() == config
-  finally:
-    flags.FLAGS.unparse_flags()
+  # Parsed in a fresh interpreter: launchers define flags on the global
+  # FlagValues, and several launchers share flag names.
+  parsed = subprocess.run(
+      [sys.executable, "-c",
+       "import sys; from absl import flags; "
+       "from benchmarks import quality_main as m; "
+       "flags.FLAGS(sys.argv); print(repr(m.config_from_flags()))",
+       *shlex.split(command)[3:]],
+      capture_output=True, text=True, check=True,
+      env={**os.environ, "PYTHONPATH": os.getcwd()})
+  assert parsed.stdout.strip().splitlines()[-1] == repr(config)
 
 
 def test_rerun_reuses_finished_runs(first_run):
