@@ -8,6 +8,7 @@ import os
 import time
 from typing import Mapping, Optional, Sequence
 
+from model.config_checks import require_choice
 from model import evaluation
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
@@ -95,10 +96,7 @@ class FederatedQualityConfig:
   def __post_init__(self):
     for field in ("algorithms", "mixes"):
       object.__setattr__(self, field, tuple(getattr(self, field)))
-    if self.corpus not in synthetic.CORPUS_PRESETS:
-      raise ValueError(f"FederatedQualityConfig.corpus: unknown "
-                       f"{self.corpus!r}; expected one of "
-                       f"{sorted(synthetic.CORPUS_PRESETS)}")
+    require_choice(self, ["corpus"], synthetic.CORPUS_PRESETS)
     if self.task not in SSL_TASKS or self.encoder not in ENCODERS:
       raise ValueError(f"FederatedQualityConfig: task must be one of "
                        f"{sorted(SSL_TASKS)} and encoder one of "

@@ -13,6 +13,7 @@ from absl import logging
 import numpy as np
 from tqdm import tqdm
 
+from model.config_checks import require_choice
 from model import evaluation
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
@@ -81,12 +82,8 @@ class QualityConfig:
   def __post_init__(self):
     for field in ("tasks", "downstream_tasks", "fine_tune_blocks"):
       object.__setattr__(self, field, tuple(getattr(self, field)))
-    if self.corpus not in synthetic.CORPUS_PRESETS:
-      raise ValueError(f"QualityConfig.corpus: unknown {self.corpus!r}; "
-                       f"expected one of {sorted(synthetic.CORPUS_PRESETS)}")
-    if self.encoder not in ENCODERS:
-      raise ValueError(f"QualityConfig.encoder: unknown {self.encoder!r}; "
-                       f"expected one of {sorted(ENCODERS)}")
+    require_choice(self, ["corpus"], synthetic.CORPUS_PRESETS)
+    require_choice(self, ["encoder"], ENCODERS)
     unknown = [task for task in self.tasks if task not in SSL_TASKS]
     if not self.tasks or unknown or len(set(self.tasks)) < len(self.tasks):
       raise ValueError(f"QualityConfig.tasks must be distinct keys of "

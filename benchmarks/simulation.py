@@ -18,6 +18,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 from tqdm import tqdm
 
+from model.config_checks import require_choice
 from model import randomness
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
@@ -95,10 +96,7 @@ class SimulationBenchmarkConfig:
   def __post_init__(self):
     for field in ("presets", "workers", "memory_rounds"):
       object.__setattr__(self, field, tuple(getattr(self, field)))
-    if self.corpus not in synthetic.CORPUS_PRESETS:
-      raise ValueError(f"SimulationBenchmarkConfig.corpus: unknown "
-                       f"{self.corpus!r}; expected one of "
-                       f"{sorted(synthetic.CORPUS_PRESETS)}")
+    require_choice(self, ["corpus"], synthetic.CORPUS_PRESETS)
     if self.task not in SSL_TASKS:
       raise ValueError(f"SimulationBenchmarkConfig.task: unknown "
                        f"{self.task!r}; expected one of {sorted(SSL_TASKS)}")

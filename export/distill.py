@@ -17,6 +17,7 @@ from export.corpus import Corpus
 from export.exporter import (TRAINING_DIR, ExportConfig, ExportResult, Source,
                              export_model)
 from export.verification import VerifyConfig
+from model.config_checks import require_choice
 from model import evaluation
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
@@ -122,19 +123,9 @@ class DistillConfig:
   def __post_init__(self):
     for field in ("teacher_dirs", "quantizations"):
       object.__setattr__(self, field, tuple(getattr(self, field)))
-    if self.corpus not in synthetic.CORPUS_PRESETS:
-      raise ValueError(f"DistillConfig.corpus: unknown {self.corpus!r}; "
-                       f"expected one of {sorted(synthetic.CORPUS_PRESETS)}")
-    for field in ("teacher_encoder", "student_encoder"):
-      if getattr(self, field) not in ENCODERS:
-        raise ValueError(f"DistillConfig.{field}: unknown "
-                         f"{getattr(self, field)!r}; expected one of "
-                         f"{sorted(ENCODERS)}")
-    for field in ("teacher_task", "student_task"):
-      if getattr(self, field) not in SSL_TASKS:
-        raise ValueError(f"DistillConfig.{field}: unknown "
-                         f"{getattr(self, field)!r}; expected one of "
-                         f"{sorted(SSL_TASKS)}")
+    require_choice(self, ["corpus"], synthetic.CORPUS_PRESETS)
+    require_choice(self, ["teacher_encoder", "student_encoder"], ENCODERS)
+    require_choice(self, ["teacher_task", "student_task"], SSL_TASKS)
     if self.client_optimizer not in CLIENT_OPTIMIZERS:
       raise ValueError(f"DistillConfig.client_optimizer: unknown "
                        f"{self.client_optimizer!r}; expected one of "

@@ -19,6 +19,7 @@ from sklearn.preprocessing import StandardScaler
 import tensorflow as tf
 from tqdm import tqdm
 
+from model.config_checks import require_choice
 from model import evaluation
 from model import ops
 from model import randomness
@@ -468,14 +469,8 @@ class FedSABenchmarkConfig:
 
   def __post_init__(self):
     object.__setattr__(self, "teacher_tasks", tuple(self.teacher_tasks))
-    if self.corpus not in synthetic.CORPUS_PRESETS:
-      raise ValueError(f"FedSABenchmarkConfig.corpus: unknown {self.corpus!r};"
-                       f" expected one of {sorted(synthetic.CORPUS_PRESETS)}")
-    for field in ("teacher_encoder", "student_encoder"):
-      if getattr(self, field) not in ENCODERS:
-        raise ValueError(f"FedSABenchmarkConfig.{field}: unknown "
-                         f"{getattr(self, field)!r}; expected one of "
-                         f"{sorted(ENCODERS)}")
+    require_choice(self, ["corpus"], synthetic.CORPUS_PRESETS)
+    require_choice(self, ["teacher_encoder", "student_encoder"], ENCODERS)
     unknown = [t for t in (*self.teacher_tasks, self.fedavg_task)
                if t not in SSL_TASKS]
     if unknown or not self.teacher_tasks:
