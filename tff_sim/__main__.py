@@ -7,14 +7,17 @@ Usage:
 
 Kill it at any point and rerun the same command: it resumes from the last
 saved round. ``--num_workers 4`` splits each round's clients over 4 TFF worker
-processes. ``--compare_centralized`` also trains centrally on the same data
-for the same number of examples and prints both evaluations side by side.
+processes; ``--worker_addresses hostA:8000,hostB:8000`` runs them on workers
+started on other hosts with ``python -m tff_sim.worker_main --port 8000``.
+``--compare_centralized`` also trains centrally on the same data for the same
+number of examples and prints both evaluations side by side.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -28,9 +31,10 @@ from model.ssl_model import ModelSpec
 from model.tasks import SSL_TASKS
 from model.train import TrainConfig, train_centralized
 from tff_sim.algorithms import ALGORITHMS, CLIENT_OPTIMIZERS, AlgorithmConfig
+from tff_sim.execution import WorkerLostError, WorkerUnreachableError
 from tff_sim.partition import PARTITIONERS, PartitionConfig
 from tff_sim.report import plot_quality_vs_cost
-from tff_sim.simulation import SimulationConfig, run_simulation, training_segments
+from tff_sim.simulation import PopulationTooSmallError, SimulationConfig, run_simulation, training_segments
 
 _DATASET = flags.DEFINE_enum("dataset", "synthetic", list(DATASETS),
                              "Layout of --data_dir.")
@@ -76,6 +80,10 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed.")
 _WORKERS = flags.DEFINE_integer("num_workers", 1, "TFF worker processes.")
 _CONCURRENCY = flags.DEFINE_integer("max_concurrent_clients", -1,
                                     "Per-worker concurrent client updates.")
+_ADDRESSES = flags.DEFINE_list(
+    "worker_addresses", [],
+    "host:port of running remote TFF workers (python -m tff_sim.worker_main "
+    "--port P on each host); replaces --num_workers local ones.")
 _COMPARE = flags.DEFINE_bool("compare_centralized", False,
                              "Also train centrally on as many examples.")
 
@@ -103,12 +111,18 @@ def main(argv: list[str]) -> None:
       max_local_steps=_MAX_STEPS.value, weight_noise_std=_NOISE.value,
       eval_every=_EVAL_EVERY.value, seed=_SEED.value,
       num_workers=_WORKERS.value,
-      max_concurrent_clients=_CONCURRENCY.value)
+      max_concurrent_clients=_CONCURRENCY.value,
+      worker_addresses=tuple(_ADDRESSES.value))
   table, waveforms, report = decode_clips(
       load_dataset(_DATASET.value, _DATA_DIR.value),
       sample_rate=spec.frontend.sample_rate, show_progress=True)
   print(report.summary())
-  result = run_simulation(config, table, waveforms, _RUN_DIR.value)
+  try:
+    result = run_simulation(config, table, waveforms, _RUN_DIR.value)
+  except (PopulationTooSmallError, WorkerUnreachableError,
+          WorkerLostError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   plot = plot_quality_vs_cost(_RUN_DIR.value)
   totals = result.totals
   print(f"{config.rounds} rounds: {totals['examples']:.0f} client examples, "

@@ -32,15 +32,19 @@ from tff_sim import partition as partition_lib
 from tff_sim.algorithms import AlgorithmConfig, build_process
 from tff_sim.client_data import SegmentClientData, client_round_seed, round_dataset
 from tff_sim.costs import CostModel
-from tff_sim.execution import execution_context
+from tff_sim.execution import WorkerLostError, check_reachable, execution_context
 from tff_sim.learning_model import model_fn_for
 
 __all__ = ["SimulationConfig", "SimulationResult", "run_simulation",
-           "training_segments", "RETRIEVAL_METRIC"]
+           "training_segments", "RETRIEVAL_METRIC", "PopulationTooSmallError"]
 
 #: Name of the retrieval score among the evaluation metrics.
 RETRIEVAL_METRIC = "retrieval_map"
 _COST_FIELDS = ("examples", "client_flops", "bytes_down", "bytes_up", "wall_s")
+
+
+class PopulationTooSmallError(ValueError):
+  """More clients per round are asked for than the partition has."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +67,9 @@ class SimulationConfig:
     num_workers: TFF worker processes; > 1 splits each round's clients.
     max_concurrent_clients: Per-worker limit of concurrent client updates
       (non-positive: unlimited).
+    worker_addresses: ``host:port`` of running remote TFF workers
+      (``python -m tff_sim.worker_main``) to use instead of ``num_workers``
+      local ones.
   """
 
   model: ModelSpec = ModelSpec()
@@ -78,8 +85,11 @@ class SimulationConfig:
   seed: int = 0
   num_workers: int = 1
   max_concurrent_clients: int = -1
+  worker_addresses: tuple[str, ...] = ()
 
   def __post_init__(self):
+    object.__setattr__(self, "worker_addresses",
+                       tuple(self.worker_addresses))
     for field in ("rounds", "clients_per_round", "batch_size", "local_epochs",
                   "eval_every", "num_workers"):
       if getattr(self, field) <= 0:
@@ -136,8 +146,8 @@ def _local_steps(num_examples: int, config: SimulationConfig) -> int:
 def _sample_clients(client_ids: Sequence[str], config: SimulationConfig,
                     round_num: int) -> list[str]:
   rng = np.random.default_rng([config.seed, round_num])
-  count = min(config.clients_per_round, len(client_ids))
-  return sorted(rng.choice(client_ids, size=count, replace=False).tolist())
+  return sorted(rng.choice(client_ids, size=config.clients_per_round,
+                           replace=False).tolist())
 
 
 def _host_state(metric_names: Sequence[str]) -> collections.OrderedDict:
@@ -166,21 +176,36 @@ def run_simulation(config: SimulationConfig, table: ClipTable,
 
   Raises:
     model.run_dir.RunConfigMismatch: ``run_dir`` holds another run.
+    PopulationTooSmallError: More clients per round than the partition
+      has clients (checked before anything is written).
+    tff_sim.execution.WorkerUnreachableError: A worker address does not
+      answer (checked before anything is written).
+    tff_sim.execution.WorkerLostError: A worker stopped answering during a
+      round; the last completed round is kept, rerun to resume.
   """
+  # Everything that can be refused is checked before the run dir is touched.
+  segments = training_segments(waveforms, config.model)
+  clients = partition_lib.partition(table, config.partition)
+  client_data = SegmentClientData(segments, clients.clients)
+  client_ids = client_data.client_ids
+  if config.clients_per_round > len(client_ids):
+    raise PopulationTooSmallError(
+        f"SimulationConfig.clients_per_round is {config.clients_per_round} "
+        f"but the {config.partition.method!r} partition of {table.name!r} "
+        f"has only {len(client_ids)} clients with training examples")
+  if config.worker_addresses:
+    check_reachable(config.worker_addresses)
   os.makedirs(run_dir, exist_ok=True)
   write_or_check_config(run_dir, {"kind": "federated", **config.to_dict(),
                                   "data": {"name": table.name,
                                            "clips": len(table)}},
                         extendable=["rounds", "num_workers",
-                                    "max_concurrent_clients"])
-  segments = training_segments(waveforms, config.model)
-  clients = partition_lib.partition(table, config.partition)
+                                    "max_concurrent_clients",
+                                    "worker_addresses"])
   summary = partition_lib.summarize(clients, table,
                                     label=config.partition.label)
   partition_lib.write_summary(summary, clients, run_dir)
   logging.info("partition: %s", partition_lib.format_summary(summary))
-  client_data = SegmentClientData(segments, clients.clients)
-  client_ids = client_data.client_ids
 
   reference = SSLModel(config.model)
   costs = CostModel.for_model(reference,
@@ -210,7 +235,8 @@ def run_simulation(config: SimulationConfig, table: ClipTable,
   log_path = os.path.join(run_dir, "workers.log")
   with execution_context(config.num_workers,
                          max_concurrent_calls=config.max_concurrent_clients,
-                         log_path=log_path):
+                         log_path=log_path,
+                         addresses=config.worker_addresses) as workers:
     initial = (process.initialize(), _host_state(metric_names))
     loaded, done = asyncio.run(state_manager.load_latest(initial))
     state, host = loaded if loaded is not None else initial
@@ -230,7 +256,15 @@ def run_simulation(config: SimulationConfig, table: ClipTable,
                           seed=client_round_seed(config.seed, round_num,
                                                  client_ids.index(c)))
             for c, n in zip(sampled, steps)]
-        output = process.next(state, datasets)
+        try:
+          with workers.watch():
+            output = process.next(state, datasets)
+        except WorkerLostError as e:
+          raise WorkerLostError(
+              e.addresses,
+              f"round {round_num} failed; rounds up to {round_num - 1} are "
+              f"saved in {run_dir}/state: restart the worker(s) and rerun "
+              f"the same command to resume") from None
         state = output.state
         train = output.metrics["client_work"]["train"]
         cost = costs.round_cost([n * config.batch_size for n in steps],

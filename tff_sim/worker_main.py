@@ -1,0 +1,55 @@
+"""Starts a TFF worker that a federated simulation on another host can use.
+
+Usage (on each worker host, with this toolkit installed the same way):
+  python -m tff_sim.worker_main --port 8000
+
+then on the driver host:
+  python -m tff_sim --data_dir D --run_dir R \\
+      --worker_addresses hostA:8000,hostB:8000
+
+The process becomes TFF's ``worker_binary`` (same pid), serving on every
+interface of the host until it is stopped (Ctrl-C or SIGTERM). It refuses to
+start under another tensorflow-federated release than the driver's.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+from tff_sim.worker_binary import REQUIRED_TFF_VERSION, tff_version, worker_binary_path, worker_env
+
+_PORT = flags.DEFINE_integer("port", None, "TCP port to serve on.",
+                             required=True)
+_CONCURRENCY = flags.DEFINE_integer(
+    "max_concurrent_clients", -1,
+    "Concurrent client updates on this worker (non-positive: unlimited).")
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not 0 < _PORT.value < 65536:
+    raise app.UsageError(f"--port: expected 1..65535, got {_PORT.value}")
+  version = tff_version()
+  if version != REQUIRED_TFF_VERSION:
+    sys.exit(f"error: tensorflow-federated {version or '(not installed)'} "
+             f"here, but workers must run {REQUIRED_TFF_VERSION} like the "
+             f"driver; install it as the Makefile does")
+  binary = worker_binary_path()
+  print(f"TFF worker (tensorflow-federated {version}) serving on port "
+        f"{_PORT.value}, pid {os.getpid()}", flush=True)
+  os.execve(binary, [binary, f"--port={_PORT.value}",
+                     f"--max_concurrent_computation_calls="
+                     f"{_CONCURRENCY.value}"], worker_env())
+
+
+def run() -> None:
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
