@@ -33,7 +33,8 @@ from tff_sim.execution import execution_context
 from tff_sim.learning_model import model_fn_for
 from tff_sim.simulation import training_segments
 
-__all__ = ["COLUMNS", "OVERHEAD_GOAL", "RSS_GROWTH_GOAL", "Measurement",
+__all__ = ["COLUMNS", "OVERHEAD_GOAL", "RSS_GROWTH_GOAL", "CorpusClients",
+           "Measurement",
            "PlainFedAvg", "SimulationBenchmarkConfig", "format_markdown",
            "iterator_loop_process", "machine_tag", "process_tree_rss",
            "run_simulation_benchmark"]
@@ -255,8 +256,13 @@ def _serialized_bytes(dataset: tf.data.Dataset) -> int:
       input_dataset=tf.data.experimental.to_variant(dataset)).numpy())
 
 
-class _Clients:
-  """The corpus's natural clients, per preset, and their round datasets."""
+class CorpusClients:
+  """The corpus's natural clients, per preset, and their round datasets.
+
+  The decoded corpus stays in this process as one float32 array of training
+  segments (``data(preset).waveforms``); each client is a list of row
+  indices into it.
+  """
 
   def __init__(self, config: SimulationBenchmarkConfig, show_progress: bool):
     self._config = config
@@ -318,7 +324,7 @@ def iterator_loop_process(config: SimulationBenchmarkConfig, preset: str
 
 def _measure_overhead(config: SimulationBenchmarkConfig, preset: str,
                       process: tff.learning.templates.LearningProcess,
-                      clients: _Clients) -> list[Measurement]:
+                      clients: CorpusClients) -> list[Measurement]:
   """TFF rounds vs. plain rounds on the same clients and batches, interleaved.
 
   In every round the plain loop, the toolkit's process and its
@@ -402,7 +408,7 @@ def _measure_overhead(config: SimulationBenchmarkConfig, preset: str,
 
 def _measure_throughput(config: SimulationBenchmarkConfig, preset: str,
                         process: tff.learning.templates.LearningProcess,
-                        clients: _Clients) -> list[Measurement]:
+                        clients: CorpusClients) -> list[Measurement]:
   """Client updates per second with each worker count, same rounds."""
   rates = {}
   for workers in config.workers:
@@ -431,7 +437,7 @@ def _measure_throughput(config: SimulationBenchmarkConfig, preset: str,
 
 def _measure_memory(config: SimulationBenchmarkConfig,
                     process: tff.learning.templates.LearningProcess,
-                    clients: _Clients, show_progress: bool
+                    clients: CorpusClients, show_progress: bool
                     ) -> tuple[list[Measurement], dict[str, list[float]]]:
   """RSS of this process and its worker over a long run (no evaluation).
 
@@ -553,7 +559,7 @@ def run_simulation_benchmark(config: SimulationBenchmarkConfig, *,
   start = time.time()
   tag = machine_tag()
   os.makedirs(config.out_dir, exist_ok=True)
-  clients = _Clients(config, show_progress)
+  clients = CorpusClients(config, show_progress)
   processes: dict[str, tff.learning.templates.LearningProcess] = {}
 
   def process_for(preset: str) -> tff.learning.templates.LearningProcess:

@@ -5,8 +5,15 @@ Usage:
       [--corpus demo] [--presets tiny,small] [--workers 1,2,4]
       [--memory_rounds 10,200]
 
+  # Scale mode: 2,620 clients, 100 per round, 500 rounds (tiny, nt_xent).
+  python -m benchmarks.simulation_main --mode scale --out_dir scale_output
+      [--rounds 500] [--probe_every 50] [--clients_per_round 100]
+      [--local_steps 2] [--num_workers 1]
+
 Prints the report (machine, Markdown table, set-up); ``results.csv``,
-``report.md`` and ``simulation.png`` go to --out_dir.
+``report.md`` and ``simulation.png`` (scale mode: ``scale.csv``,
+``rounds.csv``, ``report.md``, ``scale.png``) go to --out_dir. In scale mode
+the shared flags default to the scale run's values unless given.
 """
 
 from __future__ import annotations
@@ -18,11 +25,25 @@ from absl import flags
 
 from benchmarks.simulation import (SimulationBenchmarkConfig,
                                    run_simulation_benchmark)
+from benchmarks.simulation_scale import ScaleBenchmarkConfig, run_scale_benchmark
 from model.datasets import synthetic
 from model.encoders import ENCODERS
 from model.tasks import SSL_TASKS
 
 _DEFAULT = SimulationBenchmarkConfig()
+_SCALE_DEFAULT = ScaleBenchmarkConfig()
+
+_MODE = flags.DEFINE_enum(
+    "mode", "standard", ["standard", "scale"],
+    "standard: overhead, worker scaling and memory on a small corpus; "
+    "scale: one long run over a large population.")
+_SCALE_ROUNDS = flags.DEFINE_integer("rounds", _SCALE_DEFAULT.rounds,
+                                     "Scale mode: rounds of the run.")
+_PROBE_EVERY = flags.DEFINE_integer(
+    "probe_every", _SCALE_DEFAULT.probe_every,
+    "Scale mode: rounds between RSS probes / plain-loop comparisons.")
+_NUM_WORKERS = flags.DEFINE_integer("num_workers", _SCALE_DEFAULT.num_workers,
+                                    "Scale mode: local TFF workers.")
 
 # Flags are named after the SimulationBenchmarkConfig fields they set.
 _CORPUS = flags.DEFINE_enum("corpus", _DEFAULT.corpus,
@@ -74,11 +95,38 @@ def config_from_flags() -> SimulationBenchmarkConfig:
       out_dir=_OUT_DIR.value)
 
 
+def _given_or(flag: flags.FlagHolder, default):
+  return flag.value if flags.FLAGS[flag.name].present else default
+
+
+def scale_config_from_flags() -> ScaleBenchmarkConfig:
+  """The scale-mode configuration: scale defaults, overridden by given flags."""
+  d = _SCALE_DEFAULT
+  presets = _given_or(_PRESETS, [d.preset])
+  if len(presets) != 1:
+    raise app.UsageError(f"--presets: scale mode runs one preset, got "
+                         f"{presets}")
+  return ScaleBenchmarkConfig(
+      corpus=_given_or(_CORPUS, d.corpus), corpus_dir=_CORPUS_DIR.value,
+      task=_given_or(_TASK, d.task), preset=presets[0],
+      rounds=_SCALE_ROUNDS.value,
+      clients_per_round=_given_or(_CLIENTS, d.clients_per_round),
+      local_steps=_given_or(_STEPS, d.local_steps),
+      batch_size=_given_or(_BATCH, d.batch_size),
+      client_learning_rate=_given_or(_LR, d.client_learning_rate),
+      probe_every=_PROBE_EVERY.value, num_workers=_NUM_WORKERS.value,
+      seed=_SEED.value, out_dir=_given_or(_OUT_DIR, d.out_dir))
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  config = config_from_flags()
-  run_simulation_benchmark(config)
+  if _MODE.value == "scale":
+    config = scale_config_from_flags()
+    run_scale_benchmark(config)
+  else:
+    config = config_from_flags()
+    run_simulation_benchmark(config)
   with open(os.path.join(config.out_dir, "report.md")) as f:
     print(f.read())
 

@@ -129,3 +129,32 @@ def test_federated_quality_benchmark_compares_runs(corpus_dir, tmp_path):
 def test_federated_quality_config_rejects_invalid_values(change):
   with pytest.raises(ValueError, match="FederatedQualityConfig"):
     fq.FederatedQualityConfig(**change)
+
+
+def test_scale_benchmark_probes_memory_and_time(corpus_dir, tmp_path):
+  from benchmarks import simulation_scale  # pylint: disable=g-import-not-at-top
+  config = simulation_scale.ScaleBenchmarkConfig(
+      corpus="tiny", corpus_dir=corpus_dir, rounds=4, clients_per_round=3,
+      local_steps=1, batch_size=2, probe_every=2, out_dir=str(tmp_path))
+  measurements = simulation_scale.run_scale_benchmark(config,
+                                                      show_progress=False)
+  by_metric = {m.metric: m for m in measurements}
+  assert by_metric["population (clients)"].value == 4
+  assert by_metric["client updates per second"].value > 0
+  ratio = by_metric["overhead ratio (TFF / plain, probe rounds)"]
+  assert math.isfinite(ratio.value) and ratio.value > 0
+  assert by_metric["driver RSS at round 2"].value > 50
+  assert by_metric["worker0 RSS at round 4"].value > 10
+  rows = _read_csv(tmp_path / "rounds.csv")
+  assert [int(r["round"]) for r in rows] == [1, 2, 3, 4]
+  assert [bool(r["driver_rss_mb"]) for r in rows] == [False, True, False, True]
+  assert _is_png(tmp_path / "scale.png")
+  assert "| scale | tiny | 1 | total RSS growth round 2 -> 4 |" in (
+      tmp_path / "report.md").read_text()
+  assert not _workers_left()
+  with pytest.raises(ValueError, match="clients_per_round is 9 but corpus"):
+    simulation_scale.run_scale_benchmark(
+        simulation_scale.ScaleBenchmarkConfig(
+            corpus="tiny", corpus_dir=corpus_dir, rounds=4,
+            clients_per_round=9, probe_every=2, out_dir=str(tmp_path / "x")),
+        show_progress=False)

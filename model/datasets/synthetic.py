@@ -141,7 +141,9 @@ class CorpusConfig:
                        f"got {self.noise_mix_prob}")
 
 
-#: Ready-made sizes: "tiny" (tests), "demo" (the demo), "full" (benchmarks).
+#: Ready-made sizes: "tiny" (tests), "demo" (the demo), "full" (benchmarks),
+#: "population" (2,620 clients of three 1 s keyword clips each, about as many
+#: clients as Speech Commands has speakers; for simulation-scale runs).
 CORPUS_PRESETS: dict[str, CorpusConfig] = {
     "tiny": CorpusConfig(num_speakers=4, keyword_clips_per_speaker=9,
                          utterances_per_speaker=2, music_clips_per_client=1.0,
@@ -152,6 +154,10 @@ CORPUS_PRESETS: dict[str, CorpusConfig] = {
     "full": CorpusConfig(num_speakers=32, keyword_clips_per_speaker=36,
                          utterances_per_speaker=5, music_clips_per_client=3.0,
                          noise_clips_per_client=3.0),
+    "population": CorpusConfig(num_speakers=2620, keyword_clips_per_speaker=3,
+                               utterances_per_speaker=0,
+                               music_clips_per_client=0.1,
+                               noise_clips_per_client=0.1),
 }
 
 
