@@ -29,6 +29,7 @@ setuptools.setup(
             "audio-ssl-train=model.train_main:run",
             "audio-ssl-demo=benchmarks.demo_main:run",
             "audio-ssl-federated=tff_sim.__main__:run",
+            "audio-ssl-worker=tff_sim.worker_main:run",
             "audio-ssl-export=export.__main__:run",
             "audio-ssl-device=export.device_main:run",
             "audio-ssl-bench=benchmarks.__main__:run",
