@@ -6,14 +6,16 @@ client updates per second; the RSS of the driver and of every TFF worker at
 regular probe rounds (TFF's tracker reports memory that grows per round at
 this scale); at those probe rounds also a plain ``tf.function`` FedAvg round
 on the same clients and batches, from the same global weights, for the
-overhead ratio. Writes ``scale.csv`` (measurements), ``rounds.csv`` (one row
-per round), ``report.md`` and ``scale.png``.
+overhead ratio. Writes ``rounds.jsonl`` while it runs (one line per round),
+then ``scale.csv`` (measurements), ``rounds.csv`` (one row per round),
+``report.md`` and ``scale.png``.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import os
 import time
 from typing import Optional
@@ -180,9 +182,12 @@ def run_scale_benchmark(config: ScaleBenchmarkConfig, *,
   plain = PlainFedAvg(spec, base.algorithm)
   driver = psutil.Process()
   rows: list[dict] = []
+  # One JSON line per finished round, so that a long run that is stopped
+  # still shows what it measured.
   with execution_context(config.num_workers,
                          log_path=os.path.join(config.out_dir,
-                                               "workers.log")) as workers:
+                                               "workers.log")) as workers, \
+      open(os.path.join(config.out_dir, "rounds.jsonl"), "w") as progress:
     worker_processes = [psutil.Process(pid) for pid in workers.pids]
     state = process.initialize()
     # Trace the plain loop before the run, so that probes time steady state.
@@ -211,6 +216,8 @@ def run_scale_benchmark(config: ScaleBenchmarkConfig, *,
                      round_num, seconds, row["plain_round_s"],
                      row["driver_rss_mb"])
       rows.append(row)
+      progress.write(json.dumps(row) + "\n")
+      progress.flush()
       bar.set_postfix(round_s=f"{seconds:.2f}")
 
   fields = sorted({k for r in rows for k in r},
