@@ -97,6 +97,8 @@ def main(argv: list[str]) -> None:
       "random init": evaluation.evaluate_encoder(
           Encoder(spec.encoder, seed=spec.seed), table, waveforms,
           spec.frontend),
+      evaluation.LOGMEL_BASELINE: evaluation.evaluate_logmel_baseline(
+          table, waveforms, spec.frontend),
       f"federated {spec.task}": federated.final_metrics,
       f"centralized {spec.task}": evaluation.evaluate_encoder(
           central.model.encoder, table, waveforms, spec.frontend),

@@ -298,11 +298,14 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
                       "cumulative_client_flops": central_cost[TFLOPS] * 1e12}]
   random_scores = evaluation.evaluate_encoder(
       Encoder(spec.encoder, seed=config.seed), **probe)
+  baseline_scores = evaluation.evaluate_logmel_baseline(**probe)
   tasks = [t for t in evaluation.default_tasks(table)
            if t in central[CENTRALIZED]]
 
   rows = {RANDOM_INIT: {**_quality(random_scores, tasks),
-                        **_cost_row(0, 0, 0)}}
+                        **_cost_row(0, 0, 0)},
+          evaluation.LOGMEL_BASELINE: {**_quality(baseline_scores, tasks),
+                                       **_cost_row(0, 0, 0)}}
   rows.update({label: {**_quality(scores, tasks), **central_cost}
                for label, scores in central.items()})
   rows.update({label: {**_quality(scores, tasks), **cost}

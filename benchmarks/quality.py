@@ -19,16 +19,19 @@ from model.datasets import synthetic
 from model.datasets.audio import decode_clips
 from model.datasets.clips import ClipTable
 from model.datasets.pipeline import make_segments
-from model.encoders import ENCODERS, Encoder
+from model.encoders import ENCODERS, POOLINGS, Encoder, EncoderConfig
 from model.ssl_model import ModelSpec, SSLModel
 from model.tasks import SSL_TASKS
 from model.train import TrainConfig, train_centralized
 
-__all__ = ["RANDOM_INIT", "RETRIEVAL", "SUPERVISED", "QualityConfig",
+__all__ = ["LOGMEL_BASELINE", "RANDOM_INIT", "RETRIEVAL", "SUPERVISED",
+           "QualityConfig",
            "run_quality_benchmark"]
 
 #: Row of the encoder at its initial (seeded) weights.
 RANDOM_INIT = "random init"
+#: Row of the non-learned features (log-mel mean + std over the clip).
+LOGMEL_BASELINE = evaluation.LOGMEL_BASELINE
 #: Row of the encoders trained from scratch on each downstream task's labels.
 SUPERVISED = "supervised"
 #: Column of the keyword retrieval mean average precision.
@@ -46,6 +49,8 @@ class QualityConfig:
     corpus_dir: Where the corpus is generated (reused when complete); None:
       ``<out_dir>/corpus``.
     encoder: Key of :data:`model.encoders.ENCODERS`, for every row.
+    pooling: Key of :data:`model.encoders.POOLINGS`: the encoder's pooling
+      (replaces the preset's).
     tasks: SSL tasks (keys of ``SSL_TASKS``), one row each.
     downstream_tasks: Label columns probed; empty: every label column of the
       corpus that :func:`model.evaluation.split_for_task` can split.
@@ -67,6 +72,7 @@ class QualityConfig:
   corpus: str = "full"
   corpus_dir: Optional[str] = None
   encoder: str = "small"
+  pooling: str = "max"
   tasks: tuple[str, ...] = tuple(SSL_TASKS)
   downstream_tasks: tuple[str, ...] = ()
   steps: int = 1000
@@ -84,6 +90,7 @@ class QualityConfig:
       object.__setattr__(self, field, tuple(getattr(self, field)))
     require_choice(self, ["corpus"], synthetic.CORPUS_PRESETS)
     require_choice(self, ["encoder"], ENCODERS)
+    require_choice(self, ["pooling"], POOLINGS)
     unknown = [task for task in self.tasks if task not in SSL_TASKS]
     if not self.tasks or unknown or len(set(self.tasks)) < len(self.tasks):
       raise ValueError(f"QualityConfig.tasks must be distinct keys of "
@@ -108,6 +115,11 @@ class QualityConfig:
   def corpus_path(self) -> str:
     """The corpus directory: ``corpus_dir`` or ``<out_dir>/corpus``."""
     return self.corpus_dir or os.path.join(self.out_dir, "corpus")
+
+  @property
+  def encoder_config(self) -> EncoderConfig:
+    """The encoder preset with the configured pooling."""
+    return dataclasses.replace(ENCODERS[self.encoder], pooling=self.pooling)
 
 
 def _command_line(config: QualityConfig) -> str:
@@ -151,7 +163,7 @@ def _train_ssl(config: QualityConfig, task: str,
                waveforms: Sequence[np.ndarray], show_progress: bool
                ) -> tuple[Encoder, dict[str, object]]:
   """Trains (or resumes, or reuses) one SSL task; its encoder and a summary."""
-  spec = ModelSpec(task=task, encoder=ENCODERS[config.encoder],
+  spec = ModelSpec(task=task, encoder=config.encoder_config,
                    seed=config.seed)
   example_samples = SSLModel(spec).example_samples
   segments = make_segments(
@@ -258,7 +270,7 @@ def run_quality_benchmark(config: QualityConfig, *, show_progress: bool = True
                                 show_progress=show_progress),
       show_progress=show_progress)
   splits, skipped = _splits(config, table)
-  encoder_config = ENCODERS[config.encoder]
+  encoder_config = config.encoder_config
   frontend = ModelSpec(encoder=encoder_config).frontend
   encoders, training = {}, {}
   for task in config.tasks:
@@ -267,7 +279,7 @@ def run_quality_benchmark(config: QualityConfig, *, show_progress: bool = True
 
   probe = dict(tasks=tuple(splits), seed=config.seed)
   tune = dict(steps=config.supervised_steps, seed=config.seed)
-  jobs = 1 + len(encoders) + len(splits) * (1 + len(config.fine_tune_blocks))
+  jobs = 2 + len(encoders) + len(splits) * (1 + len(config.fine_tune_blocks))
   with tqdm(total=jobs, desc="evaluate", unit="job",
             disable=not show_progress) as bar:
     probed = {}
@@ -281,6 +293,12 @@ def run_quality_benchmark(config: QualityConfig, *, show_progress: bool = True
                       for column in (*splits, RETRIEVAL) if column in scores}
       logging.info("probe %s: %s", name, probed[name])
       bar.update()
+    bar.set_postfix_str(f"probe {LOGMEL_BASELINE}")
+    scores = evaluation.evaluate_logmel_baseline(table, waveforms, frontend,
+                                                 **probe)
+    baseline = {column: scores[column]
+                for column in (*splits, RETRIEVAL) if column in scores}
+    bar.update()
     supervised = {}
     for task, split in splits.items():
       bar.set_postfix_str(f"{SUPERVISED} {task}")
@@ -298,8 +316,8 @@ def run_quality_benchmark(config: QualityConfig, *, show_progress: bool = True
             encoders[best], table, waveforms, frontend, task, split,
             trainable_blocks=blocks, **tune)
         bar.update()
-  rows = {RANDOM_INIT: probed.pop(RANDOM_INIT), SUPERVISED: supervised,
-          **probed}
+  rows = {RANDOM_INIT: probed.pop(RANDOM_INIT), LOGMEL_BASELINE: baseline,
+          SUPERVISED: supervised, **probed}
   fine_tuning = _fine_tuning_table(rows[best], supervised, tuned, best)
 
   out = config.out_dir

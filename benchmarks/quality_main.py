@@ -18,7 +18,7 @@ from absl import flags
 
 from benchmarks.quality import QualityConfig, run_quality_benchmark
 from model.datasets import synthetic
-from model.encoders import ENCODERS
+from model.encoders import ENCODERS, POOLINGS
 from model.tasks import SSL_TASKS
 
 _DEFAULT = QualityConfig()
@@ -31,6 +31,8 @@ _CORPUS_DIR = flags.DEFINE_string(
     "corpus_dir", None, "Corpus directory (default <out_dir>/corpus).")
 _ENCODER = flags.DEFINE_enum("encoder", _DEFAULT.encoder, list(ENCODERS),
                              "Encoder preset of every row.")
+_POOLING = flags.DEFINE_enum("pooling", _DEFAULT.pooling, list(POOLINGS),
+                             "Encoder pooling: global max, mean+std, both.")
 _TASKS = flags.DEFINE_list("tasks", list(_DEFAULT.tasks),
                            f"SSL tasks, of {', '.join(SSL_TASKS)}.")
 _DOWNSTREAM = flags.DEFINE_list(
@@ -64,7 +66,8 @@ def config_from_flags() -> QualityConfig:
   """The benchmark configuration given by the parsed flags."""
   return QualityConfig(
       corpus=_CORPUS.value, corpus_dir=_CORPUS_DIR.value,
-      encoder=_ENCODER.value, tasks=tuple(_TASKS.value),
+      encoder=_ENCODER.value, pooling=_POOLING.value,
+      tasks=tuple(_TASKS.value),
       downstream_tasks=tuple(_DOWNSTREAM.value), steps=_STEPS.value,
       batch_size=_BATCH.value, learning_rate=_LR.value,
       segment_hop=_HOP.value, min_clip_fraction=_MIN_CLIP.value,

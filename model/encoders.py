@@ -21,8 +21,14 @@ import tensorflow as tf
 from model import ops
 from model.modules import WeightModule
 
-__all__ = ["EncoderConfig", "ENCODERS", "Encoder", "FrozenEncoder", "encode",
-           "glorot_uniform"]
+__all__ = ["EncoderConfig", "ENCODERS", "POOLINGS", "Encoder", "FrozenEncoder",
+           "encode", "glorot_uniform"]
+
+#: Pooling of the last block's feature map into one vector, and the number
+#: of values per channel it gives: global max (the paper's); statistics
+#: pooling (mean and std, as in x-vectors: keeps the clip statistics that
+#: speaker identity lives in); both concatenated.
+POOLINGS: dict[str, int] = {"max": 1, "stats": 2, "max_stats": 3}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +42,8 @@ class EncoderConfig:
     embedding_dim: Size of the output embedding.
     patch_frames: Frames of one input patch (time axis).
     num_mel_bins: Mel bins of one input patch (frequency axis).
+    pooling: Key of :data:`POOLINGS`: how the last feature map becomes a
+      vector before the embedding layer.
   """
 
   name: str = "small"
@@ -44,9 +52,13 @@ class EncoderConfig:
   embedding_dim: int = 128
   patch_frames: int = 96
   num_mel_bins: int = 64
+  pooling: str = "max"
 
   def __post_init__(self):
     object.__setattr__(self, "base_channels", tuple(self.base_channels))
+    if self.pooling not in POOLINGS:
+      raise ValueError(f"EncoderConfig {self.name!r}: unknown pooling "
+                       f"{self.pooling!r}; expected one of {sorted(POOLINGS)}")
     pools = 2 ** (len(self.base_channels) - 1)
     if self.patch_frames % pools or self.num_mel_bins % pools:
       raise ValueError(
@@ -62,6 +74,11 @@ class EncoderConfig:
     """Output channels of each block."""
     return tuple(max(1, int(round(c * self.width))) for c in self.base_channels)
 
+  @property
+  def pooled_dim(self) -> int:
+    """Size of the pooled vector fed to the embedding layer."""
+    return POOLINGS[self.pooling] * self.channels[-1]
+
   def layer_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
     """Names and shapes of every weight, in a fixed order."""
     shapes = []
@@ -72,7 +89,7 @@ class EncoderConfig:
                  (f"block{i}/conv_3x1/kernel", (3, 1, cout, cout)),
                  (f"block{i}/conv_3x1/bias", (cout,))]
       cin = cout
-    shapes += [("embedding/kernel", (cin, self.embedding_dim)),
+    shapes += [("embedding/kernel", (self.pooled_dim, self.embedding_dim)),
                ("embedding/bias", (self.embedding_dim,))]
     return shapes
 
@@ -90,7 +107,7 @@ class EncoderConfig:
       cin = cout
       if i < len(self.channels) - 1:
         height, width = height // 2, width // 2
-    return macs + cin * self.embedding_dim
+    return macs + self.pooled_dim * self.embedding_dim
 
   def forward_mflops(self) -> float:
     """Forward MFLOPs per patch (2 FLOPs per multiply-accumulate)."""
@@ -211,7 +228,19 @@ def encode(config: EncoderConfig, params: Sequence[tf.Tensor],
   for i in range(num_blocks):
     x = ops.conv2d(x, next(w), next(w))
     x = ops.conv2d(x, next(w), next(w))
-    # The last pool before a global max is redundant (max of maxes).
-    x = (ops.relu_max_pool2x2(x) if i < num_blocks - 1
-         else ops.relu_global_max(x))
+    if i < num_blocks - 1:
+      x = ops.relu_max_pool2x2(x)
+  # The last 2x2 pool is left out: the max of maxes is the max, and the
+  # statistics keep more of the map at that size.
+  x = _pool(x, config.pooling)
   return ops.dense(x, next(w), next(w))
+
+
+def _pool(x: tf.Tensor, pooling: str) -> tf.Tensor:
+  """The last block's pre-activation map ``[b, h, w, c]`` -> ``[b, k * c]``."""
+  if pooling == "max":
+    return ops.relu_global_max(x)
+  stats = ops.statistics_pool(ops.relu(x))
+  if pooling == "stats":
+    return stats
+  return tf.concat([ops.relu_global_max(x), stats], axis=-1)

@@ -31,6 +31,10 @@ __all__ = [
     "clip_patches",
     "default_tasks",
     "evaluate_encoder",
+    "evaluate_logmel_baseline",
+    "LOGMEL_BASELINE",
+    "logmel_statistics",
+    "probe_embeddings",
     "fine_tune",
     "format_markdown_table",
     "gap_recovered",
@@ -76,6 +80,14 @@ def _patch_function(
                              frontend.patch_frames, pad=True)
 
   return patches
+
+
+@functools.lru_cache(maxsize=4)
+def _logmel_function(
+    frontend: FrontendConfig) -> Callable[[tf.Tensor], tf.Tensor]:
+  """A tf.function: one waveform of any length -> its log-mel frames."""
+  return tf.function(functools.partial(log_mel, config=frontend),
+                     input_signature=[tf.TensorSpec([None], tf.float32)])
 
 
 def clip_patches(waveforms: Sequence[np.ndarray], frontend: FrontendConfig
@@ -412,14 +424,56 @@ def probe_encoder(encoder: Encoder, table: ClipTable,
     raise ValueError(f"probe_encoder: {len(waveforms)} waveforms for a table "
                      f"of {len(table)} clips")
   labelled = np.flatnonzero([bool(clip.labels) for clip in table])
-  position = np.full(len(table), -1, np.int64)
-  position[labelled] = np.arange(len(labelled))
   embeddings = clip_embeddings(encoder, [waveforms[i] for i in labelled],
                                frontend, batch_size=batch_size)
+  return probe_embeddings(embeddings, labelled, table, tasks=tasks,
+                          retrieval_task=retrieval_task,
+                          test_fraction=test_fraction, seed=seed)
+
+
+def probe_embeddings(embeddings: np.ndarray, rows: np.ndarray,
+                     table: ClipTable, *,
+                     tasks: Optional[Sequence[str]] = None,
+                     retrieval_task: Optional[str] = "keyword",
+                     test_fraction: float = 0.3, seed: int = 0
+                     ) -> ProbeResult:
+  """Linear probes and retrieval on given clip features.
+
+  Args:
+    embeddings: ``[len(rows), d]`` features of the clips ``rows`` of
+      ``table`` (every clip that carries a probed label must be among them).
+    rows: Row of ``table`` of each embedding.
+    table: The clips.
+    tasks: As in :func:`probe_encoder`.
+    retrieval_task: As in :func:`probe_encoder`.
+    test_fraction: As in :func:`split_for_task`.
+    seed: Seed of the splits.
+
+  Returns:
+    The scores.
+
+  Raises:
+    ValueError: ``embeddings`` and ``rows`` differ in length, a labelled clip
+      has no embedding, or a task cannot be split.
+  """
+  rows = np.asarray(rows, np.int64)
+  if len(embeddings) != len(rows):
+    raise ValueError(f"probe_embeddings: {len(embeddings)} embeddings for "
+                     f"{len(rows)} rows")
+  position = np.full(len(table), -1, np.int64)
+  position[rows] = np.arange(len(rows))
   accuracy, num_train, num_test = {}, {}, {}
+
+  def features(task_rows: np.ndarray) -> np.ndarray:
+    missing = task_rows[position[task_rows] < 0]
+    if len(missing):
+      raise ValueError(f"probe_embeddings: clip {table[int(missing[0])].path}"
+                       f" has a label but no embedding")
+    return embeddings[position[task_rows]]
+
   for task in default_tasks(table) if tasks is None else tasks:
-    labels, rows = _labels_and_rows(table, task)
-    x = embeddings[position[rows]]
+    labels, task_rows = _labels_and_rows(table, task)
+    x = features(task_rows)
     try:
       train, test = split_for_task(table, task, test_fraction=test_fraction,
                                    seed=seed)
@@ -433,15 +487,67 @@ def probe_encoder(encoder: Encoder, table: ClipTable,
     num_train[task], num_test[task] = len(train), len(test)
   retrieval = {}
   if retrieval_task is not None:
-    labels, rows = _labels_and_rows(table, retrieval_task)
+    labels, task_rows = _labels_and_rows(table, retrieval_task)
     if len(np.unique(labels)) >= 2:
-      retrieval = retrieval_map(embeddings[position[rows]], labels)
+      retrieval = retrieval_map(features(task_rows), labels)
     else:
       logging.warning("retrieval task %r has fewer than 2 classes in %s; "
                       "skipping retrieval", retrieval_task, table.name)
       retrieval_task = None
   return ProbeResult(accuracy=accuracy, num_train=num_train, num_test=num_test,
                      retrieval_task=retrieval_task, retrieval=retrieval)
+
+
+def logmel_statistics(waveforms: Sequence[np.ndarray],
+                      frontend: FrontendConfig) -> np.ndarray:
+  """The non-learned baseline: mean and std of each mel bin over the clip.
+
+  Args:
+    waveforms: 1-D float waveforms at ``frontend.sample_rate``.
+    frontend: Front-end parameters (the same log-mel the encoders see).
+
+  Returns:
+    float32 ``[num_clips, 2 * num_mel_bins]``: per-bin means, then stds.
+  """
+  compute = _logmel_function(frontend)
+  rows = []
+  for i, waveform in enumerate(waveforms):
+    waveform = np.asarray(waveform, np.float32)
+    if waveform.ndim != 1:
+      raise ValueError(f"logmel_statistics: waveform {i} must be 1-D, got "
+                       f"shape {waveform.shape}")
+    shortfall = frontend.window_samples - waveform.size
+    if shortfall > 0:
+      waveform = np.pad(waveform, (0, shortfall))
+    frames = compute(waveform).numpy()
+    rows.append(np.concatenate([frames.mean(axis=0), frames.std(axis=0)]))
+  if not rows:
+    return np.zeros((0, 2 * frontend.num_mel_bins), np.float32)
+  return np.stack(rows).astype(np.float32)
+
+
+def evaluate_logmel_baseline(table: ClipTable,
+                             waveforms: Sequence[np.ndarray],
+                             frontend: FrontendConfig, *,
+                             tasks: Optional[Sequence[str]] = None,
+                             retrieval_task: Optional[str] = "keyword",
+                             seed: int = 0) -> dict[str, float]:
+  """:func:`evaluate_encoder`'s scores for :func:`logmel_statistics`.
+
+  The row every quality table carries so that a reader can tell whether
+  pre-training beats plain features (same probe, same splits).
+  """
+  if len(waveforms) != len(table):
+    raise ValueError(f"evaluate_logmel_baseline: {len(waveforms)} waveforms "
+                     f"for a table of {len(table)} clips")
+  labelled = np.flatnonzero([bool(clip.labels) for clip in table])
+  features = logmel_statistics([waveforms[i] for i in labelled], frontend)
+  return probe_embeddings(features, labelled, table, tasks=tasks,
+                          retrieval_task=retrieval_task, seed=seed).as_dict()
+
+
+#: Row name of the non-learned baseline in quality tables.
+LOGMEL_BASELINE = "log-mel mean+std (no learning)"
 
 
 def evaluate_encoder(encoder: Encoder, table: ClipTable,

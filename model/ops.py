@@ -28,7 +28,8 @@ import tensorflow as tf
 
 __all__ = [
     "conv2d", "relu", "relu_max_pool2x2", "relu_global_max", "dense",
-    "upsample2x", "softplus", "l2_normalize", "tf_gradients",
+    "upsample2x", "softplus", "l2_normalize", "statistics_pool",
+    "tf_gradients",
 ]
 
 _state = threading.local()
@@ -210,3 +211,39 @@ def l2_normalize(x: tf.Tensor, epsilon: float = 1e-12) -> tf.Tensor:
     return y, grad
 
   return _normalize(x)
+
+
+_STATS_EPSILON = 1e-5
+
+
+def statistics_pool(x: tf.Tensor) -> tf.Tensor:
+  """Mean and standard deviation over height and width, per channel.
+
+  ``[b, h, w, c] -> [b, 2c]`` (means, then stds); the std is
+  ``sqrt(var + 1e-5)``. The gradient, ``dmean / n + dstd * (x - mean) /
+  (n * std)``, uses builtin ops only (TF's ``SqrtGrad`` would be Flex).
+  """
+  if _use_tf_gradients():
+    mean, variance = tf.nn.moments(x, axes=[1, 2])
+    return tf.concat([mean, tf.sqrt(variance + _STATS_EPSILON)], axis=-1)
+  return _statistics_pool(x)
+
+
+@tf.custom_gradient
+def _statistics_pool(x):
+  count = float(int(x.shape[1]) * int(x.shape[2]))
+  mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+  centered = x - mean
+  std = tf.sqrt(tf.reduce_mean(centered * centered, axis=[1, 2],
+                               keepdims=True) + _STATS_EPSILON)
+  channels = int(x.shape[3])
+  y = tf.concat([tf.reshape(mean, [-1, channels]),
+                 tf.reshape(std, [-1, channels])], axis=-1)
+
+  def grad(dy):
+    d_mean, d_std = tf.split(dy, 2, axis=-1)
+    d_mean = tf.reshape(d_mean, [-1, 1, 1, channels])
+    d_std = tf.reshape(d_std, [-1, 1, 1, channels])
+    return (d_mean + d_std * centered / std) / count
+
+  return y, grad

@@ -22,7 +22,7 @@ from model.cli import quiet_logging
 from model.datasets.audio import decode_clips
 from model.datasets.loaders import DATASETS, load_dataset
 from model.datasets.pipeline import make_segments
-from model.encoders import ENCODERS, Encoder
+from model.encoders import ENCODERS, POOLINGS, Encoder
 from model.ssl_model import ModelSpec, SSLModel
 from model.tasks import SSL_TASKS
 from model.train import OPTIMIZERS, TrainConfig, train_centralized
@@ -35,6 +35,8 @@ _TASK = flags.DEFINE_enum("task", "audio2vec_cbow", list(SSL_TASKS),
                           "Self-supervised task.")
 _ENCODER = flags.DEFINE_enum("encoder", "small", list(ENCODERS),
                              "Encoder preset.")
+_POOLING = flags.DEFINE_enum("pooling", "max", list(POOLINGS),
+                             "Encoder pooling: global max, mean+std, both.")
 _STEPS = flags.DEFINE_integer("steps", 300, "Optimizer steps.")
 _BATCH = flags.DEFINE_integer("batch_size", 16, "Examples per step.")
 _OPTIMIZER = flags.DEFINE_enum("optimizer", "adam", list(OPTIMIZERS),
@@ -51,7 +53,8 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   quiet_logging()
-  spec = ModelSpec(task=_TASK.value, encoder=ENCODERS[_ENCODER.value],
+  spec = ModelSpec(task=_TASK.value, encoder=dataclasses.replace(
+      ENCODERS[_ENCODER.value], pooling=_POOLING.value),
                    seed=_SEED.value)
   config = TrainConfig(steps=_STEPS.value, batch_size=_BATCH.value,
                        optimizer=_OPTIMIZER.value,

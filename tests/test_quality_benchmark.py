@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from benchmarks.quality import (RANDOM_INIT, RETRIEVAL, SUPERVISED,
-                                QualityConfig, run_quality_benchmark)
+from benchmarks.quality import (LOGMEL_BASELINE, RANDOM_INIT, RETRIEVAL,
+                                SUPERVISED, QualityConfig,
+                                run_quality_benchmark)
 
 TASKS = ("triplet", "temporal_gap")
 # The tiny corpus's 4 instrument clips cannot be split: that column is skipped.
@@ -42,7 +43,7 @@ def _checkpoints(config: QualityConfig) -> dict[str, float]:
 
 def test_table_rows_columns_and_range(first_run):
   config, rows = first_run
-  assert list(rows) == [RANDOM_INIT, SUPERVISED, *TASKS]
+  assert list(rows) == [RANDOM_INIT, LOGMEL_BASELINE, SUPERVISED, *TASKS]
   for name, scores in rows.items():
     expected = COLUMNS[:-1] if name == SUPERVISED else COLUMNS
     assert list(scores) == expected, name
@@ -50,7 +51,7 @@ def test_table_rows_columns_and_range(first_run):
   results = _read_csv(os.path.join(config.out_dir, "results.csv"))
   assert results[0] == ["model", *COLUMNS]
   assert [line[0] for line in results[1:]] == list(rows)
-  assert results[2][-1] == ""  # No retrieval score for the supervised row.
+  assert results[3][-1] == ""  # No retrieval score for the supervised row.
 
 
 def test_writes_report_fine_tuning_and_chart(first_run):

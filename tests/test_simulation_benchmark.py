@@ -9,6 +9,7 @@ import pytest
 
 from benchmarks import federated_quality as fq
 from benchmarks import simulation
+from model import evaluation
 from model.datasets import synthetic
 
 
@@ -93,8 +94,9 @@ def test_federated_quality_benchmark_compares_runs(corpus_dir, tmp_path):
       batch_size=2, max_local_steps=1, eval_every=2, out_dir=str(tmp_path))
   rows = fq.run_federated_quality_benchmark(config, show_progress=False)
   assert not _workers_left()
-  assert list(rows) == [fq.RANDOM_INIT, fq.CENTRALIZED,
-                        fq.CENTRALIZED_CLIENT_SGD, "fedavg", "fedyogi"]
+  assert list(rows) == [fq.RANDOM_INIT, evaluation.LOGMEL_BASELINE,
+                        fq.CENTRALIZED, fq.CENTRALIZED_CLIENT_SGD, "fedavg",
+                        "fedyogi"]
   # The tiny corpus's 4 instrument clips cannot be split: no such column.
   quality = ["content", "keyword", "speaker", "retrieval_map"]
   relative = [f"{task} % of centralized" for task in fq.RELATIVE_TASKS]

@@ -26,7 +26,7 @@ from model import evaluation
 from model.cli import quiet_logging
 from model.datasets.audio import decode_clips
 from model.datasets.loaders import DATASETS, load_dataset
-from model.encoders import ENCODERS
+from model.encoders import ENCODERS, POOLINGS
 from model.ssl_model import ModelSpec
 from model.tasks import SSL_TASKS
 from model.train import TrainConfig, train_centralized
@@ -43,6 +43,8 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset folder (or CSV).",
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Run directory.", required=True)
 _TASK = flags.DEFINE_enum("task", "nt_xent", list(SSL_TASKS), "SSL task.")
 _ENCODER = flags.DEFINE_enum("encoder", "small", list(ENCODERS), "Preset.")
+_POOLING = flags.DEFINE_enum("pooling", "max", list(POOLINGS),
+                             "Encoder pooling: global max, mean+std, both.")
 _ALGORITHM = flags.DEFINE_enum("algorithm", "fedavg", list(ALGORITHMS),
                                "Federated algorithm.")
 _CLIENT_OPT = flags.DEFINE_enum("client_optimizer", "sgd",
@@ -92,7 +94,8 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   quiet_logging()
-  spec = ModelSpec(task=_TASK.value, encoder=ENCODERS[_ENCODER.value],
+  spec = ModelSpec(task=_TASK.value, encoder=dataclasses.replace(
+      ENCODERS[_ENCODER.value], pooling=_POOLING.value),
                    seed=_SEED.value)
   config = SimulationConfig(
       model=spec,
