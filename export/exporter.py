@@ -34,6 +34,7 @@ from export.verification import (VerifyConfig, verify_embed_model,
                                  verify_training_model)
 from model.encoders import ENCODERS
 from model.ssl_model import ModelSpec, SSLModel, load_model
+from model.tasks import check_task_batch_size
 
 __all__ = ["TRAINING_DIR", "embed_dir", "ExportConfig", "Source",
            "load_source", "fresh_source", "ExportResult", "export_model"]
@@ -344,10 +345,13 @@ def export_model(source: Source, out_dir: str, config: ExportConfig, *,
 
   Raises:
     FileExistsError: ``out_dir`` is not empty and ``overwrite`` is false.
+    ValueError: ``config.batch_size`` is below the task's minimum.
     model.tflite_compat.FlexOpsError: ``builtin`` mode and the graph needs
       Select-TF ops.
     export.verification.VerificationError: A written file failed its checks.
   """
+  check_task_batch_size(source.model.spec.task, config.batch_size,
+                        "ExportConfig.batch_size")
   out_dir = os.path.abspath(out_dir)
   if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
     raise FileExistsError(f"{out_dir} exists and is not empty; choose another "

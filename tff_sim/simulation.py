@@ -28,6 +28,7 @@ from model.datasets.clips import ClipTable
 from model.datasets.pipeline import Segments, make_segments
 from model.run_dir import write_or_check_config
 from model.ssl_model import ModelSpec, SSLModel, assign_weights, save_model
+from model.tasks import check_task_batch_size
 from tff_sim import partition as partition_lib
 from tff_sim.algorithms import AlgorithmConfig, build_process
 from tff_sim.client_data import SegmentClientData, client_round_seed, round_dataset
@@ -88,6 +89,8 @@ class SimulationConfig:
     if self.max_local_steps < 0 or self.weight_noise_std < 0:
       raise ValueError("SimulationConfig: max_local_steps and "
                        "weight_noise_std must be >= 0")
+    check_task_batch_size(self.model.task, self.batch_size,
+                          "SimulationConfig.batch_size")
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
