@@ -141,7 +141,8 @@ class CorpusConfig:
                        f"got {self.noise_mix_prob}")
 
 
-#: Ready-made sizes: "tiny" (tests), "demo" (the demo), "full" (benchmarks).
+#: Ready-made sizes: "tiny" (tests), "demo" (the demo), "full" (benchmarks),
+#: "fl" (cross-device federated studies: 120 clients with a few clips each).
 CORPUS_PRESETS: dict[str, CorpusConfig] = {
     "tiny": CorpusConfig(num_speakers=4, keyword_clips_per_speaker=9,
                          utterances_per_speaker=2, music_clips_per_client=1.0,
@@ -152,6 +153,9 @@ CORPUS_PRESETS: dict[str, CorpusConfig] = {
     "full": CorpusConfig(num_speakers=32, keyword_clips_per_speaker=36,
                          utterances_per_speaker=5, music_clips_per_client=3.0,
                          noise_clips_per_client=3.0),
+    "fl": CorpusConfig(num_speakers=120, keyword_clips_per_speaker=6,
+                       utterances_per_speaker=1, music_clips_per_client=0.5,
+                       noise_clips_per_client=0.5),
 }
 
 
