@@ -6,6 +6,7 @@ Usage:
       --mode flex --optimizer sgd --learning_rate 0.01 --batch_size 8 \\
       --quantization float32,int8 --corpus_dir /data/corpus --out_dir exp
   python -m export --preset small --task audio2vec_cbow --out_dir exp  # fresh
+  python -m export --model_dir runs/fed --best_for retrieval_map --out_dir e
 
 Writes <out_dir>/training/ (train, embed, get_weights, set_weights[, save,
 restore]) and <out_dir>/embed_<quantization>/, each as model.tflite +
@@ -26,6 +27,7 @@ from export.exporter import (TRAINING_DIR, ExportConfig, export_model,
 from export.ondevice_module import MODES
 from export.optimizers import OPTIMIZERS, OptimizerConfig
 from export.verification import VerificationError, VerifyConfig
+from model.best_models import best_model_dir, read_best_index
 from model.cli import quiet_logging
 from model.datasets.loaders import DATASETS
 from model.encoders import ENCODERS
@@ -35,6 +37,10 @@ from model.tflite_compat import FlexOpsError
 _MODEL_DIR = flags.DEFINE_string(
     "model_dir", None, "Run directory (holding model/) or saved-model "
     "directory (holding model.json and weights.npz).")
+_BEST_FOR = flags.DEFINE_string(
+    "best_for", None, "Export the federated run's best global model for this "
+    "downstream metric (<model_dir>/best/<metric>, listed in "
+    "<model_dir>/best/best.json) instead of its final model.")
 _PRESET = flags.DEFINE_enum(
     "preset", None, list(ENCODERS), "Export a freshly initialized encoder of "
     "this preset instead of --model_dir (for benchmarks).")
@@ -79,6 +85,8 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if (_MODEL_DIR.value is None) == (_PRESET.value is None):
     raise app.UsageError("give exactly one of --model_dir and --preset")
+  if _BEST_FOR.value is not None and _MODEL_DIR.value is None:
+    raise app.UsageError("--best_for needs --model_dir (a federated run)")
   if unknown := [q for q in _QUANTIZATION.value if q not in QUANTIZATIONS]:
     raise app.UsageError(f"--quantization: unknown {unknown}; choose from "
                          f"{list(QUANTIZATIONS)}")
@@ -98,8 +106,14 @@ def main(argv: list[str]) -> None:
   print(f"Exporting to {_OUT_DIR.value}; every file is converted, then "
         f"verified (--verbosity=0 shows each step)", flush=True)
   try:
-    source = (load_source(_MODEL_DIR.value, task=_TASK.value)
-              if _MODEL_DIR.value is not None else
+    model_dir = _MODEL_DIR.value
+    if _BEST_FOR.value is not None:
+      model_dir = best_model_dir(model_dir, _BEST_FOR.value)
+      selection = read_best_index(_MODEL_DIR.value)[_BEST_FOR.value]
+      print(f"best global model for {_BEST_FOR.value}: round "
+            f"{selection['round']} ({selection['value']:.4g})", flush=True)
+    source = (load_source(model_dir, task=_TASK.value)
+              if model_dir is not None else
               fresh_source(_PRESET.value, _TASK.value or "audio2vec_cbow",
                            seed=_SEED.value))
     corpus = load_corpus(_CORPUS_DIR.value, kind=_CORPUS_KIND.value,
@@ -108,7 +122,7 @@ def main(argv: list[str]) -> None:
     result = export_model(source, _OUT_DIR.value, config, corpus=corpus,
                           overwrite=_OVERWRITE.value)
   except (FileExistsError, FileNotFoundError, FlexOpsError,
-          VerificationError) as e:
+          VerificationError, ValueError) as e:
     raise SystemExit(f"export failed, nothing written: {e}") from e
   training = result.manifests[TRAINING_DIR]
   train = training["verification"]["train"]

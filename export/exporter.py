@@ -32,8 +32,10 @@ from export.optimizers import OptimizerConfig
 from export.runtime import OnDeviceModel
 from export.verification import (VerifyConfig, verify_embed_model,
                                  verify_training_model)
+from model import best_models
 from model.encoders import ENCODERS
 from model.ssl_model import ModelSpec, SSLModel, load_model
+from model.tasks import check_task_batch_size
 
 __all__ = ["TRAINING_DIR", "embed_dir", "ExportConfig", "Source",
            "load_source", "fresh_source", "ExportResult", "export_model"]
@@ -123,14 +125,19 @@ def load_source(path: str, *, task: Optional[str] = None) -> Source:
   model = load_model(directory, task=task)
   with open(os.path.join(directory, "model.json"), encoding="utf-8") as f:
     saved_task = json.load(f)["task"]
-  return Source(model=model, description={
+  description = {
       "kind": "saved_model",
       "path": os.path.abspath(directory),
       "weights_sha256": manifest_lib.sha256_file(
           os.path.join(directory, "weights.npz")),
       "saved_task": saved_task,
       "head": "saved" if model.spec.task == saved_task else "fresh",
-  })
+  }
+  selection = os.path.join(directory, best_models.SELECTION_FILE)
+  if os.path.exists(selection):  # A run's best model for some metric.
+    with open(selection, encoding="utf-8") as f:
+      description["best_for"] = json.load(f)
+  return Source(model=model, description=description)
 
 
 def fresh_source(preset: str, task: str, *, seed: int = 0) -> Source:
@@ -344,10 +351,13 @@ def export_model(source: Source, out_dir: str, config: ExportConfig, *,
 
   Raises:
     FileExistsError: ``out_dir`` is not empty and ``overwrite`` is false.
+    ValueError: ``config.batch_size`` is below the task's minimum.
     model.tflite_compat.FlexOpsError: ``builtin`` mode and the graph needs
       Select-TF ops.
     export.verification.VerificationError: A written file failed its checks.
   """
+  check_task_batch_size(source.model.spec.task, config.batch_size,
+                        "ExportConfig.batch_size")
   out_dir = os.path.abspath(out_dir)
   if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
     raise FileExistsError(f"{out_dir} exists and is not empty; choose another "

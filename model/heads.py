@@ -11,7 +11,7 @@ from model import ops
 from model.encoders import glorot_uniform
 from model.modules import WeightModule
 
-__all__ = ["MLPHead", "SliceDecoder"]
+__all__ = ["MLPHead", "StandardizedMLP", "SliceDecoder"]
 
 
 class MLPHead(WeightModule):
@@ -31,6 +31,60 @@ class MLPHead(WeightModule):
     for i in range(num_layers):
       x = ops.dense(x, w[2 * i], w[2 * i + 1])
       if i < num_layers - 1:
+        x = ops.relu(x)
+    return x
+
+
+class StandardizedMLP(WeightModule):
+  """Dense layers with ReLU between them and optional batch standardization
+  (training-mode batch norm without scale, shift or running statistics,
+  :func:`model.ops.batch_standardize`), as in the Barlow Twins and SimSiam
+  heads.
+
+  A layer followed by a standardization has no bias: the standardization
+  removes every per-dimension constant, so the bias would get exactly zero
+  gradient. For the same reason a head fed by the encoder should not
+  standardize its first layer's output (``standardize_hidden=False``): the
+  encoder's own output bias would get no gradient from the task.
+  """
+
+  def __init__(self, dims: Sequence[int], *, standardize_hidden: bool,
+               standardize_output: bool, output_bias: bool,
+               rng: np.random.Generator, name: str):
+    """Creates the weights.
+
+    Args:
+      dims: Input width, hidden widths, output width.
+      standardize_hidden: Standardize hidden layers (before their ReLU).
+      standardize_output: Standardize the output.
+      output_bias: Give the last layer a bias (never with
+        ``standardize_output``).
+      rng: Initializer randomness.
+      name: Weight-name prefix.
+    """
+    super().__init__(name=name)
+    self.dims = tuple(dims)
+    num_layers = len(self.dims) - 1
+    self.standardized = [standardize_hidden] * (num_layers - 1) + [
+        standardize_output]
+    self.has_bias = [not standardized for standardized in self.standardized]
+    self.has_bias[-1] = output_bias and not standardize_output
+    for i, (din, dout) in enumerate(zip(self.dims[:-1], self.dims[1:])):
+      self.add_weight(f"dense{i}/kernel", glorot_uniform((din, dout), rng))
+      if self.has_bias[i]:
+        self.add_weight(f"dense{i}/bias", np.zeros(dout, np.float32))
+
+  def __call__(self, x: tf.Tensor) -> tf.Tensor:
+    w = iter(self.params())
+    last = len(self.has_bias) - 1
+    for i, (has_bias, standardized) in enumerate(zip(self.has_bias,
+                                                     self.standardized)):
+      x = tf.matmul(x, next(w))
+      if has_bias:
+        x = x + next(w)
+      if standardized:
+        x = ops.batch_standardize(x)
+      if i < last:
         x = ops.relu(x)
     return x
 

@@ -1,8 +1,9 @@
 """Differentiable ops whose gradients lower to TFLite builtin ops.
 
-TensorFlow's own gradients for Conv2D, ReLU, MaxPool, Softplus, Rsqrt and
-nearest-neighbour resize become Select-TF (Flex) ops (``Conv2DBackpropFilter``,
-``ReluGrad``, ``MaxPoolGrad``, ...) that ``tflite_runtime`` cannot run. The
+TensorFlow's own gradients for Conv2D, ReLU, MaxPool, Softplus, Rsqrt, Sqrt
+and nearest-neighbour resize become Select-TF (Flex) ops
+(``Conv2DBackpropFilter``, ``ReluGrad``, ``MaxPoolGrad``, ``RsqrtGrad``, ...)
+that ``tflite_runtime`` cannot run. The
 ops below have custom gradients written with builtin ops only, so one
 definition serves centralized training, the federated simulation and the
 on-device ``train`` signature. Formulations follow measured fastest variants
@@ -29,6 +30,7 @@ import tensorflow as tf
 __all__ = [
     "conv2d", "relu", "relu_max_pool2x2", "relu_global_max", "dense",
     "upsample2x", "softplus", "l2_normalize", "statistics_pool",
+    "batch_standardize",
     "tf_gradients",
 ]
 
@@ -247,3 +249,37 @@ def _statistics_pool(x):
     return (d_mean + d_std * centered / std) / count
 
   return y, grad
+def batch_standardize(x: tf.Tensor, epsilon: float = 1e-5) -> tf.Tensor:
+  """Standardizes every column of ``[batch, dim]`` over the batch.
+
+  ``(x - mean) / sqrt(var + epsilon)`` with the biased (1/batch) variance:
+  batch normalization in training mode without scale, shift or running
+  statistics. TF's gradient of ``rsqrt`` is a Flex op; this one is the
+  closed form ``inv_std * (dy - mean(dy) - y * mean(dy * y))``. A column that
+  is constant over the batch (e.g. batch 1) maps to zeros with zero gradient.
+
+  Args:
+    x: float32 ``[batch, dim]`` (static batch when exported).
+    epsilon: Added to the variance.
+
+  Returns:
+    ``[batch, dim]``.
+  """
+  if _use_tf_gradients():
+    mean, variance = tf.nn.moments(x, axes=[0], keepdims=True)
+    return (x - mean) * tf.math.rsqrt(variance + epsilon)
+
+  @tf.custom_gradient
+  def _standardize(v):
+    centered = v - tf.reduce_mean(v, axis=0, keepdims=True)
+    inv_std = tf.math.rsqrt(
+        tf.reduce_mean(centered * centered, axis=0, keepdims=True) + epsilon)
+    y = centered * inv_std
+
+    def grad(dy):
+      return inv_std * (dy - tf.reduce_mean(dy, axis=0, keepdims=True)
+                        - y * tf.reduce_mean(dy * y, axis=0, keepdims=True))
+
+    return y, grad
+
+  return _standardize(x)

@@ -23,6 +23,7 @@ from model import randomness
 from model.datasets.pipeline import training_dataset
 from model.run_dir import write_or_check_config
 from model.ssl_model import ModelSpec, SSLModel, save_model
+from model.tasks import check_task_batch_size
 
 __all__ = ["TrainConfig", "OPTIMIZERS", "TrainResult", "train_centralized"]
 
@@ -117,10 +118,12 @@ def train_centralized(spec: ModelSpec, config: TrainConfig,
 
   Raises:
     RunConfigMismatch: ``run_dir`` holds a different run.
-    ValueError: ``waveforms`` has the wrong shape.
+    ValueError: ``waveforms`` has the wrong shape, or ``config.batch_size``
+      is below the task's minimum.
     FloatingPointError: The loss became NaN/inf (the last good checkpoint is
       kept).
   """
+  check_task_batch_size(spec.task, config.batch_size, "TrainConfig.batch_size")
   model = SSLModel(spec)
   if waveforms.ndim != 2 or waveforms.shape[1] != model.example_samples:
     raise ValueError(

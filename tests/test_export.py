@@ -36,6 +36,8 @@ OPTIMIZERS = {
     "temporal_gap": OptimizerConfig("adam", learning_rate=1e-3),
     "triplet": OptimizerConfig("sgd", learning_rate=0.05, momentum=0.9),
     "nt_xent": OptimizerConfig("adam", learning_rate=1e-3),
+    "barlow_twins": OptimizerConfig("sgd", learning_rate=0.01, momentum=0.9),
+    "simsiam": OptimizerConfig("adam", learning_rate=1e-3),
 }
 
 

@@ -1,5 +1,6 @@
 """Tests of the built-in synthetic corpus (model/datasets/synthetic.py)."""
 
+import collections
 import dataclasses
 import itertools
 import os
@@ -204,3 +205,13 @@ def test_tts(tmp_path):
     assert np.all(np.isfinite(audio)) and np.max(np.abs(audio)) > 0.1
     if "keyword" in clip.labels:
       assert len(audio) == 16000
+
+
+@pytest.mark.slow
+def test_fl_preset_has_over_100_clients(tmp_path):
+  table = synthetic.generate_corpus(str(tmp_path),
+                                    synthetic.CORPUS_PRESETS["fl"],
+                                    show_progress=False)
+  assert len(table.client_ids) >= 100
+  clips = collections.Counter(clip.client_id for clip in table)
+  assert min(clips.values()) >= 7  # Every client has data for local steps.

@@ -15,6 +15,7 @@ import tensorflow as tf
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
 from model.datasets.pipeline import Segments
+from model.best_models import best_model_dir, read_best_index
 from model.encoders import ENCODERS
 from model.ssl_model import ModelSpec, SSLModel
 from tff_sim.algorithms import ALGORITHMS, AlgorithmConfig, build_process
@@ -132,6 +133,25 @@ def test_resume_gives_identical_metrics_and_files(corpus, tmp_path):
   with open(tmp_path / "b" / "metrics.csv") as f:
     assert [int(r["round"]) for r in csv.DictReader(f)] == [1, 2, 3]
   assert set(full.best) >= {"keyword", "speaker", "content"}
+  # The best global model per metric: same rounds, values and weights after
+  # a resume, and the round that scored best in eval.csv.
+  assert resumed.best == pytest.approx(full.best)
+  index = read_best_index(str(tmp_path / "b"))
+  assert index == read_best_index(str(tmp_path / "a"))
+  with open(tmp_path / "a" / "eval.csv") as f:
+    evals = {int(r["round"]): r for r in csv.DictReader(f)}
+  for metric, (round_num, value) in full.best.items():
+    assert index[metric] == {"round": round_num, "value": pytest.approx(value)}
+    assert value == max(float(r[metric]) for r in evals.values())
+    assert float(evals[round_num][metric]) == pytest.approx(value)
+    for run in ("a", "b"):
+      with np.load(os.path.join(best_model_dir(str(tmp_path / run), metric),
+                                "weights.npz")) as w:
+        weights = dict(w)
+      if run == "a":
+        first = weights
+    for name, value in first.items():
+      np.testing.assert_allclose(weights[name], value, atol=1e-6)
 
 
 def _cli(run_dir, data_dir):

@@ -133,7 +133,10 @@ def main(argv: list[str]) -> None:
         f"{(totals['bytes_down'] + totals['bytes_up']) / 1e6:.1f} MB on the "
         f"wire, {totals['wall_s']:.0f} s; quality vs cost: {plot}")
   print("best round per metric: " + ", ".join(
-      f"{k} {v:.3f} (round {r})" for k, (r, v) in result.best.items()))
+      f"{k} {v:.3f} (round {r})" for k, (r, v) in result.best.items())
+        + f"; those models are in {_RUN_DIR.value}/best/<metric> (export "
+        f"one with python -m export --model_dir {_RUN_DIR.value} "
+        f"--best_for <metric>)")
   rows = {f"federated ({config.algorithm.algorithm})": result.final_metrics}
   if _COMPARE.value:
     steps = max(1, round(totals["examples"] / config.batch_size))

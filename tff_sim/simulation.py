@@ -27,7 +27,9 @@ from model import evaluation
 from model.datasets.clips import ClipTable
 from model.datasets.pipeline import Segments, make_segments
 from model.run_dir import write_or_check_config
+from model.best_models import BestModels
 from model.ssl_model import ModelSpec, SSLModel, assign_weights, save_model
+from model.tasks import check_task_batch_size
 from tff_sim import partition as partition_lib
 from tff_sim.algorithms import AlgorithmConfig, build_process
 from tff_sim.client_data import SegmentClientData, client_round_seed, round_dataset
@@ -98,6 +100,8 @@ class SimulationConfig:
     if self.max_local_steps < 0 or self.weight_noise_std < 0:
       raise ValueError("SimulationConfig: max_local_steps and "
                        "weight_noise_std must be >= 0")
+    check_task_batch_size(self.model.task, self.batch_size,
+                          "SimulationConfig.batch_size")
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -157,6 +161,14 @@ def _host_state(metric_names: Sequence[str]) -> collections.OrderedDict:
       best_rounds=np.zeros(len(metric_names), np.int64))
 
 
+def _best_index(metric_names: Sequence[str], host: collections.OrderedDict
+                ) -> dict[str, tuple[int, float]]:
+  """Best ``(round, score)`` per evaluated metric in the host state."""
+  return {name: (int(host["best_rounds"][i]), float(host["best_scores"][i]))
+          for i, name in enumerate(metric_names)
+          if np.isfinite(host["best_scores"][i])}
+
+
 def run_simulation(config: SimulationConfig, table: ClipTable,
                    waveforms: Sequence[np.ndarray], run_dir: str, *,
                    show_progress: bool = True) -> SimulationResult:
@@ -168,7 +180,10 @@ def run_simulation(config: SimulationConfig, table: ClipTable,
     waveforms: Decoded audio of ``table``'s clips, in order.
     run_dir: Run directory: ``config.json``, ``partition.{json,png}``,
       ``state/`` (program state), ``metrics.csv``, ``eval.csv``,
-      ``tensorboard/``, ``best/<metric>/`` and the final ``model/``.
+      ``tensorboard/``, ``best/`` (for every evaluated metric the global
+      model of the round that scored best, ``best/<metric>/``, and
+      ``best/best.json``: metric -> round and value; see
+      :mod:`model.best_models`) and the final ``model/``.
     show_progress: Show a progress bar with round time and ETA.
 
   Returns:
@@ -232,6 +247,7 @@ def run_simulation(config: SimulationConfig, table: ClipTable,
     return evaluation.evaluate_encoder(reference.encoder, table, waveforms,
                                        config.model.frontend)
 
+  best_models = BestModels(run_dir)
   log_path = os.path.join(run_dir, "workers.log")
   with execution_context(config.num_workers,
                          max_concurrent_calls=config.max_concurrent_clients,
@@ -242,6 +258,7 @@ def run_simulation(config: SimulationConfig, table: ClipTable,
     state, host = loaded if loaded is not None else initial
     if done:
       logging.info("resuming %s after round %d", run_dir, done)
+    best_models.recover(done, _best_index(metric_names, host))
     final_metrics: dict[str, float] = {}
     with tqdm(total=config.rounds, initial=done, unit="round",
               disable=not show_progress, dynamic_ncols=True,
@@ -287,7 +304,7 @@ def run_simulation(config: SimulationConfig, table: ClipTable,
             if scores.get(name, -np.inf) > host["best_scores"][i]:
               host["best_scores"][i] = scores[name]
               host["best_rounds"][i] = round_num
-              save_model(reference, os.path.join(run_dir, "best", name))
+              best_models.stage(round_num, name, scores[name], reference)
           eval_row = {**scores, **{f"cumulative_{f}": row[f"cumulative_{f}"]
                                    for f in _COST_FIELDS}}
           asyncio.run(eval_manager.release(eval_row, key=round_num))
@@ -296,6 +313,7 @@ def run_simulation(config: SimulationConfig, table: ClipTable,
         asyncio.run(metrics_manager.release(row, key=round_num))
         asyncio.run(tensorboard.release({"train/loss": loss}, key=round_num))
         asyncio.run(state_manager.save((state, host), version=round_num))
+        best_models.commit(round_num, _best_index(metric_names, host))
         bar.set_postfix(loss=f"{loss:.4f}",
                         round_s=f"{time.perf_counter() - start:.1f}")
         bar.update(1)
@@ -307,10 +325,7 @@ def run_simulation(config: SimulationConfig, table: ClipTable,
                      source="global model")
   model_dir = os.path.join(run_dir, "model")
   save_model(reference, model_dir)
-  best = {name: (int(host["best_rounds"][i]), float(host["best_scores"][i]))
-          for i, name in enumerate(metric_names)
-          if np.isfinite(host["best_scores"][i])}
   return SimulationResult(
-      final_metrics=final_metrics, best=best,
+      final_metrics=final_metrics, best=_best_index(metric_names, host),
       totals=dict(zip(_COST_FIELDS, map(float, host["costs"]))),
       resumed_from=done, model_dir=model_dir, run_dir=run_dir)

@@ -142,6 +142,7 @@ class CorpusConfig:
 
 
 #: Ready-made sizes: "tiny" (tests), "demo" (the demo), "full" (benchmarks),
+#: "fl" (cross-device federated studies: 120 clients with a few clips each),
 #: "population" (2,620 clients of three 1 s keyword clips each, about as many
 #: clients as Speech Commands has speakers; for simulation-scale runs).
 CORPUS_PRESETS: dict[str, CorpusConfig] = {
@@ -158,6 +159,9 @@ CORPUS_PRESETS: dict[str, CorpusConfig] = {
                                utterances_per_speaker=0,
                                music_clips_per_client=0.1,
                                noise_clips_per_client=0.1),
+    "fl": CorpusConfig(num_speakers=120, keyword_clips_per_speaker=6,
+                       utterances_per_speaker=1, music_clips_per_client=0.5,
+                       noise_clips_per_client=0.5),
 }
 
 

@@ -1,5 +1,6 @@
-"""Self-supervised tasks: Audio2Vec (CBoW, skip-gram), TemporalGap, triplet,
-NT-Xent; and embedding distillation from frozen teachers.
+"""Self-supervised tasks: Audio2Vec (CBoW, skip-gram), TemporalGap, triplet
+(predictive); NT-Xent, Barlow Twins, SimSiam (feature-matching); and embedding
+distillation from frozen teachers.
 
 ``SSL_TASKS`` maps each self-supervised task's flag value to its class;
 ``TASKS`` adds the tasks that need more than audio (distillation needs
@@ -7,9 +8,11 @@ teachers).
 """
 
 from model.tasks.audio2vec import Audio2VecCBoW, Audio2VecSkipGram
-from model.tasks.base import SSLTask, TaskConfig
+from model.tasks.barlow_twins import BarlowTwins
+from model.tasks.base import SSLTask, TaskConfig, check_batch_size
 from model.tasks.distillation import Distillation
 from model.tasks.nt_xent import NTXent
+from model.tasks.simsiam import SimSiam
 from model.tasks.temporal_gap import TemporalGap
 from model.tasks.triplet import Triplet
 
@@ -20,12 +23,30 @@ SSL_TASKS: dict[str, type[SSLTask]] = {
     "temporal_gap": TemporalGap,
     "triplet": Triplet,
     "nt_xent": NTXent,
+    "barlow_twins": BarlowTwins,
+    "simsiam": SimSiam,
 }
+
+#: Feature-matching tasks (two views of an example, matched in feature
+#: space); the other self-supervised tasks predict a part of the input.
+FEATURE_MATCHING_TASKS = ("nt_xent", "barlow_twins", "simsiam")
 
 #: Every training objective an SSLModel can have, keyed by flag value.
 TASKS: dict[str, type[SSLTask]] = {**SSL_TASKS, "distillation": Distillation}
 
+
+
+def check_task_batch_size(task: str, batch_size: int, field: str) -> None:
+  """Checks ``batch_size`` against the minimum of ``TASKS[task]``.
+
+  Raises:
+    ValueError: Names ``field``, the task and its minimum batch size.
+  """
+  check_batch_size(TASKS[task], batch_size, field)
+
+
 __all__ = [
-    "SSL_TASKS", "TASKS", "SSLTask", "Distillation", "TaskConfig", "Audio2VecCBoW", "Audio2VecSkipGram",
-    "TemporalGap", "Triplet", "NTXent",
+    "SSL_TASKS", "TASKS", "FEATURE_MATCHING_TASKS", "SSLTask", "Distillation",
+    "TaskConfig", "Audio2VecCBoW", "Audio2VecSkipGram", "TemporalGap",
+    "Triplet", "NTXent", "BarlowTwins", "SimSiam", "check_task_batch_size",
 ]

@@ -22,7 +22,7 @@ from model.encoders import Encoder, EncoderConfig
 from model.modules import WeightModule
 
 __all__ = ["TaskConfig", "SSLTask", "random_offsets", "crop_frames",
-           "static_batch"]
+           "static_batch", "check_batch_size"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,8 +42,13 @@ class TaskConfig:
     noise_std: NT-Xent: std of Gaussian noise added to log-mel views.
     max_mask_bins: NT-Xent: widest frequency mask (SpecAugment).
     max_mask_frames: NT-Xent: widest time mask (SpecAugment).
-    projection_dim: NT-Xent: output size of the projection head.
+    projection_dim: NT-Xent, Barlow Twins, SimSiam: output size of the
+      projection head.
     hidden_dim: Width of the MLP heads' hidden layer.
+    barlow_lambda: Barlow Twins: weight of the off-diagonal (redundancy)
+      terms. The reference's 5e-3 is for 8192 projector dimensions; the
+      default ~1/projection_dim (Tsai et al., 2021) suits small projectors.
+    predictor_hidden_dim: SimSiam: bottleneck width of the predictor.
     teacher_dirs: Distillation: saved teacher models (``model.json`` +
       ``weights.npz`` directories), frozen.
     distill_ssl_task: Distillation: an SSL task whose loss is added to the
@@ -64,6 +69,8 @@ class TaskConfig:
   max_mask_frames: int = 12
   projection_dim: int = 64
   hidden_dim: int = 128
+  barlow_lambda: float = 1.0 / 64
+  predictor_hidden_dim: int = 32
   teacher_dirs: tuple[str, ...] = ()
   distill_ssl_task: str = ""
   distill_ssl_weight: float = 0.0
@@ -71,13 +78,17 @@ class TaskConfig:
   def __post_init__(self):
     object.__setattr__(self, "teacher_dirs", tuple(self.teacher_dirs))
     for field in ("slice_frames", "num_neighbors", "max_gap_frames",
-                  "positive_span_frames", "projection_dim", "hidden_dim"):
+                  "positive_span_frames", "projection_dim", "hidden_dim",
+                  "predictor_hidden_dim"):
       if getattr(self, field) <= 0:
         raise ValueError(f"TaskConfig.{field} must be positive, got "
                          f"{getattr(self, field)}")
     if self.temperature <= 0:
       raise ValueError(f"TaskConfig.temperature must be > 0, got "
                        f"{self.temperature}")
+    if self.barlow_lambda < 0:
+      raise ValueError(f"TaskConfig.barlow_lambda must be >= 0, got "
+                       f"{self.barlow_lambda}")
 
 
 class SSLTask(WeightModule, abc.ABC):
@@ -86,6 +97,10 @@ class SSLTask(WeightModule, abc.ABC):
   Subclasses create their head weights in ``__init__`` and implement
   :attr:`example_frames` and :meth:`loss`.
   """
+
+  #: Smallest (static) batch size the loss works with; tasks that contrast
+  #: examples or standardize over the batch raise it.
+  min_batch_size: int = 1
 
   def __init__(self, config: TaskConfig, encoder_config: EncoderConfig, *,
                seed: int = 0, name: str = "head"):
@@ -143,6 +158,25 @@ def crop_frames(features: tf.Tensor, offsets: tf.Tensor, length: int
   """
   index = offsets[:, tf.newaxis] + tf.range(length)[tf.newaxis, :]
   return tf.gather(features, index, axis=1, batch_dims=1)
+
+
+def check_batch_size(task: type[SSLTask], batch_size: int, field: str
+                     ) -> None:
+  """Checks a configured batch size against ``task.min_batch_size``.
+
+  Args:
+    task: The task class.
+    batch_size: The configured (static) batch size.
+    field: The config field that set it, quoted in the error.
+
+  Raises:
+    ValueError: ``batch_size`` is below the task's minimum.
+  """
+  if batch_size < task.min_batch_size:
+    raise ValueError(
+        f"{field} is {batch_size}, but task {task.__name__} needs a batch "
+        f"size >= {task.min_batch_size} (its loss compares or standardizes "
+        f"the examples of a batch)")
 
 
 def static_batch(features: tf.Tensor) -> int:

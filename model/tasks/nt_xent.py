@@ -14,10 +14,10 @@ from model import ops
 from model import randomness
 from model.encoders import Encoder, EncoderConfig
 from model.heads import MLPHead
-from model.tasks.base import (SSLTask, TaskConfig, crop_frames,
-                              random_offsets, static_batch)
+from model.tasks.base import (SSLTask, TaskConfig, check_batch_size,
+                              crop_frames, random_offsets, static_batch)
 
-__all__ = ["NTXent", "augment"]
+__all__ = ["NTXent", "TwoViewTask", "augment"]
 
 
 def _band_mask(size: int, max_width: int, batch: int) -> tf.Tensor:
@@ -51,10 +51,41 @@ def augment(views: tf.Tensor, config: TaskConfig) -> tf.Tensor:
   return keep * noisy + (1.0 - keep) * fill
 
 
-class NTXent(SSLTask):
-  """SimCLR loss over ``2B`` views with a 2-layer projection head."""
+class TwoViewTask(SSLTask):
+  """Base of the feature-matching tasks: two augmented views of each example.
+
+  An example is ``slice_frames + max_shift_frames`` frames; each view is a
+  randomly shifted ``slice_frames`` crop with :func:`augment` applied.
+  """
 
   patches_per_example = 2
+  #: Smallest batch the loss is meaningful for (contrast or batch statistics
+  #: need at least two examples).
+  min_batch_size = 2
+
+  @property
+  def example_frames(self) -> int:
+    return self.config.slice_frames + self.config.max_shift_frames
+
+  def views(self, features: tf.Tensor) -> tf.Tensor:
+    """``[B, example_frames, bins]`` -> ``[2B, slice_frames, bins]``: the
+    first views of the batch, then the second views."""
+    batch = static_batch(features)
+    check_batch_size(type(self), batch, "the features' static batch size")
+    s, shift = self.config.slice_frames, self.config.max_shift_frames
+    return tf.concat(
+        [augment(crop_frames(features, random_offsets(batch, shift), s),
+                 self.config),
+         augment(crop_frames(features, random_offsets(batch, shift), s),
+                 self.config)], axis=0)
+
+
+class NTXent(TwoViewTask):
+  """SimCLR loss over ``2B`` views with a 2-layer projection head.
+
+  With batch 1 the only other view is the positive and the loss is 0: the
+  batch size must be at least 2 (more gives more negatives).
+  """
 
   def __init__(self, config: TaskConfig, encoder_config: EncoderConfig, *,
                seed: int = 0):
@@ -65,19 +96,9 @@ class NTXent(SSLTask):
     self.weights = self.projection.weights
     self.weight_names = self.projection.weight_names
 
-  @property
-  def example_frames(self) -> int:
-    return self.config.slice_frames + self.config.max_shift_frames
-
   def loss(self, encoder: Encoder, features: tf.Tensor) -> tf.Tensor:
     batch = static_batch(features)
-    s, shift = self.config.slice_frames, self.config.max_shift_frames
-    views = tf.concat(
-        [augment(crop_frames(features, random_offsets(batch, shift), s),
-                 self.config),
-         augment(crop_frames(features, random_offsets(batch, shift), s),
-                 self.config)], axis=0)
-    z = ops.l2_normalize(self.projection(encoder(views)))
+    z = ops.l2_normalize(self.projection(encoder(self.views(features))))
     logits = tf.matmul(z, z, transpose_b=True) / self.config.temperature
     n = 2 * batch
     # Exclude self-similarity; the positive of view i is view (i + B) mod 2B.
