@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import time
 from typing import Mapping, Optional, Sequence
 
@@ -41,7 +42,7 @@ from tff_sim.simulation import (RETRIEVAL_METRIC, SimulationConfig,
 __all__ = ["FEATURE_MATCHING", "PREDICTIVE", "PREDICTIVE_TASKS", "QUICK",
            "RANDOM_INIT", "NEW_TASKS", "RETRIEVAL_GOAL", "FasslConfig",
            "FasslResult", "probe_column", "map_column", "score_encoder",
-           "usable_labels",
+           "usable_labels", "command_line",
            "run_fassl_benchmark"]
 
 #: Family names.
@@ -238,6 +239,19 @@ def usable_labels(table: ClipTable, *, seed: int = 0) -> tuple[str, ...]:
       continue
     usable.append(label)
   return tuple(usable)
+
+
+def command_line(config: FasslConfig) -> str:
+  """The launcher command that reproduces ``config`` (flags = fields)."""
+  args = []
+  for field in dataclasses.fields(config):
+    value = getattr(config, field.name)
+    if value is None:
+      continue
+    if isinstance(value, tuple):
+      value = ",".join(map(str, value))
+    args.append(shlex.quote(f"--{field.name}={value}"))
+  return " ".join([_LAUNCHER, *args])
 
 
 def _fed_row(task: str) -> str:
@@ -477,5 +491,5 @@ def _report(config: FasslConfig, result: FasslResult, columns: Sequence[str],
       "Training wall time per run: " + ", ".join(
           f"{name} {seconds:.0f} s" for name, seconds in walls.items())
       + f". Whole invocation: {wall_s:.0f} s.", "",
-      f"Reproduce: `{_LAUNCHER}` with the configuration below.", "",
+      "Reproduce (reuses finished runs):", "", command_line(config), "",
       "```json", json.dumps(dataclasses.asdict(config), indent=2), "```", ""])

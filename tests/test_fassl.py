@@ -4,6 +4,9 @@ the verdicts are consistent with the runs it made."""
 import csv
 import json
 import os
+import shlex
+import subprocess
+import sys
 
 import pytest
 
@@ -50,6 +53,19 @@ def test_quick_study_writes_consistent_outputs(tmp_path):
   assert os.path.exists(tmp_path / "best_rounds.csv")
   with open(tmp_path / "runs" / "barlow_twins_federated" / "config.json") as f:
     assert json.load(f)["partition"]["method"] == "natural"
+  # The report's command reproduces the config (fresh interpreter: launchers
+  # share flag names).
+  command = next(line for line in report.splitlines()
+                 if line.startswith("python -m benchmarks.fassl_main"))
+  parsed = subprocess.run(
+      [sys.executable, "-c",
+       "import sys; from absl import flags; "
+       "from benchmarks import fassl_main as m; "
+       "flags.FLAGS(sys.argv); print(repr(m.config_from_flags()))",
+       *shlex.split(command)[3:]],
+      capture_output=True, text=True, check=True,
+      env={**os.environ, "PYTHONPATH": os.getcwd()})
+  assert parsed.stdout.strip().splitlines()[-1] == repr(config)
 
 
 @pytest.mark.parametrize("change, message", [
