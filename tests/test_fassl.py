@@ -27,7 +27,7 @@ def test_quick_study_writes_consistent_outputs(tmp_path):
     assert all(0.0 <= v <= 1.0 for v in values.values())
   # Winners name a task of the family they name, with the best score.
   for (column, setting), (family, task) in result.winners.items():
-    assert config.family(task) == family
+    assert config.family(task) == family or family == fassl.TIE
     assert result.rows[f"{task} {setting}"][column] == max(
         result.rows[f"{t} {setting}"][column] for t in tasks)
   # Best rounds: those of the runs' best.json, the argmax of their curves.
