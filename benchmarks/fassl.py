@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import time
 from typing import Mapping, Optional, Sequence
 
@@ -38,14 +39,15 @@ from tff_sim.report import read_release_csv
 from tff_sim.simulation import (RETRIEVAL_METRIC, SimulationConfig,
                                 run_simulation, training_segments)
 
-__all__ = ["FEATURE_MATCHING", "PREDICTIVE", "PREDICTIVE_TASKS", "QUICK",
+__all__ = ["FEATURE_MATCHING", "PREDICTIVE", "TIE", "PREDICTIVE_TASKS",
+           "QUICK",
            "RANDOM_INIT", "NEW_TASKS", "RETRIEVAL_GOAL", "FasslConfig",
            "FasslResult", "probe_column", "map_column", "score_encoder",
-           "usable_labels",
+           "usable_labels", "command_line",
            "run_fassl_benchmark"]
 
-#: Family names.
-FEATURE_MATCHING, PREDICTIVE = "feature-matching", "predictive"
+#: Family names, and the winner of a column where both families' best tie.
+FEATURE_MATCHING, PREDICTIVE, TIE = "feature-matching", "predictive", "tie"
 #: Predictive tasks of the study (reconstruct or regress part of the input).
 PREDICTIVE_TASKS = ("audio2vec_cbow", "audio2vec_skipgram", "temporal_gap")
 #: Row of the encoder at its initial (seeded) weights.
@@ -185,8 +187,10 @@ class FasslResult:
       run's best global model.
     curves: Task -> the federated run's evaluation rows (``round`` and the
       metrics).
-    winners: Column -> ``(setting, family, row)``: the best family per
-      column and setting (``federated``/``centralized``).
+    winners: ``(column, setting)`` -> ``(family, task)``: the family whose
+      best task scores highest on the column in that setting
+      (``federated``/``centralized``), or :data:`TIE` (then a best
+      feature-matching task), and that task.
     checks: The report's verdicts (name -> passed).
   """
 
@@ -240,6 +244,19 @@ def usable_labels(table: ClipTable, *, seed: int = 0) -> tuple[str, ...]:
   return tuple(usable)
 
 
+def command_line(config: FasslConfig) -> str:
+  """The launcher command that reproduces ``config`` (flags = fields)."""
+  args = []
+  for field in dataclasses.fields(config):
+    value = getattr(config, field.name)
+    if value is None:
+      continue
+    if isinstance(value, tuple):
+      value = ",".join(map(str, value))
+    args.append(shlex.quote(f"--{field.name}={value}"))
+  return " ".join([_LAUNCHER, *args])
+
+
 def _fed_row(task: str) -> str:
   return f"{task} federated"
 
@@ -255,8 +272,16 @@ def _winners(config: FasslConfig, rows: Mapping[str, Mapping[str, float]],
   for setting, row_of in (("federated", _fed_row),
                           ("centralized", _central_row)):
     for column in columns:
-      task = max(config.tasks, key=lambda t: rows[row_of(t)][column])
-      winners[(column, setting)] = (config.family(task), task)
+      best = {family: max(tasks, key=lambda t: rows[row_of(t)][column])
+              for family, tasks in ((FEATURE_MATCHING, config.feature_matching),
+                                    (PREDICTIVE, config.predictive))}
+      fm, pr = (rows[row_of(best[f])][column]
+                for f in (FEATURE_MATCHING, PREDICTIVE))
+      family = (TIE if fm == pr else FEATURE_MATCHING if fm > pr
+                else PREDICTIVE)
+      winners[(column, setting)] = (
+          family, best[PREDICTIVE if family == PREDICTIVE else
+                       FEATURE_MATCHING])
   return winners
 
 
@@ -477,5 +502,5 @@ def _report(config: FasslConfig, result: FasslResult, columns: Sequence[str],
       "Training wall time per run: " + ", ".join(
           f"{name} {seconds:.0f} s" for name, seconds in walls.items())
       + f". Whole invocation: {wall_s:.0f} s.", "",
-      f"Reproduce: `{_LAUNCHER}` with the configuration below.", "",
+      "Reproduce (reuses finished runs):", "", command_line(config), "",
       "```json", json.dumps(dataclasses.asdict(config), indent=2), "```", ""])
