@@ -1,5 +1,5 @@
 """Self-supervised tasks: Audio2Vec (CBoW, skip-gram), TemporalGap, triplet,
-NT-Xent; and embedding distillation from frozen teachers.
+NT-Xent (which also accepts images); and embedding distillation from frozen teachers.
 
 ``SSL_TASKS`` maps each self-supervised task's flag value to its class;
 ``TASKS`` adds the tasks that need more than audio (distillation needs
@@ -22,10 +22,25 @@ SSL_TASKS: dict[str, type[SSLTask]] = {
     "nt_xent": NTXent,
 }
 
+#: The self-supervised tasks that can also train on images (multimodal).
+IMAGE_TASKS: tuple[str, ...] = tuple(
+    name for name, task in SSL_TASKS.items() if task.accepts_images)
+
+
+def require_image_task(task: str) -> None:
+  """Raises ValueError unless ``task`` can train on images.
+
+  The message names the tasks that can (for usage errors of the launchers).
+  """
+  if task not in IMAGE_TASKS:
+    raise ValueError(f"task {task!r} cannot train on images; multimodal "
+                     f"training needs one of {list(IMAGE_TASKS)}")
+
+
 #: Every training objective an SSLModel can have, keyed by flag value.
 TASKS: dict[str, type[SSLTask]] = {**SSL_TASKS, "distillation": Distillation}
 
 __all__ = [
-    "SSL_TASKS", "TASKS", "SSLTask", "Distillation", "TaskConfig", "Audio2VecCBoW", "Audio2VecSkipGram",
+    "SSL_TASKS", "TASKS", "IMAGE_TASKS", "require_image_task", "SSLTask", "Distillation", "TaskConfig", "Audio2VecCBoW", "Audio2VecSkipGram",
     "TemporalGap", "Triplet", "NTXent",
 ]

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from model import ops
 from model import randomness
+from model.datasets.images import augment_images
 from model.encoders import Encoder, EncoderConfig
 from model.heads import MLPHead
 from model.tasks.base import (SSLTask, TaskConfig, crop_frames,
@@ -52,9 +53,14 @@ def augment(views: tf.Tensor, config: TaskConfig) -> tf.Tensor:
 
 
 class NTXent(SSLTask):
-  """SimCLR loss over ``2B`` views with a 2-layer projection head."""
+  """SimCLR loss over ``2B`` views with a 2-layer projection head.
+
+  Accepts images (FSSUAVL): two :func:`model.datasets.images.augment_images`
+  views of each image go through the same encoder, head and loss.
+  """
 
   patches_per_example = 2
+  accepts_images = True
 
   def __init__(self, config: TaskConfig, encoder_config: EncoderConfig, *,
                seed: int = 0):
@@ -77,9 +83,21 @@ class NTXent(SSLTask):
                  self.config),
          augment(crop_frames(features, random_offsets(batch, shift), s),
                  self.config)], axis=0)
+    return self.views_loss(encoder, views)
+
+  def image_views(self, images: tf.Tensor) -> tf.Tensor:
+    c = self.config
+    kwargs = dict(max_shift=c.image_max_shift, scale=c.image_scale,
+                  brightness=c.image_brightness, noise_std=c.image_noise_std)
+    return tf.concat([augment_images(images, **kwargs),
+                      augment_images(images, **kwargs)], axis=0)
+
+  def views_loss(self, encoder: Encoder, views: tf.Tensor) -> tf.Tensor:
+    """NT-Xent of ``[2B, ...]`` views; view ``i``'s positive is ``i + B``."""
+    n = static_batch(views)
+    batch = n // 2
     z = ops.l2_normalize(self.projection(encoder(views)))
     logits = tf.matmul(z, z, transpose_b=True) / self.config.temperature
-    n = 2 * batch
     # Exclude self-similarity; the positive of view i is view (i + B) mod 2B.
     logits = logits - tf.constant(1e9 * np.eye(n, dtype=np.float32))
     positives = np.roll(np.eye(n, dtype=np.float32), batch, axis=1)
