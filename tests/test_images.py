@@ -45,6 +45,9 @@ def test_digits_shapes_labels_clients():
   np.testing.assert_array_equal(subset.images[0], digits.images[5])
   with pytest.raises(ValueError, match="num_clients"):
     load_digits_images(num_clients=0)
+  first = load_digits_images(96, 64, num_clients=4, limit=40)
+  assert first.labels == digits.labels[:40]
+  assert [len(r) for r in first.clients().values()] == [10, 10, 10, 10]
 
 
 def test_image_set_checks_lengths():

@@ -154,7 +154,7 @@ def to_patch(image: np.ndarray, frames: int, bins: int) -> np.ndarray:
 
 
 def load_digits_images(frames: int = 96, bins: int = 64, *,
-                       num_clients: int = 13) -> ImageSet:
+                       num_clients: int = 13, limit: int = 0) -> ImageSet:
   """scikit-learn's bundled handwritten digits as patches.
 
   Args:
@@ -162,9 +162,10 @@ def load_digits_images(frames: int = 96, bins: int = 64, *,
     bins: Patch columns.
     num_clients: Contiguous groups (in file order) that act as the natural
       clients; 13 people wrote these digits.
+    limit: Keep only the first ``limit`` digits (0: all), before grouping.
 
   Returns:
-    1,797 images, labels ``"0"`` ... ``"9"``, clients ``digits_00`` ...,
+    1,797 (or ``limit``) images, labels ``"0"`` ... ``"9"``, clients ``digits_00`` ...,
     paths ``digits#<index>``.
 
   Raises:
@@ -172,16 +173,16 @@ def load_digits_images(frames: int = 96, bins: int = 64, *,
   """
   from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
   digits = load_digits()
-  n = len(digits.images)
+  n = min(limit, len(digits.images)) if limit > 0 else len(digits.images)
   if not 1 <= num_clients <= n:
     raise ValueError(f"load_digits_images: num_clients must be in [1, {n}], "
                      f"got {num_clients}")
-  images = np.stack([to_patch(x, frames, bins) for x in digits.images])
+  images = np.stack([to_patch(x, frames, bins) for x in digits.images[:n]])
   group = np.zeros(n, np.int64)
   for g, rows in enumerate(np.array_split(np.arange(n), num_clients)):
     group[rows] = g
   return ImageSet(images=images,
-                  labels=tuple(str(int(t)) for t in digits.target),
+                  labels=tuple(str(int(t)) for t in digits.target[:n]),
                   client_ids=tuple(f"digits_{g:02d}" for g in group),
                   paths=tuple(f"digits#{i}" for i in range(n)), name="digits")
 
