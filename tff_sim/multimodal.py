@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -379,6 +380,17 @@ class MultimodalSimulationResult:
   wall_s: float
 
 
+@functools.lru_cache(maxsize=4)
+def _process(spec: ModelSpec, algorithm: AlgorithmConfig,
+             modalities: tuple[str, ...], batch_size: int,
+             clients_per_round: int) -> tff.learning.templates.LearningProcess:
+  """The learning process (cached: runs that differ only in their clients,
+  rounds or seed reuse it instead of tracing it again)."""
+  return build_process(
+      multimodal_model_fn(spec, batch_size, modalities=modalities),
+      algorithm, clients_per_round=clients_per_round)
+
+
 def run_multimodal_simulation(
     config: MultimodalSimulationConfig, waveforms: np.ndarray,
     audio_groups: Mapping[str, np.ndarray], images: np.ndarray,
@@ -422,10 +434,8 @@ def run_multimodal_simulation(
       json.dump(config.to_dict(), f, indent=2)
     with open(os.path.join(run_dir, "clients.json"), "w") as f:
       json.dump(summary, f, indent=2)
-  process = build_process(
-      multimodal_model_fn(config.model, config.batch_size,
-                          modalities=config.modalities),
-      config.algorithm, clients_per_round=config.clients_per_round)
+  process = _process(config.model, config.algorithm, config.modalities,
+                     config.batch_size, config.clients_per_round)
   examples = {"audio": 0, "image": 0}
   losses = []
   start = time.perf_counter()
