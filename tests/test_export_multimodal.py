@@ -94,3 +94,11 @@ def test_audio_only_module_has_no_image_signatures():
   with pytest.raises(ValueError, match="not multimodal"):
     module.embed_image_function()
   assert manifest_lib.MODEL_NAME == "model.tflite"
+
+
+def test_android_app_contract_holds_for_a_multimodal_export(exported):
+  # The app ignores the image signatures; everything it names must still be
+  # in a multimodal export's manifest.
+  from test_android_contract import ANDROID, check_app  # pylint: disable=g-import-not-at-top
+  _, result = exported
+  assert check_app(ANDROID, result.manifests[TRAINING_DIR]) == []
