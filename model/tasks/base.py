@@ -149,7 +149,6 @@ class SSLTask(WeightModule, abc.ABC):
       A float32 scalar.
     """
 
-
   def image_views(self, images: tf.Tensor) -> tf.Tensor:
     """The views the task compares, built from an image batch.
 
