@@ -27,7 +27,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from absl import logging
 from matplotlib.figure import Figure
@@ -42,7 +42,7 @@ from model.datasets.images import ImageSet, load_digits_images
 from model.encoders import ENCODERS, Encoder
 from model.multimodal import (MultimodalTrainConfig, image_embeddings,
                               probe_images, train_multimodal)
-from model.ssl_model import ModelSpec
+from model.ssl_model import ModelSpec, SSLModel, load_model, save_model
 from model.tasks import SSL_TASKS, require_image_task
 from tff_sim.algorithms import ALGORITHMS, AlgorithmConfig
 from tff_sim.multimodal import (ClientMix, MultimodalSimulationConfig,
@@ -175,11 +175,54 @@ def _quality(audio: Mapping[str, float], images: Mapping[str, float],
   return row
 
 
+#: Columns that are not scores.
+_COUNT_COLUMNS = (PARAMS, "audio examples", "image examples", AUDIO_SHARE)
+
+
 def _probe_columns(rows: Mapping[str, Mapping[str, float]]) -> list[str]:
   """The linear-probe columns (every audio label, digits)."""
   first = next(iter(rows.values()))
-  return [c for c in first if (c.startswith(_AUDIO_PREFIX) and
-                               "retrieval" not in c) or c == DIGITS]
+  return [c for c in first if c not in _COUNT_COLUMNS and (
+      (c.startswith(_AUDIO_PREFIX) and "retrieval" not in c) or c == DIGITS)]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Trained:
+  """A trained (or reloaded) model of one run."""
+
+  model: SSLModel
+  examples: dict[str, int]
+  wall_s: float
+
+
+_RESULT_FILE = "result.json"
+
+
+def _train_or_reuse(run_dir: str, key: dict,
+                    train: Callable[[], Any]) -> _Trained:
+  """Reloads the run in ``run_dir`` if it was made with ``key``, else trains.
+
+  ``train`` returns an object with ``model``, ``examples`` and ``wall_s``;
+  the model is saved to ``<run_dir>/model`` and the rest to ``result.json``.
+  """
+  key = json.loads(json.dumps(key))
+  path = os.path.join(run_dir, _RESULT_FILE)
+  model_dir = os.path.join(run_dir, "model")
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+    if saved["key"] == key and os.path.exists(os.path.join(model_dir,
+                                                           "model.json")):
+      logging.info("reusing the finished run %s", run_dir)
+      return _Trained(load_model(model_dir), saved["examples"],
+                      saved["wall_s"])
+  result = train()
+  save_model(result.model, model_dir)
+  with open(path + ".tmp", "w") as f:
+    json.dump({"key": key, "examples": result.examples,
+               "wall_s": result.wall_s}, f, indent=2)
+  os.replace(path + ".tmp", path)
+  return _Trained(result.model, dict(result.examples), result.wall_s)
 
 
 def target_checks(rows: Mapping[str, Mapping[str, float]]
@@ -292,6 +335,10 @@ def run_multimodal_benchmark(config: MultimodalBenchmarkConfig, *,
                              ) -> dict[str, dict[str, float]]:
   """Runs the study; writes ``results.csv``, ``report.md`` and plots.
 
+  Each run's model is saved under ``<out_dir>/runs/<run>/``; a rerun with the
+  same settings reloads finished runs instead of training them again (the
+  scores are recomputed).
+
   Args:
     config: What to run.
     show_progress: Show progress bars.
@@ -326,12 +373,17 @@ def run_multimodal_benchmark(config: MultimodalBenchmarkConfig, *,
     return _quality(audio, probe_images(image_encoder, digits,
                                         seed=config.seed), tasks)
 
-  def federated(mix, modalities, name):
-    logging.info("federated run %s", name)
-    return run_multimodal_simulation(
-        config.simulation(mix, modalities), segments.waveforms, audio_groups,
-        digits.images, image_groups, show_progress=show_progress,
-        run_dir=os.path.join(config.out_dir, "runs", name))
+  data_key = {"corpus": config.corpus, "digit_groups": config.digit_groups,
+              "max_digits": config.max_digits}
+
+  def federated(mix, modalities, name) -> _Trained:
+    simulation = config.simulation(mix, modalities)
+    run_dir = os.path.join(config.out_dir, "runs", name)
+    return _train_or_reuse(
+        run_dir, {"data": data_key, **simulation.to_dict()},
+        lambda: run_multimodal_simulation(
+            simulation, segments.waveforms, audio_groups, digits.images,
+            image_groups, show_progress=show_progress, run_dir=run_dir))
 
   def examples(seen: Mapping[str, int]) -> dict[str, float]:
     total = max(seen["audio"] + seen["image"], 1)
@@ -359,13 +411,17 @@ def run_multimodal_benchmark(config: MultimodalBenchmarkConfig, *,
       **examples({"audio": audio_only.examples["audio"],
                   "image": image_only.examples["image"]})}
 
-  central = train_multimodal(
-      spec, MultimodalTrainConfig(
-          audio_steps=max(1, shared.examples["audio"] // config.batch_size),
-          image_steps=max(1, shared.examples["image"] // config.batch_size),
-          batch_size=config.batch_size, optimizer="adam",
-          learning_rate=config.centralized_learning_rate, seed=config.seed),
-      segments.waveforms, digits.images, show_progress=show_progress)
+  central_config = MultimodalTrainConfig(
+      audio_steps=max(1, shared.examples["audio"] // config.batch_size),
+      image_steps=max(1, shared.examples["image"] // config.batch_size),
+      batch_size=config.batch_size, optimizer="adam",
+      learning_rate=config.centralized_learning_rate, seed=config.seed)
+  central = _train_or_reuse(
+      os.path.join(config.out_dir, "runs", "centralized"),
+      {"data": data_key, "model": spec.to_dict(),
+       **dataclasses.asdict(central_config)},
+      lambda: train_multimodal(spec, central_config, segments.waveforms,
+                               digits.images, show_progress=show_progress))
   walls[SHARED_CENTRALIZED] = central.wall_s
   rows[SHARED_CENTRALIZED] = {
       **scores(central.model.encoder, central.model.encoder), PARAMS: params,

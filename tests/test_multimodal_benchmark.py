@@ -41,10 +41,19 @@ def test_quick_setting_writes_rows_report_and_plots(tmp_path):
   for plot in ("tsne.png", "probes.png", "ablation.png"):
     with open(os.path.join(out, plot), "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  # A rerun reloads every finished run: same models, same scores.
+  stamps = {d: os.path.getmtime(os.path.join(out, "runs", d, "model",
+                                             "weights.npz"))
+            for d in os.listdir(os.path.join(out, "runs"))}
+  assert len(stamps) == 5
+  assert run_multimodal_benchmark(config, show_progress=False) == rows
+  assert stamps == {d: os.path.getmtime(os.path.join(
+      out, "runs", d, "model", "weights.npz")) for d in stamps}
 
 
 def _row(probe, digits, params=100.0):
-  return {"audio keyword": probe, DIGITS: digits, PARAMS: params}
+  return {"audio keyword": probe, DIGITS: digits, PARAMS: params,
+          "audio examples": 1000.0 * probe, "audio share": probe}
 
 
 def test_target_checks_measure_each_target():
@@ -58,6 +67,8 @@ def test_target_checks_measure_each_target():
   checks = target_checks(rows)
   assert [met for _, met, _ in checks] == [False, False, False]
   assert "audio keyword -5.0 pts" in checks[0][2]
+  assert all("audio examples" not in detail and "audio share" not in detail
+             for _, _, detail in checks)
 
 
 @pytest.mark.parametrize("change, match", [
