@@ -161,8 +161,9 @@ class MultimodalBenchmarkConfig:
 
 
 def mix_label(mix: Sequence[float]) -> str:
-  """Row name of an ablation run, e.g. ``shared, mix A/I/AI 25/25/50%``."""
-  return "shared, mix A/I/AI " + "/".join(f"{100 * s:g}" for s in mix) + "%"
+  """Row name of an ablation run, e.g. ``shared, mix 25/25/50%`` (audio-only
+  / image-only / both clients)."""
+  return "shared, mix " + "/".join(f"{100 * s:g}" for s in mix) + "%"
 
 
 def _quality(audio: Mapping[str, float], images: Mapping[str, float],
@@ -307,16 +308,22 @@ def _plot_tsne(audio_x: np.ndarray, audio_labels: Sequence[str],
 def _plot_ablation(rows: Mapping[str, Mapping[str, float]],
                    labels: Sequence[str], columns: Sequence[str],
                    path: str) -> None:
-  """Probe scores against the audio share of the training examples."""
-  order = sorted(labels, key=lambda r: rows[r][AUDIO_SHARE])
-  share = [rows[r][AUDIO_SHARE] for r in order]
-  figure = Figure(figsize=(7, 4.5))
+  """Probe scores against the audio share of the training examples, one
+  point per client mix (annotated), one colour per probe."""
+  figure = Figure(figsize=(8, 5))
   ax = figure.subplots()
-  for column in columns:
-    ax.plot(share, [rows[r][column] for r in order], marker="o", label=column)
+  for k, column in enumerate(columns):
+    share = [rows[r][AUDIO_SHARE] for r in labels]
+    score = [rows[r][column] for r in labels]
+    ax.scatter(share, score, color=f"C{k}", label=column)
+    for label, x, y in zip(labels, share, score):
+      mix = label.split("mix ")[-1] if "mix " in label else "main mix"
+      ax.annotate(mix, (x, y), fontsize=7, xytext=(4, 3),
+                  textcoords="offset points")
   ax.set_xlabel("audio share of the training examples")
   ax.set_ylabel("linear-probe accuracy")
-  ax.set_title("client-mix ablation (shared encoder, federated)")
+  ax.set_title("client-mix ablation (shared encoder, federated; mix = % "
+               "audio-only / image-only / both clients)", fontsize=9)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   figure.tight_layout()
@@ -483,7 +490,9 @@ def _report(config: MultimodalBenchmarkConfig,
       f"modalities interleaved, Adam lr {config.centralized_learning_rate}. "
       "Audio probes: linear probes on each label of the corpus (unseen "
       "speakers except for `speaker`), keyword retrieval mAP; digits: "
-      "linear probe on a stratified 30% test split, digit retrieval mAP.", "",
+      "linear probe on a stratified 30% test split, digit retrieval mAP. "
+      "Ablation rows `shared, mix a/i/b%`: the shared federated run with a% "
+      "audio-only, i% image-only and b% audio+image clients.", "",
       _format_table(rows), "",
       "## Targets", "",
       *[f"- **{'met' if met else 'NOT met'}**: {name} ({detail})"
