@@ -6,9 +6,10 @@ Usage:
       --mode flex --optimizer sgd --learning_rate 0.01 --batch_size 8 \\
       --quantization float32,int8 --corpus_dir /data/corpus --out_dir exp
   python -m export --preset small --task audio2vec_cbow --out_dir exp  # fresh
+  python -m export --preset tiny --task nt_xent --multimodal --out_dir exp
 
-Writes <out_dir>/training/ (train, embed, get_weights, set_weights[, save,
-restore]) and <out_dir>/embed_<quantization>/, each as model.tflite +
+Writes <out_dir>/training/ (train, embed, get_weights, set_weights[,
+embed_image, train_image for multimodal models][, save, restore]) and <out_dir>/embed_<quantization>/, each as model.tflite +
 manifest.json, plus report.md and quantization.csv. Every file is verified
 under the on-device runtime before the directory appears.
 """
@@ -29,7 +30,7 @@ from export.verification import VerificationError, VerifyConfig
 from model.cli import quiet_logging
 from model.datasets.loaders import DATASETS
 from model.encoders import ENCODERS
-from model.tasks import SSL_TASKS
+from model.tasks import IMAGE_TASKS, SSL_TASKS
 from model.tflite_compat import FlexOpsError
 
 _MODEL_DIR = flags.DEFINE_string(
@@ -42,6 +43,10 @@ _TASK = flags.DEFINE_enum(
     "task", None, list(SSL_TASKS), "SSL task of the train signature; default: "
     "the saved task (audio2vec_cbow with --preset). Another task than the "
     "saved one gets a fresh head.")
+_MULTIMODAL = flags.DEFINE_bool(
+    "multimodal", False, "With --preset: a multimodal model (also "
+    f"embed_image and train_image); the task must be one of "
+    f"{list(IMAGE_TASKS)}. A saved multimodal model is exported as such.")
 _MODE = flags.DEFINE_enum("mode", "builtin", list(MODES),
                           "builtin: TFLite builtin ops only (tflite_runtime, "
                           "ai_edge_litert); flex: TF's own gradients with "
@@ -79,6 +84,11 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if (_MODEL_DIR.value is None) == (_PRESET.value is None):
     raise app.UsageError("give exactly one of --model_dir and --preset")
+  task = _TASK.value or "audio2vec_cbow"
+  if _MULTIMODAL.value and (_PRESET.value is None or task not in IMAGE_TASKS):
+    raise app.UsageError(f"--multimodal needs --preset and a --task that "
+                         f"can train on images: one of {list(IMAGE_TASKS)} "
+                         f"(got --task={task})")
   if unknown := [q for q in _QUANTIZATION.value if q not in QUANTIZATIONS]:
     raise app.UsageError(f"--quantization: unknown {unknown}; choose from "
                          f"{list(QUANTIZATIONS)}")
@@ -100,8 +110,8 @@ def main(argv: list[str]) -> None:
   try:
     source = (load_source(_MODEL_DIR.value, task=_TASK.value)
               if _MODEL_DIR.value is not None else
-              fresh_source(_PRESET.value, _TASK.value or "audio2vec_cbow",
-                           seed=_SEED.value))
+              fresh_source(_PRESET.value, task, seed=_SEED.value,
+                           multimodal=_MULTIMODAL.value))
     corpus = load_corpus(_CORPUS_DIR.value, kind=_CORPUS_KIND.value,
                          sample_rate=source.model.spec.frontend.sample_rate)
     logging.info("corpus %s: %d clips", corpus.source, len(corpus.table))

@@ -102,3 +102,16 @@ def test_android_app_contract_holds_for_a_multimodal_export(exported):
   from test_android_contract import ANDROID, check_app  # pylint: disable=g-import-not-at-top
   _, result = exported
   assert check_app(ANDROID, result.manifests[TRAINING_DIR]) == []
+
+
+def test_export_launcher_refuses_multimodal_with_an_audio_only_task(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  result = subprocess.run(
+      [sys.executable, "-m", "export", "--preset=tiny", "--task=triplet",
+       "--multimodal", f"--out_dir={tmp_path / 'never'}"],
+      capture_output=True, text=True,
+      env={**os.environ, "PYTHONPATH": os.getcwd()})
+  assert result.returncode != 0
+  assert "can train on images: one of ['nt_xent']" in result.stderr
+  assert not (tmp_path / "never").exists()
