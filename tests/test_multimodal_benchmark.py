@@ -14,6 +14,7 @@ from benchmarks.multimodal import (DIGITS, PARAMS, RANDOM_INIT,
                                    target_checks)
 
 
+@pytest.mark.slow  # ~65 s on 2 cores: three TFF processes are traced.
 def test_quick_setting_writes_rows_report_and_plots(tmp_path):
   config = MultimodalBenchmarkConfig(
       corpus="tiny", digit_groups=4, max_digits=120, encoder="tiny",
