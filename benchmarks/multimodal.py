@@ -38,7 +38,7 @@ from model import evaluation
 from model.config_checks import require_choice
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
-from model.datasets.images import ImageSet, load_digits_images
+from model.datasets.images import load_digits_images
 from model.encoders import ENCODERS, Encoder
 from model.multimodal import (MultimodalTrainConfig, image_embeddings,
                               probe_images, train_multimodal)

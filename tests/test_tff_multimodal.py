@@ -5,7 +5,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from model.datasets.images import load_digits_images
 from model.encoders import ENCODERS
