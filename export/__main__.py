@@ -7,9 +7,10 @@ Usage:
       --quantization float32,int8 --corpus_dir /data/corpus --out_dir exp
   python -m export --preset small --task audio2vec_cbow --out_dir exp  # fresh
   python -m export --model_dir runs/fed --best_for retrieval_map --out_dir e
+  python -m export --preset tiny --task nt_xent --multimodal --out_dir exp
 
-Writes <out_dir>/training/ (train, embed, get_weights, set_weights[, save,
-restore]) and <out_dir>/embed_<quantization>/, each as model.tflite +
+Writes <out_dir>/training/ (train, embed, get_weights, set_weights[,
+embed_image, train_image for multimodal models][, save, restore]) and <out_dir>/embed_<quantization>/, each as model.tflite +
 manifest.json, plus report.md and quantization.csv. Every file is verified
 under the on-device runtime before the directory appears.
 """
@@ -31,7 +32,7 @@ from model.best_models import best_model_dir, read_best_index
 from model.cli import quiet_logging
 from model.datasets.loaders import DATASETS
 from model.encoders import ENCODERS
-from model.tasks import SSL_TASKS
+from model.tasks import IMAGE_TASKS, SSL_TASKS
 from model.tflite_compat import FlexOpsError
 
 _MODEL_DIR = flags.DEFINE_string(
@@ -48,6 +49,10 @@ _TASK = flags.DEFINE_enum(
     "task", None, list(SSL_TASKS), "SSL task of the train signature; default: "
     "the saved task (audio2vec_cbow with --preset). Another task than the "
     "saved one gets a fresh head.")
+_MULTIMODAL = flags.DEFINE_bool(
+    "multimodal", False, "With --preset: a multimodal model (also "
+    f"embed_image and train_image); the task must be one of "
+    f"{list(IMAGE_TASKS)}. A saved multimodal model is exported as such.")
 _MODE = flags.DEFINE_enum("mode", "builtin", list(MODES),
                           "builtin: TFLite builtin ops only (tflite_runtime, "
                           "ai_edge_litert); flex: TF's own gradients with "
@@ -87,6 +92,11 @@ def main(argv: list[str]) -> None:
     raise app.UsageError("give exactly one of --model_dir and --preset")
   if _BEST_FOR.value is not None and _MODEL_DIR.value is None:
     raise app.UsageError("--best_for needs --model_dir (a federated run)")
+  task = _TASK.value or "audio2vec_cbow"
+  if _MULTIMODAL.value and (_PRESET.value is None or task not in IMAGE_TASKS):
+    raise app.UsageError(f"--multimodal needs --preset and a --task that "
+                         f"can train on images: one of {list(IMAGE_TASKS)} "
+                         f"(got --task={task})")
   if unknown := [q for q in _QUANTIZATION.value if q not in QUANTIZATIONS]:
     raise app.UsageError(f"--quantization: unknown {unknown}; choose from "
                          f"{list(QUANTIZATIONS)}")
@@ -114,8 +124,8 @@ def main(argv: list[str]) -> None:
             f"{selection['round']} ({selection['value']:.4g})", flush=True)
     source = (load_source(model_dir, task=_TASK.value)
               if model_dir is not None else
-              fresh_source(_PRESET.value, _TASK.value or "audio2vec_cbow",
-                           seed=_SEED.value))
+              fresh_source(_PRESET.value, task, seed=_SEED.value,
+                           multimodal=_MULTIMODAL.value))
     corpus = load_corpus(_CORPUS_DIR.value, kind=_CORPUS_KIND.value,
                          sample_rate=source.model.spec.frontend.sample_rate)
     logging.info("corpus %s: %d clips", corpus.source, len(corpus.table))

@@ -647,6 +647,54 @@ class VirtualDevice:
     """Embeddings ``[N, D]`` of ``[N, patch_samples]`` waveforms."""
     return self.model.embed(np.asarray(waveforms, np.float32))
 
+  @property
+  def multimodal(self) -> bool:
+    """Whether the model also has ``embed_image`` and ``train_image``."""
+    return bool(self.manifest["model"].get("multimodal", False))
+
+  def _require_images(self, what: str) -> None:
+    if not self.multimodal:
+      raise ValueError(f"{what}: the model is not multimodal (its manifest "
+                       f"has no image signatures)")
+
+  def embed_image(self, images: np.ndarray) -> np.ndarray:
+    """Embeddings ``[N, D]`` of ``[N, H, W]`` images (multimodal models).
+
+    Raises:
+      ValueError: The model is not multimodal, or the images have the wrong
+        shape or non-finite pixels.
+    """
+    self._require_images("embed_image")
+    return self.model.embed_image(np.asarray(images, np.float32))
+
+  def train_image(self, images: np.ndarray, steps: int) -> list[float]:
+    """Runs ``steps`` ``train_image`` steps on batches cycling ``images``.
+
+    Batch ``j`` of a step holds images ``(examples + j) % len(images)``; the
+    steps count towards :attr:`examples` like audio steps.
+
+    Args:
+      images: ``[n, H, W]`` images, ``n >= batch_size``.
+      steps: Optimizer steps.
+
+    Returns:
+      The loss of each step.
+
+    Raises:
+      ValueError: The model is not multimodal, or fewer images than a batch.
+    """
+    self._require_images("train_image")
+    images = np.asarray(images, np.float32)
+    if steps > 0 and len(images) < self.batch_size:
+      raise ValueError(f"train_image: {len(images)} images; a batch needs "
+                       f"{self.batch_size}")
+    losses = []
+    for _ in range(steps):
+      rows = (self.examples + np.arange(self.batch_size)) % len(images)
+      losses.append(self.model.train_image(images[rows]))
+      self.examples += self.batch_size
+    return losses
+
   def weight_names(self) -> list[str]:
     """Names of the model weights (not the optimizer state), in order."""
     return [v["name"] for v in self.manifest["variables"]

@@ -33,6 +33,7 @@ from export.runtime import OnDeviceModel
 from export.verification import (VerifyConfig, verify_embed_model,
                                  verify_training_model)
 from model import best_models
+from model.datasets.images import load_digits_images
 from model.encoders import ENCODERS
 from model.ssl_model import ModelSpec, SSLModel, load_model
 from model.tasks import check_task_batch_size
@@ -140,8 +141,16 @@ def load_source(path: str, *, task: Optional[str] = None) -> Source:
   return Source(model=model, description=description)
 
 
-def fresh_source(preset: str, task: str, *, seed: int = 0) -> Source:
+def fresh_source(preset: str, task: str, *, seed: int = 0,
+                 multimodal: bool = False) -> Source:
   """A freshly initialized model (for benchmarks and tests).
+
+  Args:
+    preset: Encoder preset.
+    task: SSL task.
+    seed: Seed of the weights.
+    multimodal: Also train on and embed images (``embed_image`` and
+      ``train_image`` signatures); the task must accept images.
 
   Raises:
     ValueError: Unknown preset or task.
@@ -149,7 +158,8 @@ def fresh_source(preset: str, task: str, *, seed: int = 0) -> Source:
   if preset not in ENCODERS:
     raise ValueError(f"unknown encoder preset {preset!r}; expected one of "
                      f"{sorted(ENCODERS)}")
-  model = SSLModel(ModelSpec(task=task, encoder=ENCODERS[preset], seed=seed))
+  model = SSLModel(ModelSpec(task=task, encoder=ENCODERS[preset], seed=seed,
+                             multimodal=multimodal))
   return Source(model=model, description={"kind": "fresh", "preset": preset,
                                           "seed": seed})
 
@@ -190,6 +200,8 @@ def _model_entry(model: SSLModel) -> dict[str, Any]:
       "example_samples": model.example_samples,
       "patch_samples": spec.frontend.patch_samples,
       "embedding_dim": spec.encoder.embedding_dim,
+      "multimodal": spec.multimodal,
+      **({"image_shape": list(model.image_shape)} if spec.multimodal else {}),
   }
 
 
@@ -233,6 +245,17 @@ def _common_entries(content: bytes, conversion: Conversion, kind: str,
   }
 
 
+def _image_batches(model: SSLModel, config: ExportConfig) -> np.ndarray:
+  """``[num_batches, B, H, W]`` digit images that verify the image signatures."""
+  height, width = model.image_shape
+  count = config.verify.num_batches * config.batch_size
+  digits = load_digits_images(height, width, num_clients=1)
+  rows = np.random.default_rng(config.seed).choice(len(digits), count,
+                                                   replace=False)
+  return digits.images[rows].reshape(config.verify.num_batches,
+                                     config.batch_size, height, width)
+
+
 def _export_training(directory: str, source: Source, config: ExportConfig,
                      batches: np.ndarray, patches: np.ndarray
                      ) -> dict[str, Any]:
@@ -245,8 +268,10 @@ def _export_training(directory: str, source: Source, config: ExportConfig,
   conversion = convert_training_model(module)
   content = _write_model(directory, conversion)
   logging.info("verifying %s (%d bytes)", directory, len(content))
+  images = (_image_batches(source.model, config)
+            if source.model.spec.multimodal else None)
   verification = verify_training_model(content, make(), batches, patches,
-                                       config.verify)
+                                       config.verify, images=images)
   runtime = "tensorflow" if config.mode == "flex" else config.verify.runtime
   variables = [{"name": name, "key": key,
                 "role": "optimizer" if name.startswith("optimizer/")

@@ -18,8 +18,9 @@ from export.optimizers import OptimizerConfig, make_optimizer
 from model import ops
 from model.ssl_model import SSLModel
 
-__all__ = ["MODES", "TRAINING_SIGNATURES", "FLEX_SIGNATURES", "FRONTEND_SCOPE",
-           "OnDeviceModule", "EmbedModule"]
+__all__ = ["MODES", "TRAINING_SIGNATURES", "FLEX_SIGNATURES",
+           "IMAGE_SIGNATURES", "FRONTEND_SCOPE", "OnDeviceModule",
+           "EmbedModule"]
 
 _ConcreteFunction = tf.types.experimental.ConcreteFunction
 
@@ -30,6 +31,8 @@ MODES = ("builtin", "flex")
 TRAINING_SIGNATURES = ("train", "embed", "get_weights", "set_weights")
 #: Signatures added in ``flex`` mode (checkpoints via tf.raw_ops.Save/Restore).
 FLEX_SIGNATURES = ("save", "restore")
+#: Signatures added for a multimodal model (``ModelSpec.multimodal``).
+IMAGE_SIGNATURES = ("embed_image", "train_image")
 #: Name scope of the log-mel front-end in ``embed`` (its tensors' name prefix).
 FRONTEND_SCOPE = "frontend"
 
@@ -76,6 +79,10 @@ class OnDeviceModule(tf.Module):
     contract's input-less ``get_weights`` carries one dummy scalar.
   * ``set_weights(**{key: tensor}) -> {"ok" int32}``: assigns all tensors if
     every one is finite (ok=1), else changes nothing (ok=0).
+  * multimodal models only: ``embed_image(image float32 [N, H, W]) ->
+    {"embedding" [N, D]}`` (``N`` dynamic) and ``train_image(image float32
+    [B, H, W]) -> {"loss"}``, one optimizer step of the task's image loss
+    (``[H, W]`` = ``[patch_frames, num_mel_bins]``).
   * ``flex`` mode only: ``save(checkpoint_path string) ->
     {"checkpoint_path"}`` and ``restore(checkpoint_path string) -> {"ok"}``
     (a tf.raw_ops.Save checkpoint keyed by :attr:`variable_names`).
@@ -127,9 +134,14 @@ class OnDeviceModule(tf.Module):
     self.state = model.weights + [v for _, v in self.optimizer.state]
 
   @property
+  def multimodal(self) -> bool:
+    return self.model.spec.multimodal
+
+  @property
   def signature_names(self) -> tuple[str, ...]:
-    return TRAINING_SIGNATURES + (FLEX_SIGNATURES if self.mode == "flex"
-                                  else ())
+    return (TRAINING_SIGNATURES
+            + (IMAGE_SIGNATURES if self.multimodal else ())
+            + (FLEX_SIGNATURES if self.mode == "flex" else ()))
 
   @contextlib.contextmanager
   def _tracing(self) -> Iterator[None]:
@@ -146,6 +158,15 @@ class OnDeviceModule(tf.Module):
 
   def _embed(self, waveform: tf.Tensor) -> dict[str, tf.Tensor]:
     return _embed(self.model, waveform)
+
+  def _train_image(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+    with tf.GradientTape() as tape:
+      loss = self.model.image_loss(image)
+    self.optimizer.apply(tape.gradient(loss, self.model.weights))
+    return {"loss": loss}
+
+  def _embed_image(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+    return {"embedding": self.model.embed_image(image)}
 
   def _get_weights(self, request: tf.Tensor) -> dict[str, tf.Tensor]:
     del request  # Only there so that the Java API can call the signature.
@@ -193,6 +214,36 @@ class OnDeviceModule(tf.Module):
       return tf.function(self._embed).get_concrete_function(
           _embed_spec(self.model))
 
+  def train_image_function(self) -> _ConcreteFunction:
+    """A freshly traced ``train_image`` (sets TF's global seed, as ``train``).
+
+    Raises:
+      ValueError: The model is not multimodal.
+    """
+    self._require_images("train_image")
+    spec = tf.TensorSpec([self.batch_size, *self.model.image_shape],
+                         tf.float32, name="image")
+    tf.random.set_seed(self.seed)
+    with self._tracing():
+      return tf.function(self._train_image).get_concrete_function(spec)
+
+  def embed_image_function(self) -> _ConcreteFunction:
+    """A freshly traced ``embed_image``.
+
+    Raises:
+      ValueError: The model is not multimodal.
+    """
+    self._require_images("embed_image")
+    with self._tracing():
+      return tf.function(self._embed_image).get_concrete_function(
+          tf.TensorSpec([None, *self.model.image_shape], tf.float32,
+                        name="image"))
+
+  def _require_images(self, signature: str) -> None:
+    if not self.multimodal:
+      raise ValueError(f"OnDeviceModule.{signature}: the model is not "
+                       f"multimodal (ModelSpec.multimodal=False)")
+
   def concrete_functions(self) -> dict[str, _ConcreteFunction]:
     """Freshly traced concrete functions of every signature, by name."""
     with self._tracing():
@@ -205,6 +256,9 @@ class OnDeviceModule(tf.Module):
               **{key: tf.TensorSpec(v.shape, tf.float32, name=key)
                  for key, v in zip(self.keys, self.state)}),
       }
+      if self.multimodal:
+        functions["train_image"] = self.train_image_function()
+        functions["embed_image"] = self.embed_image_function()
       if self.mode == "flex":
         path = tf.TensorSpec([], tf.string, name="checkpoint_path")
         functions["save"] = tf.function(self._save).get_concrete_function(path)

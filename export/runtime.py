@@ -233,6 +233,30 @@ class OnDeviceModel:
                            self._inputs("embed")["waveform"])
     return self.runner("embed")(waveform=waveform)["embedding"]
 
+  def train_image(self, image: np.ndarray) -> float:
+    """One optimizer step on a ``[B, H, W]`` float32 image batch (multimodal
+    models); returns the loss.
+
+    Raises:
+      KeyError: The model has no ``train_image`` signature.
+      ValueError: Wrong dtype or shape, or non-finite pixels.
+    """
+    image = self._check("train_image", "image", image,
+                        self._inputs("train_image")["image"])
+    return float(self.runner("train_image")(image=image)["loss"])
+
+  def embed_image(self, image: np.ndarray) -> np.ndarray:
+    """Embeddings ``[N, D]`` of ``[N, H, W]`` float32 images (multimodal
+    models).
+
+    Raises:
+      KeyError: The model has no ``embed_image`` signature.
+      ValueError: Wrong dtype or shape, or non-finite pixels.
+    """
+    image = self._check("embed_image", "image", image,
+                        self._inputs("embed_image")["image"])
+    return self.runner("embed_image")(image=image)["embedding"]
+
   def get_weights(self) -> dict[str, np.ndarray]:
     """Every model weight and optimizer variable by name, in wire order."""
     values = self.runner("get_weights")(request=np.int32(0))

@@ -152,6 +152,14 @@ def _check_signatures(lite: OnDeviceModel, module: OnDeviceModule,
   embed = signatures["embed"]["inputs"]["waveform"].shape
   if embed != (-1, module.model.spec.frontend.patch_samples):
     failures.append(f"embed waveform has shape {embed}")
+  if module.multimodal:
+    image_shape = tuple(module.model.image_shape)
+    train_image = signatures["train_image"]["inputs"]["image"].shape
+    if train_image != (module.batch_size, *image_shape):
+      failures.append(f"train_image image has shape {train_image}")
+    embed_image = signatures["embed_image"]["inputs"]["image"].shape
+    if embed_image != (-1, *image_shape):
+      failures.append(f"embed_image image has shape {embed_image}")
   outputs = signatures["get_weights"]["outputs"]
   for key, variable in zip(module.keys, module.state):
     if outputs[key].shape != tuple(variable.shape):
@@ -185,9 +193,14 @@ def _gradient_variables(module: OnDeviceModule) -> list[str]:
   return [f"optimizer/{name}/{slot}" for name in names] if slot else names
 
 
+#: Input tensor of each training signature.
+_TRAIN_INPUTS = {"train": "waveform", "train_image": "image"}
+
+
 def _train_step_by_step(lite: OnDeviceModel, reference: OnDeviceModule,
                         batches: np.ndarray, steps: int,
-                        reopen: Optional[Callable[[], OnDeviceModel]]
+                        reopen: Optional[Callable[[], OnDeviceModel]], *,
+                        signature: str = "train"
                         ) -> tuple[list[float], list[float], tuple[float, str]]:
   """Trains the file, comparing every step with TF from identical weights.
 
@@ -205,7 +218,9 @@ def _train_step_by_step(lite: OnDeviceModel, reference: OnDeviceModule,
     optimizer slot that is linear in the gradient (the weights themselves
     for plain SGD), against TF's update.
   """
-  train = None if reopen else reference.train_function()
+  trace = getattr(reference, f"{signature}_function")
+  name_in = _TRAIN_INPUTS[signature]
+  train = None if reopen else trace()
   checked = _gradient_variables(reference)
   weights = lite.get_weights()
   ours, theirs = [], []
@@ -218,9 +233,9 @@ def _train_step_by_step(lite: OnDeviceModel, reference: OnDeviceModule,
     if reopen:
       model = reopen()
       model.set_weights(weights)
-    ours.append(model.train(batch))
-    theirs.append(float((train or reference.train_function())(
-        waveform=tf.constant(batch))["loss"]))
+    ours.append(getattr(model, signature)(batch))
+    theirs.append(float((train or trace())(
+        **{name_in: tf.constant(batch)})["loss"]))
     if not np.isfinite(ours[-1]):
       break
     updated = model.get_weights()
@@ -233,9 +248,61 @@ def _train_step_by_step(lite: OnDeviceModel, reference: OnDeviceModule,
   return ours, theirs, worst
 
 
+def _verify_images(lite: OnDeviceModel, reference: OnDeviceModule,
+                   images: np.ndarray, config: VerifyConfig,
+                   reopen: Optional[Callable[[], OnDeviceModel]],
+                   failures: list[str]) -> dict[str, Any]:
+  """Checks ``embed_image`` and ``train_image`` against TF (as ``embed`` and
+  ``train``); ``lite`` keeps training from its current weights."""
+  flat = images.reshape(-1, *images.shape[2:])
+  want = reference.embed_image_function()(image=tf.constant(flat))[
+      "embedding"].numpy()
+  embed = embedding_fidelity(lite.embed_image(flat), want)
+  embed["tolerance"] = _embed_tolerance(embed, config.embed_atol)
+  if not embed["max_abs_error"] <= embed["tolerance"]:
+    failures.append(f"embed_image max abs error {embed['max_abs_error']:.3g} "
+                    f"> {embed['tolerance']:.3g}")
+  steps = config.train_steps
+  ours, theirs, (gradient_error, worst_variable) = _train_step_by_step(
+      lite, reference, images, steps, reopen, signature="train_image")
+  if not np.isfinite(ours[-1]):
+    failures.append(f"train_image loss became {ours[-1]} at step {len(ours)}")
+    return {"embed_image": {"images": len(flat), **embed}}
+  cycle = len(images)
+  first, last = float(np.mean(ours[:cycle])), float(np.mean(ours[-cycle:]))
+  loss_difference = max(abs(a - b) / max(abs(b), 1e-12)
+                        for a, b in zip(ours, theirs))
+  if not (last < first or last == 0):
+    failures.append(f"train_image did not lower the loss: mean {first:.6g} "
+                    f"over the first {cycle} steps, {last:.6g} over the last "
+                    f"{cycle}")
+  if not loss_difference <= config.loss_rtol:
+    failures.append(f"train_image loss differs from TF's by up to "
+                    f"{loss_difference:.3g} (relative) > {config.loss_rtol:g}")
+  if not gradient_error <= config.gradient_rtol:
+    failures.append(f"train_image's gradient differs from TF's in "
+                    f"{worst_variable}: relative error {gradient_error:.3g} > "
+                    f"{config.gradient_rtol:g}")
+  return {
+      "embed_image": {"images": len(flat), **embed},
+      "train_image": {
+          "steps": steps, "batches": cycle, "losses": ours,
+          "reference_losses": theirs, "first_cycle_mean_loss": first,
+          "last_cycle_mean_loss": last,
+          "max_relative_loss_difference": loss_difference,
+          "loss_tolerance": config.loss_rtol,
+          "max_relative_gradient_error": gradient_error,
+          "max_gradient_error_variable": worst_variable,
+          "gradient_tolerance": config.gradient_rtol,
+      },
+  }
+
+
 def verify_training_model(content: bytes, reference: OnDeviceModule,
                           batches: np.ndarray, patches: np.ndarray,
-                          config: VerifyConfig) -> dict[str, Any]:
+                          config: VerifyConfig, *,
+                          images: Optional[np.ndarray] = None
+                          ) -> dict[str, Any]:
   """Checks a converted training model against TF running the same module.
 
   Checks: the signatures and their shapes; the file's initial weights equal
@@ -245,7 +312,9 @@ def verify_training_model(content: bytes, reference: OnDeviceModule,
   matches TF at every step from identical weights: the loss within
   ``config.loss_rtol`` and the gradients within ``config.gradient_rtol``;
   ``get_weights`` -> ``set_weights`` round-trips exactly; in ``flex`` mode
-  ``save`` -> ``restore`` round-trips exactly.
+  ``save`` -> ``restore`` round-trips exactly. A multimodal model's
+  ``embed_image`` and ``train_image`` are checked like ``embed`` and
+  ``train``, on ``images``.
 
   Args:
     content: The ``.tflite`` file's bytes.
@@ -254,13 +323,19 @@ def verify_training_model(content: bytes, reference: OnDeviceModule,
     batches: float32 ``[num_batches, B, S]`` corpus batches.
     patches: float32 ``[n, patch_samples]`` corpus patches.
     config: Steps and tolerances.
+    images: float32 ``[num_batches, B, H, W]`` image batches (required for
+      a multimodal model).
 
   Returns:
     The measurements, for the manifest.
 
   Raises:
     VerificationError: A check failed.
+    ValueError: A multimodal model without ``images``.
   """
+  if reference.multimodal and images is None:
+    raise ValueError("verify_training_model: a multimodal model needs image "
+                     "batches to check embed_image and train_image")
   failures: list[str] = []
   lite = _open(content, reference, config)
   _check_signatures(lite, reference, failures)
@@ -304,6 +379,12 @@ def verify_training_model(content: bytes, reference: OnDeviceModule,
   first, last = float(np.mean(ours[:cycle])), float(np.mean(ours[-cycle:]))
   loss_difference = max(abs(a - b) / max(abs(b), 1e-12)
                         for a, b in zip(ours, theirs))
+  image_results = {}
+  if reference.multimodal:
+    image_results = _verify_images(
+        lite, reference, images, config,
+        (lambda: _open(content, reference, config)) if random_ops else None,
+        failures)
   trained = lite.get_weights()
   if not (last < first or last == 0):
     failures.append(f"train did not lower the loss: mean {first:.6g} over the "
@@ -346,6 +427,7 @@ def verify_training_model(content: bytes, reference: OnDeviceModule,
       },
       "set_weights": {"round_trip_exact": round_trip,
                       "non_finite_rejected": nan_rejected},
+      **image_results,
   }
   if reference.mode == "flex":
     with tempfile.TemporaryDirectory(prefix="export_verify_") as directory:

@@ -2,7 +2,10 @@
 
 ``SSLModel.loss(waveforms)`` is the one training objective used by the
 centralized trainer, the federated client update and the exported ``train``
-signature; ``SSLModel.embed`` is the one inference path.
+signature; ``SSLModel.embed`` is the one inference path. A multimodal model
+(FSSUAVL: Rehman et al., 2025) also has ``image_loss(images)`` and
+``embed_image(images)``: images shaped like log-mel patches go through the
+same encoder and task head.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import tensorflow as tf
 
 from model.encoders import ENCODERS, Encoder, EncoderConfig
 from model.features import FrontendConfig, log_mel
-from model.tasks import TASKS, SSLTask, TaskConfig
+from model.tasks import TASKS, SSLTask, TaskConfig, require_image_task
 
 __all__ = ["ModelSpec", "SSLModel", "save_model", "load_model", "assign_weights"]
 
@@ -32,6 +35,8 @@ class ModelSpec:
     frontend: Log-mel front-end parameters.
     task_config: Task hyper-parameters.
     seed: Seed of the initial weights.
+    multimodal: The model also trains on and embeds images (the task must
+      accept images, see ``model.tasks.IMAGE_TASKS``).
   """
 
   task: str = "audio2vec_cbow"
@@ -39,11 +44,17 @@ class ModelSpec:
   frontend: FrontendConfig = FrontendConfig()
   task_config: TaskConfig = TaskConfig()
   seed: int = 0
+  multimodal: bool = False
 
   def __post_init__(self):
     if self.task not in TASKS:
       raise ValueError(f"ModelSpec.task: unknown task {self.task!r}; expected "
                        f"one of {sorted(TASKS)}")
+    if self.multimodal:
+      try:
+        require_image_task(self.task)
+      except ValueError as e:
+        raise ValueError(f"ModelSpec.multimodal: {e}") from None
     if self.frontend.num_mel_bins != self.encoder.num_mel_bins:
       raise ValueError(
           f"ModelSpec: front-end has {self.frontend.num_mel_bins} mel bins but "
@@ -63,7 +74,8 @@ class ModelSpec:
     encoder["base_channels"] = tuple(encoder["base_channels"])
     return cls(task=d["task"], encoder=EncoderConfig(**encoder),
                frontend=FrontendConfig(**d["frontend"]),
-               task_config=TaskConfig(**d["task_config"]), seed=d["seed"])
+               task_config=TaskConfig(**d["task_config"]), seed=d["seed"],
+               multimodal=bool(d.get("multimodal", False)))
 
 
 class SSLModel(tf.Module):
@@ -116,6 +128,30 @@ class SSLModel(tf.Module):
     """Embeds ``[n, patch_samples]`` waveforms (one 0.96 s patch each)."""
     features = self.features(waveforms)
     return self.encoder(features[:, :self.spec.frontend.patch_frames])
+
+  @property
+  def image_shape(self) -> tuple[int, int]:
+    """``(patch_frames, num_mel_bins)``: the shape of one image."""
+    return self.spec.encoder.patch_frames, self.spec.encoder.num_mel_bins
+
+  def _check_images(self, images: tf.Tensor, method: str) -> None:
+    if not self.spec.multimodal:
+      raise ValueError(f"SSLModel.{method}: the model is not multimodal "
+                       f"(ModelSpec.multimodal=False)")
+    if images.shape.rank != 3 or tuple(images.shape[1:]) != self.image_shape:
+      raise ValueError(f"SSLModel.{method}: expected images [n, "
+                       f"{self.image_shape[0]}, {self.image_shape[1]}], got "
+                       f"{images.shape}")
+
+  def image_loss(self, images: tf.Tensor) -> tf.Tensor:
+    """Task loss of a batch of images ``[b, patch_frames, num_mel_bins]``."""
+    self._check_images(images, "image_loss")
+    return self.task.image_loss(self.encoder, images)
+
+  def embed_image(self, images: tf.Tensor) -> tf.Tensor:
+    """Embeds images ``[n, patch_frames, num_mel_bins]`` -> ``[n, D]``."""
+    self._check_images(images, "embed_image")
+    return self.encoder(images)
 
 
 _SPEC_FILE = "model.json"

@@ -1,6 +1,6 @@
 """Self-supervised tasks: Audio2Vec (CBoW, skip-gram), TemporalGap, triplet
-(predictive); NT-Xent, Barlow Twins, SimSiam (feature-matching); and embedding
-distillation from frozen teachers.
+(predictive); NT-Xent, Barlow Twins, SimSiam (feature-matching, which also
+accept images); and embedding distillation from frozen teachers.
 
 ``SSL_TASKS`` maps each self-supervised task's flag value to its class;
 ``TASKS`` adds the tasks that need more than audio (distillation needs
@@ -31,6 +31,21 @@ SSL_TASKS: dict[str, type[SSLTask]] = {
 #: space); the other self-supervised tasks predict a part of the input.
 FEATURE_MATCHING_TASKS = ("nt_xent", "barlow_twins", "simsiam")
 
+#: The self-supervised tasks that can also train on images (multimodal).
+IMAGE_TASKS: tuple[str, ...] = tuple(
+    name for name, task in SSL_TASKS.items() if task.accepts_images)
+
+
+def require_image_task(task: str) -> None:
+  """Raises ValueError unless ``task`` can train on images.
+
+  The message names the tasks that can (for usage errors of the launchers).
+  """
+  if task not in IMAGE_TASKS:
+    raise ValueError(f"task {task!r} cannot train on images; multimodal "
+                     f"training needs one of {list(IMAGE_TASKS)}")
+
+
 #: Every training objective an SSLModel can have, keyed by flag value.
 TASKS: dict[str, type[SSLTask]] = {**SSL_TASKS, "distillation": Distillation}
 
@@ -46,7 +61,8 @@ def check_task_batch_size(task: str, batch_size: int, field: str) -> None:
 
 
 __all__ = [
-    "SSL_TASKS", "TASKS", "FEATURE_MATCHING_TASKS", "SSLTask", "Distillation",
-    "TaskConfig", "Audio2VecCBoW", "Audio2VecSkipGram", "TemporalGap",
-    "Triplet", "NTXent", "BarlowTwins", "SimSiam", "check_task_batch_size",
+    "SSL_TASKS", "TASKS", "FEATURE_MATCHING_TASKS", "IMAGE_TASKS",
+    "require_image_task", "SSLTask", "Distillation", "TaskConfig",
+    "Audio2VecCBoW", "Audio2VecSkipGram", "TemporalGap", "Triplet", "NTXent",
+    "BarlowTwins", "SimSiam", "check_task_batch_size",
 ]

@@ -79,8 +79,8 @@ class BarlowTwins(TwoViewTask):
     self.weights = self.projection.weights
     self.weight_names = self.projection.weight_names
 
-  def loss(self, encoder: Encoder, features: tf.Tensor) -> tf.Tensor:
+  def views_loss(self, encoder: Encoder, views: tf.Tensor) -> tf.Tensor:
     # Each view's projections are standardized over its own batch half.
     z1, z2 = (self.projection(v) for v in
-              tf.split(encoder(self.views(features)), 2, axis=0))
+              tf.split(encoder(views), 2, axis=0))
     return barlow_twins_loss(z1, z2, self.config.barlow_lambda)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 import tensorflow as tf
@@ -54,6 +55,12 @@ class TaskConfig:
     distill_ssl_task: Distillation: an SSL task whose loss is added to the
       embedding regression ("" for none).
     distill_ssl_weight: Distillation: weight of that SSL loss.
+    image_max_shift: Image views: largest shift, as a fraction of the image
+      size (tasks that accept images).
+    image_scale: Image views: largest relative zoom.
+    image_brightness: Image views: largest brightness offset (standardized
+      pixel units).
+    image_noise_std: Image views: std of additive Gaussian noise.
   """
 
   slice_frames: int = 96
@@ -74,6 +81,10 @@ class TaskConfig:
   teacher_dirs: tuple[str, ...] = ()
   distill_ssl_task: str = ""
   distill_ssl_weight: float = 0.0
+  image_max_shift: float = 0.1
+  image_scale: float = 0.15
+  image_brightness: float = 0.3
+  image_noise_std: float = 0.2
 
   def __post_init__(self):
     object.__setattr__(self, "teacher_dirs", tuple(self.teacher_dirs))
@@ -82,6 +93,14 @@ class TaskConfig:
                   "predictor_hidden_dim"):
       if getattr(self, field) <= 0:
         raise ValueError(f"TaskConfig.{field} must be positive, got "
+                         f"{getattr(self, field)}")
+    for field in ("image_max_shift", "image_scale"):
+      if not 0.0 <= getattr(self, field) < 1.0:
+        raise ValueError(f"TaskConfig.{field} must be in [0, 1), got "
+                         f"{getattr(self, field)}")
+    for field in ("image_brightness", "image_noise_std"):
+      if getattr(self, field) < 0:
+        raise ValueError(f"TaskConfig.{field} must be >= 0, got "
                          f"{getattr(self, field)}")
     if self.temperature <= 0:
       raise ValueError(f"TaskConfig.temperature must be > 0, got "
@@ -96,11 +115,19 @@ class SSLTask(WeightModule, abc.ABC):
 
   Subclasses create their head weights in ``__init__`` and implement
   :attr:`example_frames` and :meth:`loss`.
+
+  A task that can also learn from images (patch-shaped, see
+  :mod:`model.datasets.images`) sets :attr:`accepts_images` and implements
+  :meth:`image_views` and :meth:`views_loss`; :meth:`image_loss` is then its
+  objective on an image batch, through the same encoder and head.
   """
 
   #: Smallest (static) batch size the loss works with; tasks that contrast
   #: examples or standardize over the batch raise it.
   min_batch_size: int = 1
+
+  #: Whether the task can train on images (:meth:`image_loss`).
+  accepts_images: ClassVar[bool] = False
 
   def __init__(self, config: TaskConfig, encoder_config: EncoderConfig, *,
                seed: int = 0, name: str = "head"):
@@ -136,6 +163,46 @@ class SSLTask(WeightModule, abc.ABC):
     Returns:
       A float32 scalar.
     """
+
+  def image_views(self, images: tf.Tensor) -> tf.Tensor:
+    """The views the task compares, built from an image batch.
+
+    Args:
+      images: float32 ``[batch, patch_frames, num_mel_bins]`` (static batch).
+
+    Returns:
+      float32 ``[views * batch, patch_frames, num_mel_bins]``.
+
+    Raises:
+      NotImplementedError: The task does not accept images.
+    """
+    raise NotImplementedError(f"{type(self).__name__} does not accept images")
+
+  def views_loss(self, encoder: Encoder, views: tf.Tensor) -> tf.Tensor:
+    """The task's loss on views from :meth:`image_views` (a float32 scalar).
+
+    Raises:
+      NotImplementedError: The task does not accept images.
+    """
+    raise NotImplementedError(f"{type(self).__name__} does not accept images")
+
+  def image_loss(self, encoder: Encoder, images: tf.Tensor) -> tf.Tensor:
+    """Mean loss of an image batch ``[batch, patch_frames, num_mel_bins]``.
+
+    Raises:
+      ValueError: The task does not accept images, or the images do not have
+        the encoder's patch shape.
+    """
+    if not self.accepts_images:
+      raise ValueError(f"task {type(self).__name__} does not accept images")
+    expected = (self.encoder_config.patch_frames,
+                self.encoder_config.num_mel_bins)
+    if images.shape.rank != 3 or tuple(images.shape[1:]) != expected:
+      raise ValueError(f"{type(self).__name__}.image_loss: expected images "
+                       f"[batch, {expected[0]}, {expected[1]}], got "
+                       f"{images.shape}")
+    static_batch(images)
+    return self.views_loss(encoder, self.image_views(images))
 
 
 def random_offsets(batch: int, max_offset: int) -> tf.Tensor:

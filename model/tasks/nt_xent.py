@@ -5,6 +5,8 @@ pushed away from the other clips' views in the batch.
 
 from __future__ import annotations
 
+import abc
+
 import math
 
 import numpy as np
@@ -12,6 +14,7 @@ import tensorflow as tf
 
 from model import ops
 from model import randomness
+from model.datasets.images import augment_images
 from model.encoders import Encoder, EncoderConfig
 from model.heads import MLPHead
 from model.tasks.base import (SSLTask, TaskConfig, check_batch_size,
@@ -56,9 +59,16 @@ class TwoViewTask(SSLTask):
 
   An example is ``slice_frames + max_shift_frames`` frames; each view is a
   randomly shifted ``slice_frames`` crop with :func:`augment` applied.
+  Subclasses implement :meth:`views_loss` on ``[2B, ...]`` views (the first
+  views of the batch, then the second views).
+
+  Every feature-matching task also accepts images (FSSUAVL): two
+  :func:`model.datasets.images.augment_images` views of each image go
+  through the same encoder, head and :meth:`views_loss`.
   """
 
   patches_per_example = 2
+  accepts_images = True
   #: Smallest batch the loss is meaningful for (contrast or batch statistics
   #: need at least two examples).
   min_batch_size = 2
@@ -79,6 +89,22 @@ class TwoViewTask(SSLTask):
          augment(crop_frames(features, random_offsets(batch, shift), s),
                  self.config)], axis=0)
 
+  def image_views(self, images: tf.Tensor) -> tf.Tensor:
+    check_batch_size(type(self), static_batch(images),
+                     "the images' static batch size")
+    c = self.config
+    kwargs = dict(max_shift=c.image_max_shift, scale=c.image_scale,
+                  brightness=c.image_brightness, noise_std=c.image_noise_std)
+    return tf.concat([augment_images(images, **kwargs),
+                      augment_images(images, **kwargs)], axis=0)
+
+  def loss(self, encoder: Encoder, features: tf.Tensor) -> tf.Tensor:
+    return self.views_loss(encoder, self.views(features))
+
+  @abc.abstractmethod
+  def views_loss(self, encoder: Encoder, views: tf.Tensor) -> tf.Tensor:
+    """The loss of ``[2B, ...]`` views; view ``i``'s positive is ``i + B``."""
+
 
 class NTXent(TwoViewTask):
   """SimCLR loss over ``2B`` views with a 2-layer projection head.
@@ -96,11 +122,11 @@ class NTXent(TwoViewTask):
     self.weights = self.projection.weights
     self.weight_names = self.projection.weight_names
 
-  def loss(self, encoder: Encoder, features: tf.Tensor) -> tf.Tensor:
-    batch = static_batch(features)
-    z = ops.l2_normalize(self.projection(encoder(self.views(features))))
+  def views_loss(self, encoder: Encoder, views: tf.Tensor) -> tf.Tensor:
+    n = static_batch(views)
+    batch = n // 2
+    z = ops.l2_normalize(self.projection(encoder(views)))
     logits = tf.matmul(z, z, transpose_b=True) / self.config.temperature
-    n = 2 * batch
     # Exclude self-similarity; the positive of view i is view (i + B) mod 2B.
     logits = logits - tf.constant(1e9 * np.eye(n, dtype=np.float32))
     positives = np.roll(np.eye(n, dtype=np.float32), batch, axis=1)

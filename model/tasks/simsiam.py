@@ -71,8 +71,8 @@ class SimSiam(TwoViewTask):
     self.weight_names = (self.projector.weight_names
                          + self.predictor.weight_names)
 
-  def loss(self, encoder: Encoder, features: tf.Tensor) -> tf.Tensor:
+  def views_loss(self, encoder: Encoder, views: tf.Tensor) -> tf.Tensor:
     # Each view's projections are standardized over its own batch half.
     z1, z2 = (self.projector(v) for v in
-              tf.split(encoder(self.views(features)), 2, axis=0))
+              tf.split(encoder(views), 2, axis=0))
     return simsiam_loss(self.predictor(z1), self.predictor(z2), z1, z2)

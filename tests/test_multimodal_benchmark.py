@@ -1,0 +1,95 @@
+"""The multimodal study (benchmarks.multimodal) in its tiny quick setting."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks.multimodal import (DIGITS, PARAMS, RANDOM_INIT,
+                                   SEPARATE_FEDERATED, SHARED_CENTRALIZED,
+                                   SHARED_FEDERATED, MultimodalBenchmarkConfig,
+                                   mix_label, run_multimodal_benchmark,
+                                   target_checks)
+
+
+@pytest.mark.slow  # ~65 s on 2 cores: three TFF processes are traced.
+def test_quick_setting_writes_rows_report_and_plots(tmp_path):
+  config = MultimodalBenchmarkConfig(
+      corpus="tiny", digit_groups=4, max_digits=120, encoder="tiny",
+      num_clients=4, rounds=1, clients_per_round=4, batch_size=4,
+      max_local_steps=1, ablation_mixes=((0.5, 0.5, 0.0),), tsne_points=30,
+      out_dir=str(tmp_path / "out"))
+  rows = run_multimodal_benchmark(config, show_progress=False)
+  assert list(rows) == [RANDOM_INIT, SHARED_FEDERATED, SEPARATE_FEDERATED,
+                        SHARED_CENTRALIZED, mix_label((0.5, 0.5, 0.0))]
+  shared, separate = rows[SHARED_FEDERATED], rows[SEPARATE_FEDERATED]
+  assert 2 * shared[PARAMS] == separate[PARAMS]
+  # The separate encoders saw exactly the shared run's examples.
+  assert shared["audio examples"] == separate["audio examples"] > 0
+  assert shared["image examples"] == separate["image examples"] > 0
+  assert rows[SHARED_CENTRALIZED]["audio examples"] == shared["audio examples"]
+  assert all(0.0 <= row[DIGITS] <= 1.0 for row in rows.values())
+  assert any(c.startswith("audio ") and "keyword" in c for c in shared)
+  out = config.out_dir
+  with open(os.path.join(out, "results.csv")) as f:
+    lines = list(csv.reader(f))
+  assert [line[0] for line in lines[1:]] == list(rows)
+  with open(os.path.join(out, "report.md")) as f:
+    report = f.read()
+  assert report.count("met**: ") == 3 and f"| {SHARED_FEDERATED} |" in report
+  for plot in ("tsne.png", "probes.png", "ablation.png"):
+    with open(os.path.join(out, plot), "rb") as f:
+      assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  # A rerun reloads every finished run: same models, same scores.
+  stamps = {d: os.path.getmtime(os.path.join(out, "runs", d, "model",
+                                             "weights.npz"))
+            for d in os.listdir(os.path.join(out, "runs"))}
+  assert len(stamps) == 5
+  assert run_multimodal_benchmark(config, show_progress=False) == rows
+  assert stamps == {d: os.path.getmtime(os.path.join(
+      out, "runs", d, "model", "weights.npz")) for d in stamps}
+
+
+def _row(probe, digits, params=100.0):
+  return {"audio keyword": probe, DIGITS: digits, PARAMS: params,
+          "audio examples": 1000.0 * probe, "audio share": probe}
+
+
+def test_target_checks_measure_each_target():
+  rows = {RANDOM_INIT: _row(0.2, 0.3), SHARED_FEDERATED: _row(0.6, 0.8),
+          SEPARATE_FEDERATED: _row(0.61, 0.79, 200.0),
+          SHARED_CENTRALIZED: _row(0.62, 0.82)}
+  assert [met for _, met, _ in target_checks(rows)] == [True, True, True]
+  rows[SEPARATE_FEDERATED] = _row(0.65, 0.79, 200.0)  # 5 points behind.
+  rows[RANDOM_INIT] = _row(0.2, 0.7)  # Only 10 points on digits.
+  rows[SHARED_CENTRALIZED] = _row(0.7, 0.82)  # 86% of centralized.
+  checks = target_checks(rows)
+  assert [met for _, met, _ in checks] == [False, False, False]
+  assert "audio keyword -5.0 pts" in checks[0][2]
+  assert all("audio examples" not in detail and "audio share" not in detail
+             for _, _, detail in checks)
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(task="triplet"), r"cannot train on images.*nt_xent"),
+    (dict(mix=(0.5, 0.5, 0.5)), "sum to 1"),
+    (dict(ablation_mixes=((1.0, 0.0),)), "audio_only, image_only, both"),
+    (dict(encoder="huge"), "encoder"), (dict(rounds=0), "rounds"),
+])
+def test_config_rejects_invalid_values(change, match):
+  with pytest.raises(ValueError, match=match):
+    MultimodalBenchmarkConfig(**change)
+
+
+def test_launcher_usage_error_names_the_image_tasks():
+  # A fresh interpreter: launchers share flag names on the global FlagValues.
+  result = subprocess.run(
+      [sys.executable, "-m", "benchmarks.multimodal_main", "--task=triplet",
+       "--out_dir=/nonexistent/never_written"],
+      capture_output=True, text=True,
+      env={**os.environ, "PYTHONPATH": os.getcwd()})
+  assert result.returncode != 0
+  assert "--task=triplet cannot train on images" in result.stderr
+  assert "nt_xent" in result.stderr
