@@ -113,5 +113,6 @@ def test_export_launcher_refuses_multimodal_with_an_audio_only_task(tmp_path):
       capture_output=True, text=True,
       env={**os.environ, "PYTHONPATH": os.getcwd()})
   assert result.returncode != 0
-  assert "can train on images: one of ['nt_xent']" in result.stderr
+  assert ("can train on images: one of ['nt_xent', 'barlow_twins', "
+          "'simsiam']") in result.stderr
   assert not (tmp_path / "never").exists()

@@ -25,7 +25,7 @@ def digits():
 
 
 def test_image_tasks_are_declared():
-  assert "nt_xent" in IMAGE_TASKS
+  assert IMAGE_TASKS == ("nt_xent", "barlow_twins", "simsiam")
   assert all(SSL_TASKS[t].accepts_images for t in IMAGE_TASKS)
   assert not SSL_TASKS["triplet"].accepts_images
   with pytest.raises(ValueError, match=r"'triplet' cannot train on images.*"
@@ -34,7 +34,8 @@ def test_image_tasks_are_declared():
 
 
 def test_multimodal_spec_with_audio_only_task_names_image_tasks():
-  with pytest.raises(ValueError, match=r"ModelSpec.multimodal.*\['nt_xent'\]"):
+  with pytest.raises(ValueError, match=r"ModelSpec.multimodal.*\['nt_xent', "
+                     r"'barlow_twins', 'simsiam'\]"):
     ModelSpec(task="audio2vec_cbow", encoder=ENCODERS["tiny"], multimodal=True)
   spec = ModelSpec.from_dict(SPEC.to_dict())
   assert spec == SPEC
@@ -103,3 +104,17 @@ def test_train_multimodal_changes_weights_and_embeds_both(digits):
   assert 0.0 <= scores["accuracy"] <= 1.0 and "retrieval_map" in scores
   with pytest.raises(ValueError, match="image steps need images"):
     train_multimodal(SPEC, config, waveforms, None)
+
+
+@pytest.mark.parametrize("task", ["barlow_twins", "simsiam"])
+def test_every_feature_matching_task_trains_on_images(digits, task):
+  model = SSLModel(dataclasses.replace(SPEC, task=task))
+  images = tf.constant(digits.images[:6])
+  with tf.GradientTape() as tape, randomness.stateless_seed(tf.constant([3, 4])):
+    loss = model.image_loss(images)
+  grads = tape.gradient(loss, model.encoder.weights)
+  assert np.isfinite(float(loss))
+  assert all(g is not None and float(tf.reduce_sum(tf.abs(g))) > 0
+             for g in grads)
+  with pytest.raises(ValueError, match="batch size >= 2"):
+    model.image_loss(images[:1])
