@@ -319,6 +319,8 @@ def test_wrong_gradient_fails_verification_and_leaves_nothing(
     tmp_path, corpus, monkeypatch):
   """The multi-axis REVERSE_V2 trap: right in TF, wrong in TFLite 2.14."""
   monkeypatch.setattr(ops, "_flip_spatial", lambda k: tf.reverse(k, [0, 1]))
+  monkeypatch.setattr(ops, "_flip_spatial_slices",
+                      lambda k: tf.reverse(k, [0, 1]))
   out = tmp_path / "out"
   with pytest.raises(VerificationError, match="gradient differs from TF's"):
     export_model(fresh_source("tiny", "triplet"), str(out),
