@@ -63,7 +63,7 @@ class ReportConfig:
   """
 
   signatures: tuple[str, ...] = ()
-  runtimes: tuple[str, ...] = ("tflite_runtime",)
+  runtimes: tuple[str, ...] = ("ai_edge_litert",)
   threads: tuple[int, ...] = (1,)
   xnnpack: tuple[bool, ...] = (True,)
   embed_batch: int = 1
