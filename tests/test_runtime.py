@@ -7,6 +7,7 @@ import builtins
 import numpy as np
 import pytest
 
+from export import delegation as delegation_lib
 from export import runtime as runtime_lib
 from export.conversion import convert_training_model
 from export.exporter import fresh_source
@@ -84,3 +85,20 @@ def test_missing_litert_falls_back_with_a_warning(monkeypatch):
   with pytest.warns(RuntimeWarning, match="ai-edge-litert.*falling back to "
                     "tflite_runtime"):
     assert runtime_lib.resolve_runtime("ai_edge_litert") == "tflite_runtime"
+
+
+@pytest.mark.slow
+def test_small_train_runs_in_xnnpack_under_litert():
+  """>= 90% of the small encoder's train FLOPs run in XNNPACK (LiteRT)."""
+  model = fresh_source("small", "temporal_gap").model
+  content = convert_training_model(OnDeviceModule(
+      model, OptimizerConfig("sgd", learning_rate=0.01), BATCH)).content
+  train = delegation_lib.delegation(content, "train")
+  assert train.runtime == "ai_edge_litert"
+  assert train.flops_fraction >= 0.9, train
+  assert "FULLY_CONNECTED" not in dict(train.not_delegated)
+  # tflite-runtime 2.14's default delegate takes none of the matmuls.
+  legacy = delegation_lib.delegation(content, "train",
+                                     runtime="tflite_runtime")
+  assert legacy.flops == train.flops
+  assert legacy.flops_fraction < 0.5
