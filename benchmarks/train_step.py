@@ -47,16 +47,16 @@ __all__ = ["TRAIN_VARIANTS", "EMBED_RUNTIMES", "TrainStepConfig", "Row",
 
 #: Train-step variants: name -> (formulation or TF, runtime).
 TRAIN_VARIANTS: dict[str, tuple[str, str]] = {
-    "builtin, LiteRT": ("delegate", "ai_edge_litert"),
-    "builtin, tflite_runtime": ("delegate", "tflite_runtime"),
-    "previous builtin, tflite_runtime": ("custom", "tflite_runtime"),
-    "previous builtin, LiteRT": ("custom", "ai_edge_litert"),
-    "flex, tf.lite": ("tf", "tensorflow"),
-    "TF graph, TF's gradients": ("tf", "tf.function"),
-    "TF graph, custom gradients": ("custom", "tf.function"),
+    "builtin/LiteRT": ("delegate", "ai_edge_litert"),
+    "builtin/tflite_runtime": ("delegate", "tflite_runtime"),
+    "previous builtin/tflite_runtime": ("custom", "tflite_runtime"),
+    "previous builtin/LiteRT": ("custom", "ai_edge_litert"),
+    "flex/tf.lite": ("tf", "tensorflow"),
+    "TF graph/TF gradients": ("tf", "tf.function"),
+    "TF graph/custom gradients": ("custom", "tf.function"),
 }
 #: The reference of the ratio columns.
-REFERENCE = "TF graph, TF's gradients"
+REFERENCE = "TF graph/TF gradients"
 #: Runtimes the embed variants run on.
 EMBED_RUNTIMES = ("ai_edge_litert", "tflite_runtime")
 
@@ -303,7 +303,7 @@ def format_table(rows: Sequence[Row], config: TrainStepConfig) -> str:
           f"| {r.preset} | {r.task} | {r.batch} | {r.variant} | {r.runtime} | "
           f"{r.cpu_median:.1f} | {p10:.0f}-{p90:.0f} | {r.wall_median:.1f} | "
           f"{_ratio(r, find(REFERENCE))} | "
-          f"{_ratio(r, find('previous builtin, tflite_runtime'))} | "
+          f"{_ratio(r, find('previous builtin/tflite_runtime'))} | "
           f"{r.gflops:.1f} | "
           f"{'-' if r.delegated is None else f'{r.delegated:.0%}'} | "
           f"{r.file_bytes:,} |")

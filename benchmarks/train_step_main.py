@@ -36,7 +36,7 @@ _THREADS = flags.DEFINE_integer("threads", 1, "Threads (runtimes and TF).",
                                 lower_bound=1)
 _VARIANTS = flags.DEFINE_list(
     "variants", list(_DEFAULT.variants),
-    f"Train variants, of: {'; '.join(train_step.TRAIN_VARIANTS)}.")
+    f"Train variants, of: {', '.join(train_step.TRAIN_VARIANTS)}.")
 _QUANTIZATIONS = flags.DEFINE_list(
     "quantizations", list(_DEFAULT.quantizations),
     "Embed variants (empty: no embed rows).")
