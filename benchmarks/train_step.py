@@ -5,7 +5,7 @@ module is timed as:
 
 * a builtin-only TFLite file in the XNNPACK formulation
   (``ops.EXPORT``: im2col + FULLY_CONNECTED) on LiteRT (``CompiledModel``,
-  XNNPACK flag 0x08) and on tflite-runtime 2.14;
+  XNNPACK flags 0x0B) and on tflite-runtime 2.14;
 * a builtin-only file in the previous formulation (``custom``: CONV_2D with
   conv-shaped gradients) on tflite-runtime and LiteRT, the baseline;
 * a flex TFLite file (``tf.lite.Interpreter`` with Select-TF kernels);
@@ -259,7 +259,7 @@ def run(config: TrainStepConfig, *,
   """
   rows = []
   jobs = [(p, t, b) for p in config.presets for t in config.tasks
-          for b in config.batch_sizes]
+          for b in config.batch_sizes] if config.variants else []
   for preset, task, batch in jobs:
     logging.info("timing %s / %s / batch %d", preset, task, batch)
     new = _train_rows(preset, task, batch, config)

@@ -73,6 +73,8 @@ def main(argv: list[str]) -> None:
   done = []
 
   def progress(rows):
+    if not rows:
+      return
     done.extend(rows)
     print(f"[{len(done)} rows] {rows[0].preset} {rows[0].task} "
           f"batch {rows[0].batch}: " + ", ".join(

@@ -8,9 +8,9 @@ one ``DELEGATE`` node per partition; the operators it replaced are found by
 walking back from each ``DELEGATE`` node's outputs to its inputs. Each
 operator's FLOPs come from :func:`export.tflite_flops.op_costs`.
 
-``ai_edge_litert`` runs files through ``CompiledModel`` with XNNPACK flag
-``0x08`` (:data:`export.litert_runtime.XNNPACK_FLAGS`), which its Python
-interpreter cannot set: the interpreter's partition (default flags) is taken
+``ai_edge_litert`` runs files through ``CompiledModel`` with XNNPACK flags
+:data:`export.litert_runtime.XNNPACK_FLAGS` (the defaults plus ``0x08``),
+which its Python interpreter cannot set: the interpreter's partition (default flags) is taken
 and the float32 FULLY_CONNECTED nodes with non-constant weights, which only
 that flag admits, are added to it. Other runtimes are reported as their
 interpreter delegates.

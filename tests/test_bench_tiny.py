@@ -188,6 +188,10 @@ def test_every_signature_is_timed_and_the_report_renders(export_dir,
   assert sum(line.startswith("| tiny/") for line in lines) == 4
   text = open(built.files[0]).read()
   assert "## Quality vs cost of federated runs" in text
+  assert "## XNNPACK delegation" in text
+  delegated = [line for line in text.splitlines()
+               if line.startswith("| tiny/training | ai_edge_litert | train |")]
+  assert len(delegated) == 1 and "%" in delegated[0]
   run_line = next(line for line in text.splitlines()
                   if line.startswith("| fedavg_tiny |"))
   assert f"{train.flops_per_example / 1e6:,.1f}" in run_line

@@ -61,7 +61,7 @@ class DemoApplication : Application() {
         )
       }
       // LiteRT's Interpreter API can switch XNNPACK on but takes no XNNPACK flags (the host
-      // uses CompiledModel with flag 0x08, see the README).
+      // uses CompiledModel with flags 0x0B, see the README).
       val options = Interpreter.Options().setNumThreads(INTERPRETER_THREADS).setUseXNNPACK(true)
       val runner = TfliteSignatureRunner(Interpreter(model, options))
       try {
