@@ -548,6 +548,10 @@ class VirtualDevice:
     model_dir = resolve_model_dir(model_dir)
     self.manifest = manifest_lib.read_manifest(model_dir)
     self.model = OnDeviceModel.load(model_dir, runtime=runtime)
+    signatures = sorted(self.model.interpreter.get_signature_list())
+    if "train" not in signatures:
+      raise ValueError(f"{model_dir}: the model has no 'train' signature "
+                       f"(an embed-only export?); it has {signatures}")
     self.state_dir = state_dir
     self.notes: list[str] = []
     self.bundled = self.model.get_weights()

@@ -9,9 +9,9 @@ import pytest
 
 from export import delegation as delegation_lib
 from export import runtime as runtime_lib
-from export.conversion import convert_training_model
+from export.conversion import convert_embed_model, convert_training_model
 from export.exporter import fresh_source
-from export.ondevice_module import OnDeviceModule
+from export.ondevice_module import EmbedModule, OnDeviceModule
 from export.optimizers import OptimizerConfig
 from export.runtime import OnDeviceModel
 
@@ -69,6 +69,15 @@ def test_missing_signature_lists_the_signatures(training_file):
   with pytest.raises(KeyError, match="no 'train_image' signature; it has "
                      r"\['embed', 'get_weights', 'set_weights', 'train'\]"):
     model.runner("train_image")
+
+
+def test_embed_only_file_has_no_train(training_file):
+  model = fresh_source("tiny", "audio2vec_cbow").model
+  content = convert_embed_model(EmbedModule(model), "float32").content
+  lite = OnDeviceModel(content)
+  with pytest.raises(KeyError, match=r"no 'train' signature; it has "
+                     r"\['embed'\]"):
+    lite.train(training_file[1])
 
 
 def test_missing_litert_falls_back_with_a_warning(monkeypatch):
