@@ -36,8 +36,10 @@ _SIGNATURES = flags.DEFINE_list(
     "signatures", [], "Signatures to time (default: all); FLOPs are counted "
     "for all.")
 _RUNTIME = flags.DEFINE_list(
-    "runtime", ["tflite_runtime"],
-    f"Host interpreters, some of {list(latency_lib.RUNTIMES)}.")
+    "runtime", ["ai_edge_litert"],
+    f"Host runtimes, some of {list(latency_lib.RUNTIMES)} (ai_edge_litert "
+    f"with XNNPACK on: LiteRT's CompiledModel with XNNPACK flags 0x0B, "
+    f"dynamic FULLY_CONNECTED + QS8/QU8).")
 _THREADS = flags.DEFINE_list("threads", ["1"], "Interpreter thread counts.")
 _XNNPACK = flags.DEFINE_list("xnnpack", ["on"], "XNNPACK settings: on, off.")
 _EMBED_BATCH = flags.DEFINE_integer("embed_batch", 1,

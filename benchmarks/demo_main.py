@@ -1,5 +1,5 @@
 """The demo on built-in data: corpus -> federated and centralized SSL ->
-probes -> on-device TFLite export that keeps training under tflite_runtime.
+probes -> on-device TFLite export that keeps training under LiteRT.
 
 Usage:
   python -m benchmarks.demo_main --out_dir demo_output [--task triplet]
@@ -12,7 +12,9 @@ probes on every downstream label. Prints the table and writes it as Markdown,
 CSV and a PNG bar chart, next to the simulation's quality-vs-cost plot. Then
 exports the federated encoder as a builtin-only TFLite training model (plus
 float32 / int8 embed models), verifies it against TF, and trains it for a few
-steps on corpus audio under ``tflite_runtime``, as a phone would. Rerunning
+steps on corpus audio under LiteRT, as a phone would. Last, it benchmarks the
+exported files: FLOPs per signature, LiteRT latency of ``train`` and
+``embed``, and the share of FLOPs XNNPACK runs (Markdown + PNG). Rerunning
 reuses or resumes every finished stage.
 """
 
@@ -23,9 +25,12 @@ import time
 
 from absl import app
 from absl import flags
+import numpy as np
 
 from export.corpus import Corpus
 from export.exporter import ExportConfig, export_model, load_source
+from export import manifest as manifest_lib
+from export import tflite_flops
 from export.runtime import OnDeviceModel
 from model import evaluation
 from model.cli import quiet_logging
@@ -70,7 +75,7 @@ def main(argv: list[str]) -> None:
   print(f"corpus: {len(table)} clips from {len(table.client_ids)} "
         f"speakers/devices")
 
-  print("\n[1/3] federated pre-training in TensorFlow Federated "
+  print("\n[1/4] federated pre-training in TensorFlow Federated "
         "(FedAvg, one client per speaker)")
   config = SimulationConfig(
       model=spec, algorithm=AlgorithmConfig(algorithm="fedavg"),
@@ -85,7 +90,7 @@ def main(argv: list[str]) -> None:
         f"{(federated.totals['bytes_down'] + federated.totals['bytes_up']) / 1e6:.1f}"
         f" MB on the wire; quality vs cost: {plot_quality_vs_cost(run_dir)}")
 
-  print("\n[2/3] centralized pre-training on the same number of examples")
+  print("\n[2/4] centralized pre-training on the same number of examples")
   central = train_centralized(
       spec, TrainConfig(steps=max(1, round(examples / _BATCH.value)),
                         batch_size=_BATCH.value),
@@ -114,7 +119,7 @@ def main(argv: list[str]) -> None:
                                 ylabel="accuracy / mAP")
   print(f"wrote {report_dir}/probe.{{md,csv,png}}")
 
-  print("\n[3/3] on-device export of the federated encoder (builtin ops)")
+  print("\n[3/4] on-device export of the federated encoder (builtin ops)")
   export_dir = os.path.join(out_dir, "export")
   if not os.path.exists(os.path.join(export_dir, "training", "model.tflite")):
     export_model(load_source(run_dir), export_dir,
@@ -127,9 +132,80 @@ def main(argv: list[str]) -> None:
   device = OnDeviceModel.load(os.path.join(export_dir, "training"))
   batch = training_segments(waveforms, spec).waveforms[:_BATCH.value]
   losses = [device.train(batch) for _ in range(_DEVICE_STEPS.value)]
-  print(f"tflite_runtime train steps on one corpus batch: "
+  print(f"{device.runtime} train steps on one corpus batch: "
         + " -> ".join(f"{l:.4f}" for l in losses))
+
+  print("\n[4/4] on-device cost of the exported files (LiteRT, 1 thread)")
+  table_md = _benchmark_export(export_dir, batch, report_dir)
+  print(table_md)
+  print(f"wrote {report_dir}/ondevice.{{md,png}}")
   print(f"\ndemo took {time.time() - start:.0f} s; outputs in {out_dir}/")
+
+
+def _cpu_ms(call, runs: int) -> float:
+  """Median CPU milliseconds of ``runs`` calls after one warm-up call."""
+  call()
+  times = []
+  for _ in range(runs):
+    start = time.process_time()
+    call()
+    times.append(1e3 * (time.process_time() - start))
+  return float(np.median(times))
+
+
+def _benchmark_export(export_dir: str, batch: np.ndarray,
+                      report_dir: str) -> str:
+  """FLOPs, LiteRT latency and XNNPACK share of the exported files.
+
+  Returns the Markdown table (also written to ``ondevice.md``, plotted to
+  ``ondevice.png``).
+  """
+  rows = []
+  for name in sorted(os.listdir(export_dir)):
+    path = os.path.join(export_dir, name, manifest_lib.MODEL_NAME)
+    if not os.path.exists(path):
+      continue
+    manifest = manifest_lib.read_manifest(os.path.dirname(path))
+    with open(path, "rb") as f:
+      content = f.read()
+    model = OnDeviceModel.load(path)
+    patch = batch[:1, :manifest["model"]["patch_samples"]]
+    calls = {"embed": (lambda: model.embed(patch), 20)}
+    if "train" in manifest["signatures"]:
+      calls["train"] = (lambda: model.train(batch), 5)
+    for signature, (call, runs) in calls.items():
+      flops = tflite_flops.count_flops(content, signature, batch=1).flops
+      delegated = manifest.get("delegation", {}).get(signature, {})
+      rows.append((name, signature, flops, _cpu_ms(call, runs),
+                   delegated.get("delegated_flops_fraction")))
+  lines = ["| file | signature | GFLOPs / call | LiteRT CPU ms | GFLOP/s | "
+           "XNNPACK FLOPs |", "|---|---|---:|---:|---:|---:|"]
+  for name, signature, flops, ms, share in rows:
+    lines.append(f"| {name} | {signature} | {flops / 1e9:.3f} | {ms:.1f} | "
+                 f"{flops / (ms * 1e6):.1f} | "
+                 f"{'-' if share is None else f'{share:.0%}'} |")
+  table = "\n".join(lines)
+  with open(os.path.join(report_dir, "ondevice.md"), "w") as f:
+    f.write(table + "\n")
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+  fig, ax = plt.subplots(figsize=(7, 3.5))
+  labels = [f"{n}\n{s}" for n, s, *_ in rows]
+  bars = ax.bar(labels, [ms for *_, ms, _ in rows])
+  for bar, (*_, share) in zip(bars, rows):
+    if share is not None:
+      ax.annotate(f"{share:.0%} XNNPACK", (bar.get_x() + bar.get_width() / 2,
+                                           bar.get_height()),
+                  ha="center", va="bottom", fontsize=7)
+  ax.set_yscale("log")
+  ax.set_ylabel("LiteRT CPU ms per call (median)")
+  ax.set_title("Exported model on the host (1 thread)")
+  ax.tick_params(axis="x", labelsize=7)
+  fig.tight_layout()
+  fig.savefig(os.path.join(report_dir, "ondevice.png"), dpi=120)
+  plt.close(fig)
+  return table
 
 
 def run() -> None:

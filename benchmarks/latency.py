@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -43,7 +44,7 @@ __all__ = ["RUNTIMES", "Machine", "host_machine", "TimingConfig",
 
 #: Interpreters a worker can run: the on-device runtimes and TF's own (for
 #: Select-TF exports; its process then also holds TensorFlow).
-RUNTIMES = ("tflite_runtime", "ai_edge_litert", "tensorflow")
+RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 _MODULES = {"tflite_runtime": "tflite_runtime.interpreter",
             "ai_edge_litert": "ai_edge_litert.interpreter",
             "tensorflow": "tensorflow"}
@@ -115,7 +116,7 @@ class TimingConfig:
     timeout_s: The worker is killed after this long.
   """
 
-  runtime: str = "tflite_runtime"
+  runtime: str = "ai_edge_litert"
   threads: int = 1
   xnnpack: bool = True
   batch: int = 1
@@ -237,8 +238,28 @@ def _random_inputs(runner: Any, batch: int, seed: int
   return inputs
 
 
+def _litert_runtime() -> Any:
+  """``export/litert_runtime.py``, loaded by path (no package, no TF)."""
+  path = os.path.join(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))), "export", "litert_runtime.py")
+  spec = importlib.util.spec_from_file_location("_litert_runtime", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def _interpreter(request: Mapping[str, Any]) -> Any:
-  """The interpreter of a request, tensors allocated (delegates applied)."""
+  """The interpreter of a request, tensors allocated (delegates applied).
+
+  ``ai_edge_litert`` with XNNPACK is LiteRT's ``CompiledModel`` with the
+  project's XNNPACK flags (as ``export.runtime`` runs it), except for the
+  delegate probe, which needs the interpreter's node list.
+  """
+  if (request["runtime"] == "ai_edge_litert" and request["xnnpack"]
+      and not request.get("probe")):
+    with open(request["path"], "rb") as f:
+      return _litert_runtime().CompiledInterpreter(
+          f.read(), num_threads=request["threads"])
   module = importlib.import_module(_MODULES[request["runtime"]])
   if request["runtime"] == "tensorflow":
     module = module.lite

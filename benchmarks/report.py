@@ -28,6 +28,7 @@ from benchmarks import adb as adb_lib
 from benchmarks import arm64 as arm64_lib
 from benchmarks import flops as flops_lib
 from benchmarks import latency as latency_lib
+from export import delegation as delegation_lib
 from export.manifest import MANIFEST_NAME, MODEL_NAME, read_manifest
 from tff_sim.report import plot_quality_vs_cost_runs, read_release_csv
 
@@ -63,7 +64,7 @@ class ReportConfig:
   """
 
   signatures: tuple[str, ...] = ()
-  runtimes: tuple[str, ...] = ("tflite_runtime",)
+  runtimes: tuple[str, ...] = ("ai_edge_litert",)
   threads: tuple[int, ...] = (1,)
   xnnpack: tuple[bool, ...] = (True,)
   embed_batch: int = 1
@@ -345,6 +346,30 @@ def _flops_section(counts: Mapping[str, Mapping[str, flops_lib.SignatureFlops]],
   return lines + [""]
 
 
+def _delegation_section(
+    delegations: Mapping[tuple[str, str],
+                         Mapping[str, delegation_lib.Delegation]]
+) -> list[str]:
+  """Per model, runtime and signature: nodes and FLOPs run in XNNPACK."""
+  if not delegations:
+    return []
+  lines = ["## XNNPACK delegation", "",
+           "Operators the runtime's XNNPACK delegate runs and their share of "
+           "the signature's FLOPs (`export/delegation.py`: ai_edge_litert is "
+           "LiteRT's CompiledModel with XNNPACK flags 0x0B).", "",
+           "| model | runtime | signature | nodes delegated | FLOPs "
+           "delegated | largest non-delegated (share of FLOPs) |",
+           "|---|---|---|---:|---:|---|"]
+  for (label, runtime), by_signature in delegations.items():
+    for signature, d in by_signature.items():
+      left = ", ".join(f"{op} {flops / d.flops:.1%}"
+                       for op, flops in d.not_delegated[:2]) or "-"
+      lines.append(f"| {label} | {runtime} | {signature} | "
+                   f"{d.delegated_nodes} / {d.nodes} | "
+                   f"{d.flops_fraction:.1%} | {left} |")
+  return lines + [""]
+
+
 def _latency_section(rows: Sequence[CostRow]) -> list[str]:
   native = [r for r in rows if r.runner and not r.emulated]
   if not native:
@@ -604,6 +629,8 @@ def build_report(model_dirs: Sequence[str], out_dir: str,
   entries = [e for d in model_dirs for e in find_models(d)]
   os.makedirs(out_dir, exist_ok=True)
   counts: dict[str, dict[str, flops_lib.SignatureFlops]] = {}
+  delegations: dict[tuple[str, str],
+                    dict[str, delegation_lib.Delegation]] = {}
   check_rows: list[tuple[str, flops_lib.CrossCheck]] = []
   rows: list[CostRow] = []
   bases: dict[tuple[str, str], CostRow] = {}
@@ -617,9 +644,15 @@ def build_report(model_dirs: Sequence[str], out_dir: str,
     progress(f"FLOPs of {entry.label}")
     flex = entry.manifest.get("mode") == "flex"
     with open(os.path.join(entry.directory, MODEL_NAME), "rb") as f:
-      counts[entry.label] = flops_lib.count_model_flops(
-          f.read(), batch=config.embed_batch,
-          runtime="tensorflow" if flex else "tflite_runtime")
+      content = f.read()
+    counts[entry.label] = flops_lib.count_model_flops(
+        content, batch=config.embed_batch,
+        runtime="tensorflow" if flex else "tflite_runtime")
+    for runtime in ([] if flex else config.runtimes):
+      if runtime != "tensorflow":
+        delegations[(entry.label, runtime)] = (
+            delegation_lib.model_delegation(content, runtime=runtime,
+                                            batch=config.embed_batch))
     for signature, counted in counts[entry.label].items():
       checks = (flops_lib.cross_check(counted, entry.manifest)
                 if config.cross_check and entry.variant == "training" else [])
@@ -658,6 +691,7 @@ def build_report(model_dirs: Sequence[str], out_dir: str,
            "## Headline", "", headline, "",
            f"![latency vs FLOPs]({LATENCY_PLOT})", ""]
   lines += _flops_section(counts, check_rows)
+  lines += _delegation_section(delegations)
   lines += _latency_section(rows)
   lines += _size_section(entries)
   lines += [f"![size vs quantization]({SIZE_PLOT})", ""]

@@ -78,8 +78,9 @@ _CORPUS_KIND = flags.DEFINE_enum("corpus_kind", "synthetic", list(DATASETS),
 _VERIFY_STEPS = flags.DEFINE_integer(
     "verify_steps", 24, "train steps run on the file and on TF to verify it.")
 _RUNTIME = flags.DEFINE_enum(
-    "runtime", "tflite_runtime", ["tflite_runtime", "ai_edge_litert"],
-    "Interpreter that verifies builtin files (flex files: tf.lite).")
+    "runtime", "ai_edge_litert", ["ai_edge_litert", "tflite_runtime"],
+    "Runtime that verifies builtin files (flex files: tf.lite): LiteRT's "
+    "CompiledModel with XNNPACK, or tflite-runtime 2.14.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the in-graph random ops.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False,
                                "Replace an existing --out_dir.")

@@ -32,7 +32,7 @@ import numpy as np
 
 from export import manifest as manifest_lib
 from export.exporter import TRAINING_DIR
-from export.runtime import OnDeviceModel
+from export.runtime import DEFAULT_RUNTIME, OnDeviceModel
 from model.datasets.audio import AudioDecodeError, load_audio
 
 __all__ = [
@@ -520,7 +520,7 @@ class VirtualDevice:
 
   Attributes:
     manifest: The training model's manifest.
-    model: The interpreter (``tflite_runtime``, as on the phone).
+    model: The model on its runtime (LiteRT by default, as on the phone).
     bundled: The weights inside the ``.tflite`` file, read before restoring.
     store: The persisted weights.
     buffer: The training windows.
@@ -530,7 +530,7 @@ class VirtualDevice:
   """
 
   def __init__(self, model_dir: str, state_dir: str, *,
-               buffer_windows: int = 32):
+               buffer_windows: int = 32, runtime: str = DEFAULT_RUNTIME):
     """Loads the model and restores the saved weights and buffer.
 
     Args:
@@ -538,6 +538,7 @@ class VirtualDevice:
         export directory holding ``training/``).
       state_dir: The device's storage (created when something is saved).
       buffer_windows: Capacity of the window buffer.
+      runtime: One of :data:`export.runtime.RUNTIMES` (not ``tensorflow``).
 
     Raises:
       FileNotFoundError: No model or manifest.
@@ -546,7 +547,11 @@ class VirtualDevice:
     """
     model_dir = resolve_model_dir(model_dir)
     self.manifest = manifest_lib.read_manifest(model_dir)
-    self.model = OnDeviceModel.load(model_dir, runtime="tflite_runtime")
+    self.model = OnDeviceModel.load(model_dir, runtime=runtime)
+    signatures = sorted(self.model.interpreter.get_signature_list())
+    if "train" not in signatures:
+      raise ValueError(f"{model_dir}: the model has no 'train' signature "
+                       f"(an embed-only export?); it has {signatures}")
     self.state_dir = state_dir
     self.notes: list[str] = []
     self.bundled = self.model.get_weights()

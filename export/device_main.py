@@ -30,6 +30,10 @@ _WAV_DIR = flags.DEFINE_string("wav_dir", None, "Folder of WAV files: the "
 _STATE_DIR = flags.DEFINE_string("state_dir", None, "The device's storage "
                                  "(weights, buffer, update).", required=True)
 _STEPS = flags.DEFINE_integer("steps", 10, "Training steps.", lower_bound=0)
+_RUNTIME = flags.DEFINE_enum(
+    "runtime", "ai_edge_litert", ["ai_edge_litert", "tflite_runtime"],
+    "On-device runtime: LiteRT's CompiledModel with XNNPACK, or "
+    "tflite-runtime 2.14.")
 _BUFFER_WINDOWS = flags.DEFINE_integer(
     "buffer_windows", 32, "Training windows the buffer keeps.", lower_bound=1)
 
@@ -40,7 +44,8 @@ def main(argv: list[str]) -> None:
   quiet_logging()
   try:
     device = VirtualDevice(_MODEL_DIR.value, _STATE_DIR.value,
-                           buffer_windows=_BUFFER_WINDOWS.value)
+                           buffer_windows=_BUFFER_WINDOWS.value,
+                           runtime=_RUNTIME.value)
   except (FileNotFoundError, ValueError) as e:
     raise SystemExit(f"cannot load the model: {e}") from e
   for message in (*device.restored.problems, *device.notes):

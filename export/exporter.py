@@ -21,6 +21,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from export import delegation as delegation_lib
 from export import manifest as manifest_lib
 from export import quality
 from export import report as report_lib
@@ -296,6 +297,10 @@ def _export_training(directory: str, source: Source, config: ExportConfig,
       "variable_bytes": sum(v["bytes"] for v in variables),
       "verification": verification,
   }
+  if config.mode == "builtin" and config.verify.runtime != "tensorflow":
+    manifest["delegation"] = {
+        key: d.to_dict() for key, d in delegation_lib.model_delegation(
+            content, runtime=config.verify.runtime).items()}
   manifest_lib.write_manifest(directory, manifest)
   return manifest
 
@@ -335,6 +340,10 @@ def _export_embed(directory: str, quantization: str, module: EmbedModule,
       "signatures": _signature_entry(lite),
       "verification": verification.results,
   }
+  if config.verify.runtime != "tensorflow":
+    manifest["delegation"] = {
+        key: d.to_dict() for key, d in delegation_lib.model_delegation(
+            content, runtime=config.verify.runtime).items()}
   manifest_lib.write_manifest(directory, manifest)
   return manifest, verification.embeddings
 

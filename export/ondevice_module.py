@@ -9,7 +9,7 @@ front-end's sample rate; the log-mel front-end runs inside the model.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Iterator, Optional
 
 import tensorflow as tf
 
@@ -101,7 +101,8 @@ class OnDeviceModule(tf.Module):
   """
 
   def __init__(self, model: SSLModel, optimizer: OptimizerConfig,
-               batch_size: int, *, mode: str = "builtin", seed: int = 0):
+               batch_size: int, *, mode: str = "builtin", seed: int = 0,
+               formulation: Optional[str] = None):
     """Wraps ``model``.
 
     Args:
@@ -110,10 +111,13 @@ class OnDeviceModule(tf.Module):
       batch_size: Static batch size of ``train``.
       mode: ``builtin`` or ``flex``.
       seed: Seed of the in-graph random ops.
+      formulation: How the ops are traced (:data:`model.ops.FORMULATIONS`);
+        default ``tf`` in ``flex`` mode, :data:`model.ops.EXPORT` in
+        ``builtin`` mode (``tf`` needs Flex ops, so ``builtin`` rejects it).
 
     Raises:
-      ValueError: Unknown mode, non-positive batch size, or two variable
-        names map to the same signature key.
+      ValueError: Unknown mode or formulation, non-positive batch size, or
+        two variable names map to the same signature key.
     """
     super().__init__(name="ondevice_module")
     if mode not in MODES:
@@ -122,6 +126,14 @@ class OnDeviceModule(tf.Module):
     if batch_size <= 0:
       raise ValueError(f"OnDeviceModule: batch_size must be positive, got "
                        f"{batch_size}")
+    if formulation is None:
+      formulation = "tf" if mode == "flex" else ops.EXPORT
+    if formulation not in ops.FORMULATIONS or (mode == "builtin"
+                                               and formulation == "tf"):
+      choices = [f for f in ops.FORMULATIONS if mode == "flex" or f != "tf"]
+      raise ValueError(f"OnDeviceModule: formulation {formulation!r} does "
+                       f"not fit mode {mode!r}; expected one of {choices}")
+    self.formulation = formulation
     self.model = model
     self.optimizer = make_optimizer(optimizer, model.weights,
                                     model.weight_names)
@@ -145,9 +157,8 @@ class OnDeviceModule(tf.Module):
 
   @contextlib.contextmanager
   def _tracing(self) -> Iterator[None]:
-    """Builds TF's own gradients in ``flex`` mode, builtin ones otherwise."""
-    flex = self.mode == "flex"
-    with ops.tf_gradients() if flex else contextlib.nullcontext():
+    """Traces the ops in :attr:`formulation`."""
+    with ops.formulation(self.formulation):
       yield
 
   def _train(self, waveform: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -170,7 +181,12 @@ class OnDeviceModule(tf.Module):
 
   def _get_weights(self, request: tf.Tensor) -> dict[str, tf.Tensor]:
     del request  # Only there so that the Java API can call the signature.
-    return {key: tf.identity(v) for key, v in zip(self.keys, self.state)}
+    # A scalar variable read straight into an output is not arena-allocated,
+    # which LiteRT's CompiledModel rejects; a one-element SUM gives the same
+    # value from an ordinary tensor.
+    return {key: (tf.reduce_sum(tf.reshape(v, [1])) if v.shape.rank == 0
+                  else tf.identity(v))
+            for key, v in zip(self.keys, self.state)}
 
   def _set_weights(self, **tensors: tf.Tensor) -> dict[str, tf.Tensor]:
     values = [tensors[key] for key in self.keys]

@@ -114,6 +114,25 @@ def _training_section(manifest: Mapping[str, Any]) -> list[str]:
   if "save_restore" in v:
     lines.append(f"| save -> restore exact | "
                  f"{v['save_restore']['round_trip_exact']} |")
+  return lines + [""] + delegation_lines(manifest)
+
+
+def delegation_lines(manifest: Mapping[str, Any]) -> list[str]:
+  """Markdown table of the manifest's ``delegation`` entry (if any)."""
+  if not manifest.get("delegation"):
+    return []
+  entries = manifest["delegation"]
+  runtime = next(iter(entries.values()))["runtime"]
+  lines = [f"XNNPACK delegation under `{runtime}` (nodes and FLOPs per call "
+           f"that run in the delegate):", "",
+           "| signature | nodes delegated | FLOPs | FLOPs delegated | "
+           "largest non-delegated |", "|---|---:|---:|---:|---|"]
+  for signature, d in sorted(entries.items()):
+    left = ", ".join(f"{op} {flops / d['flops']:.1%}"
+                     for op, flops in d["not_delegated"][:2]) or "-"
+    lines.append(f"| {signature} | {d['delegated_nodes']} / {d['nodes']} | "
+                 f"{d['flops']:,} | {d['delegated_flops_fraction']:.1%} | "
+                 f"{left} |")
   return lines + [""]
 
 

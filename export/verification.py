@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from export.conversion import operator_input_types
 from export.ondevice_module import EmbedModule, OnDeviceModule
-from export.runtime import RUNTIMES, OnDeviceModel
+from export.runtime import DEFAULT_RUNTIME, RUNTIMES, OnDeviceModel
 from model.tflite_compat import operator_names
 
 __all__ = ["VerifyConfig", "VerificationError", "RANDOM_OPS",
@@ -79,7 +79,7 @@ class VerifyConfig:
   embed_atol: float = 1e-4
   loss_rtol: float = 1e-2
   gradient_rtol: float = 0.2
-  runtime: str = "tflite_runtime"
+  runtime: str = DEFAULT_RUNTIME
   num_threads: int = 1
 
   def __post_init__(self):

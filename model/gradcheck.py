@@ -28,17 +28,32 @@ def _grads(fn: Callable[..., tf.Tensor], inputs: list[tf.Tensor],
   return tape.gradient(out, inputs, output_gradients=upstream)
 
 
-def gradient_errors(seed: int = 0, batch: int = 4) -> dict[str, float]:
+def gradient_errors(seed: int = 0, batch: int = 4, *,
+                    formulation: str = "custom",
+                    outputs: bool = False) -> dict[str, float]:
   """Max relative error of every custom gradient vs TF's, on random inputs.
 
   Each op is evaluated on Gaussian inputs with a random upstream gradient;
   the returned dict maps ``"<op>/<input>"`` to the max relative error.
+
+  Args:
+    seed: Seed of the inputs.
+    batch: Batch of the inputs.
+    formulation: The :data:`model.ops.FORMULATIONS` entry compared with
+      ``tf``.
+    outputs: Also compare the forward outputs (keys ``"<op>/output"``).
   """
   rng = np.random.default_rng(seed)
   normal = lambda *shape: tf.constant(rng.standard_normal(shape), tf.float32)
   errors = {}
 
-  def compare(name, ours, reference, inputs, input_names):
+  def compare(name, op, reference, inputs, input_names):
+    def ours(*args):
+      with ops.formulation(formulation):
+        return op(*args)
+    if outputs:
+      errors[f"{name}/output"] = max_relative_error(ours(*inputs),
+                                                    reference(*inputs))
     upstream = normal(*ours(*inputs).shape)
     for input_name, got, want in zip(
         input_names, _grads(ours, inputs, upstream),
@@ -61,6 +76,7 @@ def gradient_errors(seed: int = 0, batch: int = 4) -> dict[str, float]:
       ("relu_max_pool2x2", ops.relu_max_pool2x2, (batch, 8, 6, 3)),
       ("relu_global_max", ops.relu_global_max, (batch, 6, 4, 5)),
       ("upsample2x", ops.upsample2x, (batch, 3, 4, 2)),
+      ("relu_dense", lambda x: ops.relu(x), (batch, 9)),
       ("l2_normalize", ops.l2_normalize, (batch, 9))]:
     compare(name, op, reference(op), [normal(*shape)], ["input"])
   compare("softplus", ops.softplus, reference(ops.softplus),
@@ -70,4 +86,7 @@ def gradient_errors(seed: int = 0, batch: int = 4) -> dict[str, float]:
   compare("batch_standardize", ops.batch_standardize,
           reference(ops.batch_standardize),
           [normal(max(batch, 4), 6) * 3 + 1], ["input"])
+  dense = lambda x, k: ops.dense(x, k, tf.zeros([k.shape[-1]]))
+  compare("dense", dense, reference(dense), [normal(batch, 12), normal(12, 5)],
+          ["input", "kernel"])
   return errors

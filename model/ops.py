@@ -30,26 +30,63 @@ import tensorflow as tf
 __all__ = [
     "conv2d", "relu", "relu_max_pool2x2", "relu_global_max", "dense",
     "upsample2x", "softplus", "l2_normalize", "statistics_pool",
-    "batch_standardize",
-    "tf_gradients",
+    "batch_standardize", "FORMULATIONS", "TRAINING", "EXPORT", "formulation",
+    "current_formulation", "tf_gradients",
 ]
+
+#: How the ops are built (chosen at trace time, see :func:`formulation`):
+#: ``tf``: plain TF ops with TF's own gradients (fastest in TensorFlow; its
+#: gradients need Flex ops in TFLite); ``custom``: TF's forward ops with
+#: builtin-only custom gradients (conv gradients as convs); ``delegate``:
+#: builtin-only ops that LiteRT's XNNPACK delegate runs: convs as im2col +
+#: FULLY_CONNECTED with ``[out, in]`` weights, gradient masks from
+#: MINIMUM/CEIL/SUB arithmetic instead of EQUAL/CAST/SELECT.
+FORMULATIONS = ("tf", "custom", "delegate")
+#: The formulation of TF-side training (centralized, federated).
+TRAINING = "tf"
+#: The formulation of builtin-only exports.
+EXPORT = "delegate"
 
 _state = threading.local()
 
 
 @contextlib.contextmanager
-def tf_gradients() -> Iterator[None]:
-  """Builds the ops with TensorFlow's own gradients while active (at trace time)."""
-  previous = getattr(_state, "tf_gradients", False)
-  _state.tf_gradients = True
+def formulation(name: str) -> Iterator[None]:
+  """Builds the ops in formulation ``name`` while active (at trace time).
+
+  Args:
+    name: One of :data:`FORMULATIONS`.
+
+  Raises:
+    ValueError: Unknown name.
+  """
+  if name not in FORMULATIONS:
+    raise ValueError(f"ops.formulation: unknown formulation {name!r}; "
+                     f"expected one of {FORMULATIONS}")
+  previous = getattr(_state, "formulation", None)
+  _state.formulation = name
   try:
     yield
   finally:
-    _state.tf_gradients = previous
+    _state.formulation = previous
+
+
+def current_formulation() -> str:
+  """The formulation in effect (:data:`TRAINING` outside any context)."""
+  return getattr(_state, "formulation", None) or TRAINING
+
+
+def tf_gradients() -> contextlib.AbstractContextManager[None]:
+  """Builds the ops with TensorFlow's own gradients while active."""
+  return formulation("tf")
 
 
 def _use_tf_gradients() -> bool:
-  return getattr(_state, "tf_gradients", False)
+  return current_formulation() == "tf"
+
+
+def _delegate() -> bool:
+  return current_formulation() == "delegate"
 
 
 def _flip_spatial(kernel: tf.Tensor) -> tf.Tensor:
@@ -86,6 +123,86 @@ def _conv2d_same(x, kernel):
   return y, grad
 
 
+def _offsets(kh: int, kw: int) -> list[tuple[int, int]]:
+  return [(i, j) for i in range(kh) for j in range(kw)]
+
+
+def _im2col(x: tf.Tensor, kh: int, kw: int) -> tf.Tensor:
+  """``[b, h, w, c]`` -> ``[b * h * w, kh * kw * c]`` SAME patches.
+
+  PAD + one SLICE per kernel offset + CONCATENATION along channels (all
+  XNNPACK ops); columns are ordered (row offset, column offset, channel), as
+  ``reshape(kernel, [kh * kw * c, -1])``. The batch may be dynamic.
+  """
+  _, h, w, c = x.shape
+  if kh == kw == 1:
+    return tf.reshape(x, [-1, c])
+  ph, pw = (kh - 1) // 2, (kw - 1) // 2
+  xp = tf.pad(x, [[0, 0], [ph, kh - 1 - ph], [pw, kw - 1 - pw], [0, 0]])
+  # Explicit sizes (no -1) where the batch is static: XNNPACK takes SLICE
+  # only with a fully known size.
+  batch = x.shape[0] if x.shape[0] is not None else -1
+  pieces = [tf.slice(xp, [0, i, j, 0], [batch, h, w, c]) for i, j in
+            _offsets(kh, kw)]
+  return tf.reshape(tf.concat(pieces, axis=-1), [-1, kh * kw * c])
+
+
+def _fully_connected(x: tf.Tensor, weights_oi: tf.Tensor) -> tf.Tensor:
+  """``x @ weights_oi^T``: ``[m, k] x [n, k] -> [m, n]`` as FULLY_CONNECTED.
+
+  XNNPACK runs FULLY_CONNECTED with variable weights (flag 0x08), not
+  BATCH_MATMUL on 2.14; the converter keeps ``transpose_b`` matmuls as
+  FULLY_CONNECTED when the weights are not a plain transpose of a tensor.
+  """
+  return tf.matmul(x, weights_oi, transpose_b=True)
+
+
+def _kernel_oi(kernel: tf.Tensor) -> tf.Tensor:
+  """``[kh, kw, ci, co]`` -> ``[co, kh * kw * ci]`` (4-D transpose + reshape)."""
+  kh, kw, ci, co = (int(d) for d in kernel.shape)
+  return tf.reshape(tf.transpose(kernel, [3, 0, 1, 2]), [co, kh * kw * ci])
+
+
+def _flip_spatial_slices(kernel: tf.Tensor) -> tf.Tensor:
+  """Spatial flip of ``[kh, kw, ci, co]`` from SPLIT + CONCATENATION.
+
+  REVERSE_V2 is neither delegated nor correct on several axes in TFLite 2.14.
+  """
+  for axis in (0, 1):
+    if kernel.shape[axis] > 1:
+      parts = tf.split(kernel, int(kernel.shape[axis]), axis=axis)
+      kernel = tf.concat(parts[::-1], axis=axis)
+  return kernel
+
+
+def _channels_first_2d(x: tf.Tensor) -> tf.Tensor:
+  """``[b, h, w, c]`` or ``[n, c]`` -> ``[c, n]`` through a 4-D transpose."""
+  if len(x.shape) == 2:
+    x = tf.reshape(x, [1, 1, -1, int(x.shape[-1])])
+  return tf.reshape(tf.transpose(x, [3, 0, 1, 2]), [int(x.shape[-1]), -1])
+
+
+@tf.custom_gradient
+def _conv2d_im2col(x, kernel):
+  _, h, w, _ = x.shape
+  kh, kw, ci, co = (int(d) for d in kernel.shape)
+  cols = _im2col(x, kh, kw)
+  y = tf.reshape(_fully_connected(cols, _kernel_oi(kernel)), [-1, h, w, co])
+
+  def grad(dy):
+    # Input gradient: im2col of dy against the flipped kernel, in/out
+    # swapped: [ci, kh * kw * co] weights.
+    flipped = tf.transpose(_flip_spatial_slices(kernel), [0, 1, 3, 2])
+    dx = tf.reshape(_fully_connected(_im2col(dy, kh, kw), _kernel_oi(flipped)),
+                    [-1, h, w, ci])
+    # Filter gradient: [co, n] x [kh * kw * ci, n] -> [co, kh * kw * ci].
+    dk_oi = _fully_connected(_channels_first_2d(dy), _channels_first_2d(cols))
+    dk = tf.transpose(tf.reshape(dk_oi, [co, kh, kw, ci]), [1, 2, 3, 0])
+    return dx, dk
+
+  return y, grad
+
+
 def conv2d(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
   """Stride-1 SAME convolution plus bias, with builtin-only gradients.
 
@@ -102,6 +219,8 @@ def conv2d(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
                      f"{kernel.shape[:2]}")
   if _use_tf_gradients():
     return tf.nn.conv2d(x, kernel, strides=1, padding="SAME") + bias
+  if _delegate():
+    return _conv2d_im2col(x, kernel) + bias
   return _conv2d_same(x, kernel) + bias
 
 
@@ -111,9 +230,27 @@ def _relu(x):
   return y, lambda dy: dy * tf.sign(y)
 
 
+def _positive(y: tf.Tensor) -> tf.Tensor:
+  """1 where ``y > 0``, 0 where ``y == 0``, for ``y >= 0`` (MINIMUM, CEIL)."""
+  return tf.minimum(tf.math.ceil(y), 1.0)
+
+
+def _is_max(x: tf.Tensor, window_max: tf.Tensor) -> tf.Tensor:
+  """1 where ``x == window_max`` (``x <= window_max``) from delegable ops."""
+  return 1.0 - tf.minimum(tf.math.ceil(window_max - x), 1.0)
+
+
+@tf.custom_gradient
+def _relu_arith(x):
+  y = tf.nn.relu(x)
+  return y, lambda dy: dy * _positive(y)
+
+
 def relu(x: tf.Tensor) -> tf.Tensor:
-  """ReLU whose gradient ``dy * sign(y)`` is computed from the output."""
-  return tf.nn.relu(x) if _use_tf_gradients() else _relu(x)
+  """ReLU whose gradient ``dy * [y > 0]`` is computed from the output."""
+  if _use_tf_gradients():
+    return tf.nn.relu(x)
+  return _relu_arith(x) if _delegate() else _relu(x)
 
 
 def _upsample_nearest(x: tf.Tensor) -> tf.Tensor:
@@ -133,7 +270,25 @@ def relu_max_pool2x2(x: tf.Tensor) -> tf.Tensor:
                      f"got {x.shape}")
   if _use_tf_gradients():
     return tf.nn.max_pool2d(tf.nn.relu(x), ksize=2, strides=2, padding="VALID")
+  if _delegate():
+    return _relu_max_pool2x2_arith(x)
   return _relu_max_pool2x2(x)
+
+
+@tf.custom_gradient
+def _relu_max_pool2x2_arith(x):
+  y = tf.nn.max_pool2d(tf.nn.relu(x), ksize=2, strides=2, padding="VALID")
+
+  def grad(dy):
+    # Window pairs in the last axis keep every tensor 4-D: x as
+    # [b * h / 2, 2, w / 2, 2 * c], the pooled values broadcast over axis 1.
+    _, h, w, c = x.shape
+    pairs = tf.reshape(x, [-1, 2, w // 2, 2 * c])
+    up = lambda t: tf.concat([tf.reshape(t, [-1, 1, w // 2, c])] * 2, axis=-1)
+    routed = _is_max(pairs, up(y)) * up(dy * _positive(y))
+    return tf.reshape(routed, [-1, h, w, c])
+
+  return y, grad
 
 
 @tf.custom_gradient
@@ -151,7 +306,20 @@ def relu_global_max(x: tf.Tensor) -> tf.Tensor:
   """``reduce_max(relu(x), axis=[1, 2])``: [b, h, w, c] -> [b, c]."""
   if _use_tf_gradients():
     return tf.reduce_max(tf.nn.relu(x), axis=[1, 2])
+  if _delegate():
+    return _relu_global_max_arith(x)
   return _relu_global_max(x)
+
+
+@tf.custom_gradient
+def _relu_global_max_arith(x):
+  y = tf.reduce_max(tf.nn.relu(x), axis=[1, 2])
+
+  def grad(dy):
+    y4 = y[:, tf.newaxis, tf.newaxis, :]
+    return _is_max(x, y4) * (dy * _positive(y))[:, tf.newaxis, tf.newaxis, :]
+
+  return y, grad
 
 
 @tf.custom_gradient
@@ -167,8 +335,26 @@ def _relu_global_max(x):
 
 
 def dense(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
-  """``x @ kernel + bias`` (TF's own gradients are builtin: MatMul, Sum)."""
+  """``x @ kernel + bias`` (TF's own gradients are builtin: MatMul, Sum).
+
+  In the ``delegate`` formulation every matmul of the step, forward and
+  gradients, is a FULLY_CONNECTED with ``[out, in]`` weights.
+  """
+  if _delegate():
+    return _dense_fc(x, kernel) + bias
   return tf.matmul(x, kernel) + bias
+
+
+@tf.custom_gradient
+def _dense_fc(x, kernel):
+  y = _fully_connected(x, _channels_first_2d(kernel))
+
+  def grad(dy):
+    dx = _fully_connected(dy, kernel)
+    dk = _fully_connected(_channels_first_2d(x), _channels_first_2d(dy))
+    return dx, dk
+
+  return y, grad
 
 
 def upsample2x(x: tf.Tensor) -> tf.Tensor:

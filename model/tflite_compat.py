@@ -17,6 +17,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
+from model import ops
 from model.ssl_model import SSLModel
 
 __all__ = [
@@ -78,9 +79,10 @@ def sgd_train_module(model: SSLModel, batch_size: int,
 
     @tf.function(input_signature=[spec])
     def train(self, waveform):
-      with tf.GradientTape() as tape:
-        loss = self.model.loss(waveform)
-      grads = tape.gradient(loss, self.model.weights)
+      with ops.formulation(ops.EXPORT):
+        with tf.GradientTape() as tape:
+          loss = self.model.loss(waveform)
+        grads = tape.gradient(loss, self.model.weights)
       for variable, grad in zip(self.model.weights, grads):
         variable.assign_sub(learning_rate * grad)
       return {"loss": loss}

@@ -408,3 +408,21 @@ def test_copy_model_script_checks_and_copies(exported, tmp_path):
                           capture_output=True, text=True)
   assert result.returncode != 0 and "different exports" in result.stderr
   assert not (tmp_path / "other").exists()
+
+
+def test_app_runs_on_litert_with_xnnpack():
+  """The app depends on LiteRT (not tensorflow-lite) and turns XNNPACK on."""
+  with open(os.path.join(ANDROID, "app", "build.gradle.kts"),
+            encoding="utf-8") as f:
+    gradle = f.read()
+  dependencies = re.findall(r'implementation\("([^"]+)"\)', gradle)
+  assert any(d.startswith("com.google.ai.edge.litert:litert:")
+             for d in dependencies), dependencies
+  assert not any(d.startswith("org.tensorflow:") for d in dependencies)
+  sources = []
+  for directory, _, names in os.walk(os.path.join(ANDROID, "app", "src")):
+    for name in names:
+      if name.endswith(".kt"):
+        with open(os.path.join(directory, name), encoding="utf-8") as f:
+          sources.append(f.read())
+  assert any("setUseXNNPACK(true)" in s for s in sources)

@@ -27,4 +27,7 @@ def test_demo_runs_and_writes_report(tmp_path):
   for name in ("training", "embed_float32", "embed_int8"):
     assert os.path.exists(tmp_path / "export" / name / "manifest.json"), name
   assert "Select-TF ops: none" in result.stdout
-  assert "tflite_runtime train steps on one corpus batch:" in result.stdout
+  assert "ai_edge_litert train steps on one corpus batch:" in result.stdout
+  assert "| training | train |" in result.stdout
+  for name in ("ondevice.md", "ondevice.png"):
+    assert os.path.getsize(tmp_path / "report" / name) > 0

@@ -38,8 +38,9 @@ android {
 
 dependencies {
   implementation(project(":core"))
-  // The plain runtime: builtin ops only, no Select-TF ops (export with --mode builtin).
-  implementation("org.tensorflow:tensorflow-lite:2.14.0")
+  // LiteRT, the maintained successor of TensorFlow Lite (same org.tensorflow.lite
+  // Interpreter API): builtin ops only, no Select-TF ops (export with --mode builtin).
+  implementation("com.google.ai.edge.litert:litert:1.4.0")
   implementation("androidx.core:core-ktx:1.12.0")
   implementation("androidx.appcompat:appcompat:1.6.1")
   implementation("androidx.activity:activity-ktx:1.8.2")

@@ -60,7 +60,10 @@ class DemoApplication : Application() {
             "${manifest.modelSha256.take(16)}…: copy both files from the same export"
         )
       }
-      val runner = TfliteSignatureRunner(Interpreter(model, Interpreter.Options().setNumThreads(INTERPRETER_THREADS)))
+      // LiteRT's Interpreter API can switch XNNPACK on but takes no XNNPACK flags (the host
+      // uses CompiledModel with flags 0x0B, see the README).
+      val options = Interpreter.Options().setNumThreads(INTERPRETER_THREADS).setUseXNNPACK(true)
+      val runner = TfliteSignatureRunner(Interpreter(model, options))
       try {
         return DeviceSession(OnDeviceModel(manifest, runner), stateDir(context), BUFFER_WINDOWS)
       } catch (e: RuntimeException) {

@@ -1,0 +1,370 @@
+"""Step time of on-device training and embed latency, host-side, side by side.
+
+For every (preset, task, batch) of the matrix, one ``train`` step of the same
+module is timed as:
+
+* a builtin-only TFLite file in the XNNPACK formulation
+  (``ops.EXPORT``: im2col + FULLY_CONNECTED) on LiteRT (``CompiledModel``,
+  XNNPACK flags 0x0B) and on tflite-runtime 2.14;
+* a builtin-only file in the previous formulation (``custom``: CONV_2D with
+  conv-shaped gradients) on tflite-runtime and LiteRT, the baseline;
+* a flex TFLite file (``tf.lite.Interpreter`` with Select-TF kernels);
+* TensorFlow's graph-mode step (``tf.function``) with TF's own gradients
+  (the reference of every ratio) and with the custom builtin gradients.
+
+Then ``embed`` of one patch for every quantization on both runtimes. All
+variants of one configuration run in one process on the same corpus batch,
+interleaved round-robin so background load hits every variant alike; the
+process's CPU time per call is the reported measure (steadier than wall time
+on a busy host), wall time is kept too. GFLOP/s are the file's FLOPs
+(:func:`export.tflite_flops.count_flops`) over the CPU time.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import time
+from typing import Callable, Optional, Sequence
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from export import delegation as delegation_lib
+from export import tflite_flops
+from export.conversion import (QUANTIZATIONS, convert_embed_model,
+                               convert_training_model)
+from export.corpus import load_corpus
+from export.exporter import fresh_source
+from export.ondevice_module import EmbedModule, OnDeviceModule
+from export.optimizers import OptimizerConfig
+from export.runtime import OnDeviceModel
+
+__all__ = ["TRAIN_VARIANTS", "EMBED_RUNTIMES", "TrainStepConfig", "Row",
+           "run", "format_table", "write_csv", "plot"]
+
+#: Train-step variants: name -> (formulation or TF, runtime).
+TRAIN_VARIANTS: dict[str, tuple[str, str]] = {
+    "builtin/LiteRT": ("delegate", "ai_edge_litert"),
+    "builtin/tflite_runtime": ("delegate", "tflite_runtime"),
+    "previous builtin/tflite_runtime": ("custom", "tflite_runtime"),
+    "previous builtin/LiteRT": ("custom", "ai_edge_litert"),
+    "flex/tf.lite": ("tf", "tensorflow"),
+    "TF graph/TF gradients": ("tf", "tf.function"),
+    "TF graph/custom gradients": ("custom", "tf.function"),
+}
+#: The reference of the ratio columns.
+REFERENCE = "TF graph/TF gradients"
+#: Runtimes the embed variants run on.
+EMBED_RUNTIMES = ("ai_edge_litert", "tflite_runtime")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainStepConfig:
+  """The benchmark matrix.
+
+  Attributes:
+    presets: Encoder presets.
+    tasks: SSL tasks.
+    batch_sizes: Static ``train`` batches.
+    threads: Threads of every runtime and of TF (TF's pools are set once
+      per process, so one value per run).
+    variants: Keys of :data:`TRAIN_VARIANTS` to time.
+    quantizations: Embed variants (empty: no embed rows).
+    optimizer: Optimizer of the step.
+    steps: Timed calls per variant (the median is reported).
+    warmup: Untimed calls per variant first.
+  """
+
+  presets: tuple[str, ...] = ("small",)
+  tasks: tuple[str, ...] = ("temporal_gap",)
+  batch_sizes: tuple[int, ...] = (32,)
+  threads: int = 1
+  variants: tuple[str, ...] = tuple(TRAIN_VARIANTS)
+  quantizations: tuple[str, ...] = QUANTIZATIONS
+  optimizer: OptimizerConfig = OptimizerConfig("sgd", learning_rate=0.01)
+  steps: int = 10
+  warmup: int = 2
+
+  def __post_init__(self):
+    for field in ("presets", "tasks", "batch_sizes", "variants",
+                  "quantizations"):
+      object.__setattr__(self, field, tuple(getattr(self, field)))
+    if unknown := [v for v in self.variants if v not in TRAIN_VARIANTS]:
+      raise ValueError(f"TrainStepConfig.variants: unknown {unknown}; "
+                       f"expected some of {list(TRAIN_VARIANTS)}")
+    if unknown := [q for q in self.quantizations if q not in QUANTIZATIONS]:
+      raise ValueError(f"TrainStepConfig.quantizations: unknown {unknown}; "
+                       f"expected some of {list(QUANTIZATIONS)}")
+    if min(self.batch_sizes, default=0) < 1 or self.threads < 1 or (
+        self.steps < 1 or self.warmup < 0):
+      raise ValueError("TrainStepConfig: batch sizes, threads and steps must "
+                       "be >= 1, warmup >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """Timings of one variant in one configuration.
+
+  Attributes:
+    preset: Encoder preset.
+    task: SSL task (``-`` for embed rows).
+    batch: ``train`` batch, or patches per ``embed`` call.
+    threads: Threads.
+    kind: ``train`` or ``embed``.
+    variant: What was timed.
+    runtime: Which runtime ran it.
+    file_bytes: Size of its ``.tflite`` (0 for TF).
+    flops: FLOPs of one call counted from the file (0 for TF rows: the
+      flex file's count is used for their GFLOP/s).
+    delegated: Share of those FLOPs in XNNPACK (None: not measured).
+    cpu_ms: CPU time of every timed call.
+    wall_ms: Wall time of every timed call.
+  """
+
+  preset: str
+  task: str
+  batch: int
+  threads: int
+  kind: str
+  variant: str
+  runtime: str
+  file_bytes: int
+  flops: int
+  delegated: Optional[float]
+  cpu_ms: tuple[float, ...]
+  wall_ms: tuple[float, ...]
+
+  @property
+  def cpu_median(self) -> float:
+    return float(np.median(self.cpu_ms))
+
+  @property
+  def wall_median(self) -> float:
+    return float(np.median(self.wall_ms))
+
+  @property
+  def gflops(self) -> float:
+    return self.flops / (self.cpu_median * 1e6) if self.cpu_median else 0.0
+
+
+def _time_round_robin(calls: dict[str, Callable[[], object]], steps: int,
+                      warmup: int
+                      ) -> dict[str, tuple[list[float], list[float]]]:
+  """CPU and wall milliseconds of each call, ``steps`` rounds of all calls."""
+  for _ in range(warmup):
+    for call in calls.values():
+      call()
+  times = {name: ([], []) for name in calls}
+  for _ in range(steps):
+    for name, call in calls.items():
+      wall, cpu = time.perf_counter(), time.process_time()
+      call()
+      times[name][0].append(1e3 * (time.process_time() - cpu))
+      times[name][1].append(1e3 * (time.perf_counter() - wall))
+  return times
+
+
+def _train_rows(preset: str, task: str, batch_size: int,
+                config: TrainStepConfig) -> list[Row]:
+  """The train variants of one configuration, timed interleaved."""
+  model = fresh_source(preset, task).model
+  corpus = load_corpus()
+  batch = corpus.segments(model.example_samples, batch_size,
+                          min_samples=model.spec.frontend.patch_samples)
+  x = tf.constant(batch)
+  files: dict[str, bytes] = {}
+  calls, meta = {}, {}
+  for variant in config.variants:
+    formulation, runtime = TRAIN_VARIANTS[variant]
+    mode = "flex" if formulation == "tf" else "builtin"
+    module = OnDeviceModule(model, config.optimizer, batch_size, mode=mode,
+                            formulation=formulation)
+    if runtime == "tf.function":
+      step = module.train_function()
+      calls[variant] = lambda step=step: step(waveform=x)["loss"].numpy()
+      meta[variant] = (runtime, 0, files.get("tf", b""), None)
+      continue
+    if formulation not in files:
+      logging.info("converting %s/%s batch %d (%s)", preset, task, batch_size,
+                   formulation)
+      files[formulation] = convert_training_model(module).content
+    content = files[formulation]
+    lite = OnDeviceModel(content, runtime=runtime,
+                         num_threads=config.threads)
+    calls[variant] = lambda lite=lite: lite.train(batch)
+    delegated = (None if runtime == "tensorflow" else
+                 delegation_lib.delegation(content, "train",
+                                           runtime=runtime).flops_fraction)
+    meta[variant] = (runtime, len(content), content, delegated)
+  flops = {}
+  for formulation, content in files.items():
+    flops[formulation] = tflite_flops.count_flops(content, "train").flops
+  reference_flops = flops.get("tf", next(iter(flops.values()), 0))
+  times = _time_round_robin(calls, config.steps, config.warmup)
+  rows = []
+  for variant in config.variants:
+    runtime, size, _, delegated = meta[variant]
+    formulation = TRAIN_VARIANTS[variant][0]
+    rows.append(Row(
+        preset=preset, task=task, batch=batch_size, threads=config.threads,
+        kind="train", variant=variant, runtime=runtime, file_bytes=size,
+        flops=flops.get(formulation, reference_flops) if size else
+        reference_flops, delegated=delegated,
+        cpu_ms=tuple(times[variant][0]), wall_ms=tuple(times[variant][1])))
+  return rows
+
+
+def _embed_rows(preset: str, config: TrainStepConfig) -> list[Row]:
+  """``embed`` of one patch for every quantization on both runtimes."""
+  model = fresh_source(preset, "temporal_gap").model
+  patches, _ = load_corpus().patches(model.spec.frontend)
+  rng = np.random.default_rng(0)
+  representative = lambda: ({"waveform": patches[i:i + 1]} for i in
+                            rng.choice(len(patches), 64))
+  module = EmbedModule(model)
+  calls, meta = {}, {}
+  for quantization in config.quantizations:
+    content = convert_embed_model(module, quantization,
+                                  representative=representative).content
+    flops = tflite_flops.count_flops(content, "embed", batch=1).flops
+    for runtime in EMBED_RUNTIMES:
+      lite = OnDeviceModel(content, runtime=runtime,
+                           num_threads=config.threads)
+      name = f"{quantization}, {runtime}"
+      calls[name] = lambda lite=lite: lite.embed(patches[:1])
+      meta[name] = (quantization, runtime, len(content), flops,
+                    delegation_lib.delegation(content, "embed",
+                                              runtime=runtime).flops_fraction)
+  times = _time_round_robin(calls, config.steps * 5, config.warmup)
+  return [Row(preset=preset, task="-", batch=1, threads=config.threads,
+              kind="embed", variant=f"embed {q}", runtime=runtime,
+              file_bytes=size, flops=flops, delegated=delegated,
+              cpu_ms=tuple(times[name][0]), wall_ms=tuple(times[name][1]))
+          for name, (q, runtime, size, flops, delegated) in meta.items()]
+
+
+def run(config: TrainStepConfig, *,
+        on_rows: Optional[Callable[[list[Row]], None]] = None) -> list[Row]:
+  """Times the whole matrix.
+
+  Args:
+    config: The matrix.
+    on_rows: Called with the rows of each finished configuration (progress).
+
+  Returns:
+    Every row: train rows per configuration, then embed rows per preset.
+  """
+  rows = []
+  jobs = [(p, t, b) for p in config.presets for t in config.tasks
+          for b in config.batch_sizes] if config.variants else []
+  for preset, task, batch in jobs:
+    logging.info("timing %s / %s / batch %d", preset, task, batch)
+    new = _train_rows(preset, task, batch, config)
+    rows += new
+    if on_rows:
+      on_rows(new)
+  if config.quantizations:
+    for preset in config.presets:
+      new = _embed_rows(preset, config)
+      rows += new
+      if on_rows:
+        on_rows(new)
+  return rows
+
+
+def _ratio(row: Row, reference: Optional[Row]) -> str:
+  if reference is None or not reference.cpu_median:
+    return "-"
+  return f"{row.cpu_median / reference.cpu_median:.2f}"
+
+
+def format_table(rows: Sequence[Row], config: TrainStepConfig) -> str:
+  """Markdown tables (train, then embed) with a heading line."""
+  load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+  lines = [f"optimizer {config.optimizer.name}, {config.threads} thread(s); "
+           f"CPU ms median of {config.steps} interleaved calls after "
+           f"{config.warmup} warm-up calls (embed: {config.steps * 5}); host "
+           f"load average {load} on {os.cpu_count()} CPUs", ""]
+  train = [r for r in rows if r.kind == "train"]
+  if train:
+    lines += ["| preset | task | batch | variant | runtime | CPU ms | "
+              "p10-p90 | wall ms | / TF | / previous builtin | GFLOP/s | "
+              "XNNPACK FLOPs | file bytes |",
+              "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in train:
+      group = [g for g in train if (g.preset, g.task, g.batch) ==
+               (r.preset, r.task, r.batch)]
+      find = lambda name: next((g for g in group if g.variant == name), None)
+      p10, p90 = np.percentile(r.cpu_ms, [10, 90])
+      lines.append(
+          f"| {r.preset} | {r.task} | {r.batch} | {r.variant} | {r.runtime} | "
+          f"{r.cpu_median:.1f} | {p10:.0f}-{p90:.0f} | {r.wall_median:.1f} | "
+          f"{_ratio(r, find(REFERENCE))} | "
+          f"{_ratio(r, find('previous builtin/tflite_runtime'))} | "
+          f"{r.gflops:.1f} | "
+          f"{'-' if r.delegated is None else f'{r.delegated:.0%}'} | "
+          f"{r.file_bytes:,} |")
+    lines.append("")
+  embed = [r for r in rows if r.kind == "embed"]
+  if embed:
+    lines += ["| preset | variant | runtime | CPU ms / patch | wall ms | "
+              "/ float32 same runtime | XNNPACK FLOPs | file bytes |",
+              "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in embed:
+      base = next((g for g in embed if g.preset == r.preset and
+                   g.runtime == r.runtime and g.variant == "embed float32"),
+                  None)
+      lines.append(
+          f"| {r.preset} | {r.variant} | {r.runtime} | {r.cpu_median:.2f} | "
+          f"{r.wall_median:.2f} | {_ratio(r, base)} | "
+          f"{'-' if r.delegated is None else f'{r.delegated:.0%}'} | "
+          f"{r.file_bytes:,} |")
+  return "\n".join(lines)
+
+
+def write_csv(path: str, rows: Sequence[Row]) -> None:
+  """One line per row, with medians and percentiles."""
+  with open(path, "w", newline="", encoding="utf-8") as f:
+    writer = csv.writer(f)
+    writer.writerow(["preset", "task", "batch", "threads", "kind", "variant",
+                     "runtime", "cpu_ms_median", "cpu_ms_p10", "cpu_ms_p90",
+                     "wall_ms_median", "flops", "gflops_per_s",
+                     "xnnpack_flops_fraction", "file_bytes"])
+    for r in rows:
+      p10, p90 = np.percentile(r.cpu_ms, [10, 90])
+      writer.writerow([r.preset, r.task, r.batch, r.threads, r.kind,
+                       r.variant, r.runtime, f"{r.cpu_median:.3f}",
+                       f"{p10:.3f}", f"{p90:.3f}", f"{r.wall_median:.3f}",
+                       r.flops, f"{r.gflops:.3f}",
+                       "" if r.delegated is None else f"{r.delegated:.4f}",
+                       r.file_bytes])
+
+
+def plot(path: str, rows: Sequence[Row]) -> None:
+  """Bar chart: train CPU ms per configuration and variant (log scale)."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+  train = [r for r in rows if r.kind == "train"]
+  groups = list(dict.fromkeys((r.preset, r.task, r.batch) for r in train))
+  variants = list(dict.fromkeys(r.variant for r in train))
+  if not groups:
+    return
+  fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(groups)), 4.5))
+  width = 0.8 / max(1, len(variants))
+  for i, variant in enumerate(variants):
+    values = [next((r.cpu_median for r in train if (r.preset, r.task, r.batch)
+                    == g and r.variant == variant), np.nan) for g in groups]
+    ax.bar(np.arange(len(groups)) + i * width, values, width, label=variant)
+  ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2)
+  ax.set_xticklabels([f"{p}\n{t}\nB={b}" for p, t, b in groups], fontsize=8)
+  ax.set_yscale("log")
+  ax.set_ylabel("CPU ms per train step (median)")
+  ax.set_title("On-device train step, host CPU")
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)

@@ -1,0 +1,98 @@
+"""Launcher of the on-device train-step and embed benchmark.
+
+Usage:
+  python -m benchmarks.train_step_main --out_dir train_step_output \\
+      [--presets small,large] [--tasks temporal_gap,nt_xent] \\
+      [--batch_sizes 8,32] [--threads 1] [--variants ...] \\
+      [--quantizations float32,int8] [--steps 10]
+
+Prints the Markdown tables; ``train_step.csv``, ``train_step.md`` and
+``train_step.png`` go to --out_dir. TF's thread pools are fixed per process:
+run once per thread count.
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import app
+from absl import flags
+
+from benchmarks import train_step
+from model.cli import quiet_logging
+from model.encoders import ENCODERS
+from model.tasks import SSL_TASKS
+
+_DEFAULT = train_step.TrainStepConfig()
+
+_OUT_DIR = flags.DEFINE_string("out_dir", None, "Output directory.",
+                               required=True)
+_PRESETS = flags.DEFINE_list("presets", list(_DEFAULT.presets),
+                             f"Encoder presets, of {', '.join(ENCODERS)}.")
+_TASKS = flags.DEFINE_list("tasks", list(_DEFAULT.tasks),
+                           f"SSL tasks, of {', '.join(SSL_TASKS)}.")
+_BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["32"], "train batches.")
+_THREADS = flags.DEFINE_integer("threads", 1, "Threads (runtimes and TF).",
+                                lower_bound=1)
+_VARIANTS = flags.DEFINE_list(
+    "variants", list(_DEFAULT.variants),
+    f"Train variants, of: {', '.join(train_step.TRAIN_VARIANTS)}.")
+_QUANTIZATIONS = flags.DEFINE_list(
+    "quantizations", list(_DEFAULT.quantizations),
+    "Embed variants (empty: no embed rows).")
+_STEPS = flags.DEFINE_integer("steps", _DEFAULT.steps,
+                              "Timed calls per variant.", lower_bound=1)
+_WARMUP = flags.DEFINE_integer("warmup", _DEFAULT.warmup,
+                               "Untimed calls per variant.", lower_bound=0)
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if unknown := [p for p in _PRESETS.value if p not in ENCODERS]:
+    raise app.UsageError(f"--presets: unknown {unknown}; choose from "
+                         f"{list(ENCODERS)}")
+  if unknown := [t for t in _TASKS.value if t not in SSL_TASKS]:
+    raise app.UsageError(f"--tasks: unknown {unknown}; choose from "
+                         f"{list(SSL_TASKS)}")
+  # TF's thread pools must be sized before TensorFlow runs anything.
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
+  tf.config.threading.set_inter_op_parallelism_threads(_THREADS.value)
+  try:
+    config = train_step.TrainStepConfig(
+        presets=tuple(_PRESETS.value), tasks=tuple(_TASKS.value),
+        batch_sizes=tuple(int(b) for b in _BATCH_SIZES.value),
+        threads=_THREADS.value, variants=tuple(_VARIANTS.value),
+        quantizations=tuple(_QUANTIZATIONS.value), steps=_STEPS.value,
+        warmup=_WARMUP.value)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  quiet_logging()
+  os.makedirs(_OUT_DIR.value, exist_ok=True)
+  done = []
+
+  def progress(rows):
+    if not rows:
+      return
+    done.extend(rows)
+    print(f"[{len(done)} rows] {rows[0].preset} {rows[0].task} "
+          f"batch {rows[0].batch}: " + ", ".join(
+              f"{r.variant} {r.cpu_median:.1f} ms" for r in rows), flush=True)
+
+  rows = train_step.run(config, on_rows=progress)
+  table = train_step.format_table(rows, config)
+  print(table)
+  with open(os.path.join(_OUT_DIR.value, "train_step.md"), "w",
+            encoding="utf-8") as f:
+    f.write(table + "\n")
+  train_step.write_csv(os.path.join(_OUT_DIR.value, "train_step.csv"), rows)
+  train_step.plot(os.path.join(_OUT_DIR.value, "train_step.png"), rows)
+
+
+def run() -> None:
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
