@@ -28,7 +28,7 @@ def test_other_seed_and_batch():
 def test_delegate_formulation_matches_tensorflow(seed, batch):
   errors = gradient_errors(seed=seed, batch=batch, formulation="delegate",
                            outputs=True)
-  assert len(errors) == 15 + 11
+  assert len(errors) == 16 + 12
   worst = max(errors, key=errors.get)
   assert errors[worst] <= DELEGATE_TOLERANCE, f"{worst}: {errors[worst]}"
 

@@ -23,11 +23,13 @@ def _gradient(fn, x, upstream):
   return y, tape.gradient(y, x, output_gradients=upstream)
 
 
-def test_statistics_pool_matches_numpy_and_tf_gradient():
+@pytest.mark.parametrize("builtin", ["custom", "delegate"])
+def test_statistics_pool_matches_numpy_and_tf_gradient(builtin):
   rng = np.random.default_rng(0)
   x = tf.constant(rng.standard_normal((3, 6, 4, 5)), tf.float32)
   upstream = tf.constant(rng.standard_normal((3, 10)), tf.float32)
-  y, ours = _gradient(ops.statistics_pool, x, upstream)
+  with ops.formulation(builtin):
+    y, ours = _gradient(ops.statistics_pool, x, upstream)
   with ops.tf_gradients():
     y_tf, theirs = _gradient(ops.statistics_pool, x, upstream)
   flat = x.numpy().reshape(3, 24, 5)
