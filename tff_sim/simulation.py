@@ -24,10 +24,10 @@ import tensorflow_federated as tff
 from tqdm import tqdm
 
 from model import evaluation
+from model.best_models import BestModels
 from model.datasets.clips import ClipTable
 from model.datasets.pipeline import Segments, make_segments
 from model.run_dir import write_or_check_config
-from model.best_models import BestModels
 from model.ssl_model import ModelSpec, SSLModel, assign_weights, save_model
 from model.tasks import check_task_batch_size
 from tff_sim import partition as partition_lib
