@@ -36,7 +36,7 @@ setuptools.setup(
             "audio-ssl-sim-bench=benchmarks.simulation_main:run",
             "audio-ssl-fed-quality=benchmarks.federated_quality_main:run",
             "audio-ssl-distill=export.distill_main:run",
-            "audio-ssl-fedsa=tff_sim.fedsa_main:run",
+            "audio-ssl-fedsa=benchmarks.fedsa_main:run",
         ],
     },
 )
