@@ -1,8 +1,10 @@
 """FedSA: Grad-CAM, selection with replacement, hint distillation, the study."""
 
 import dataclasses
-import json
 import os
+import shlex
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -234,3 +236,15 @@ def test_quick_study_writes_the_table(tmp_path):
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   with open(os.path.join(config.out_dir, "selection.csv")) as f:
     assert len(f.readlines()) == 1 + 2 * 2
+  command = next(line for line in report.splitlines()
+                 if line.startswith("python -m benchmarks.fedsa_main"))
+  # Parsed in a fresh interpreter: launchers share flag names.
+  parsed = subprocess.run(
+      [sys.executable, "-c",
+       "import sys; from absl import flags; "
+       "from benchmarks import fedsa_main as m; "
+       "flags.FLAGS(sys.argv); print(repr(m.config_from_flags()))",
+       *shlex.split(command)[3:]],
+      capture_output=True, text=True, check=True,
+      env={**os.environ, "PYTHONPATH": os.getcwd()})
+  assert parsed.stdout.strip().splitlines()[-1] == repr(config)
