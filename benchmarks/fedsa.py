@@ -41,7 +41,8 @@ from model.tasks import SSL_TASKS
 from model.tasks.distillation import load_teacher
 from model.train import TrainConfig, train_centralized
 from tff_sim.fedsa import (FedSAConfig, FedSAResult, FedSATeacher, ProbeSet,
-                           make_probe_set, run_fedsa, train_on_probe_set)
+                           make_probe_set, prepare_sites, run_fedsa,
+                           train_on_probe_set)
 from tff_sim.simulation import training_segments
 
 __all__ = ["FedSAStudyConfig", "StudyResult", "parse_teacher",
@@ -257,7 +258,19 @@ class _Task:
                           self.frontend)
 
   def embed(self, encoder: Encoder) -> np.ndarray:
-    return evaluation.clip_embeddings(encoder, self.waveforms, self.frontend)
+    """Mean embedding of each clip's patches (log-mel computed once)."""
+    if not hasattr(self, "_patches"):
+      self._patches, owner = evaluation.clip_patches(self.waveforms,
+                                                     self.frontend)
+      self._starts = np.flatnonzero(np.diff(owner, prepend=-1))
+      self._counts = np.bincount(owner)
+    embed = tf.function(encoder.__call__, input_signature=[
+        tf.TensorSpec([None, *self._patches.shape[1:]], tf.float32)])
+    embeddings = np.concatenate([
+        embed(self._patches[i:i + 512]).numpy()
+        for i in range(0, len(self._patches), 512)])
+    return (np.add.reduceat(embeddings, self._starts, axis=0)
+            / self._counts[:, np.newaxis])
 
   def accuracy(self, features: np.ndarray, labelled: np.ndarray) -> float:
     return evaluation.linear_probe(features[labelled],
@@ -372,6 +385,10 @@ def run_fedsa_study(config: FedSAStudyConfig, *, show_progress: bool = True
     frozen = load_teacher(teacher.model_dir)
     teacher_features.append(task.embed(_encoder(frozen.config, frozen.values)))
   log_mel_features = _log_mel_features(task.waveforms, frontend)
+  sites = {}
+  for hint_layer in {config.fedsa.hint_layer,
+                     *(["embedding"] if config.ablation_fractions else [])}:
+    sites[hint_layer] = prepare_sites(teachers, student, frontend, hint_layer)
 
   accuracy = collections.defaultdict(list)
   by_round = collections.defaultdict(lambda: collections.defaultdict(list))
@@ -400,10 +417,11 @@ def run_fedsa_study(config: FedSAStudyConfig, *, show_progress: bool = True
       def record(round_num, encoder, row=row):
         by_round[(row, fraction)][round_num].append(task.accuracy(
             task.embed(encoder), labelled))
+      run_config = dataclasses.replace(fedsa, **changes)
       result: FedSAResult = run_fedsa(
-          dataclasses.replace(fedsa, **changes), student, teachers, probe,
-          frontend=frontend, initial_weights=initial, on_period=record,
-          show_progress=False)
+          run_config, student, teachers, probe, frontend=frontend,
+          initial_weights=initial, sites=sites[run_config.hint_layer],
+          on_period=record, show_progress=False)
       accuracy[(row, fraction)].append(
           by_round[(row, fraction)][fedsa.rounds][-1])
       if row == FEDSA:

@@ -55,7 +55,8 @@ __all__ = [
     "FedSAConfig", "FedSATeacher", "SelectionRecord", "FedSAResult",
     "block_activations", "forward_from_block", "fit_linear_head",
     "gradcam_maps", "clip_similarities", "selection_probabilities",
-    "sample_teachers", "check_teacher", "train_on_probe_set", "run_fedsa",
+    "sample_teachers", "check_teacher", "TeacherSite", "prepare_sites",
+    "train_on_probe_set", "run_fedsa",
 ]
 
 #: ``selective``: FedSA (saliency-based draws with replacement);
@@ -444,41 +445,81 @@ def _features(config: EncoderConfig, params: Sequence[tf.Tensor],
   return block_activations(config, params, patches, -1)
 
 
+@dataclasses.dataclass(frozen=True)
+class TeacherSite:
+  """What a teacher's client prepares once: its patches and hint targets.
+
+  Attributes:
+    name: The teacher's display name.
+    teacher_config: The teacher's architecture.
+    teacher_params: Its weights.
+    patches: float32 ``[n, frames, bins]``: the client's audio as patches.
+    targets: The teacher's features of ``patches`` at ``hint_layer``,
+      standardized per channel (per dimension for embeddings) over the
+      client's patches.
+    hint_layer: One of :data:`HINT_LAYERS`.
+  """
+
+  name: str
+  teacher_config: EncoderConfig
+  teacher_params: tuple[np.ndarray, ...]
+  patches: np.ndarray
+  targets: np.ndarray
+  hint_layer: str
+
+
+def prepare_sites(teachers: Sequence[FedSATeacher], student: EncoderConfig,
+                  frontend: FrontendConfig, hint_layer: str
+                  ) -> list[TeacherSite]:
+  """Checks every teacher and computes its client's hint targets.
+
+  Raises:
+    ValueError: A teacher does not fit the student (see
+      :func:`check_teacher`) or its client has no audio.
+  """
+  sites = []
+  for teacher in teachers:
+    check_teacher(teacher, student, frontend)
+    frozen = load_teacher(teacher.model_dir)
+    patches, _ = evaluation.clip_patches(teacher.clips, frontend)
+    if not len(patches):
+      raise ValueError(f"teacher {teacher.name!r}: the client has no audio")
+    params = [tf.constant(v) for v in frozen.values]
+    compute = tf.function(lambda x, c=frozen.config, p=params: _features(
+        c, p, x, hint_layer))
+    targets = np.concatenate([compute(patches[i:i + 128]).numpy()
+                              for i in range(0, len(patches), 128)])
+    axes = tuple(range(targets.ndim - 1))
+    std = targets.std(axis=axes)
+    targets = (targets - targets.mean(axis=axes)) / np.where(std > 0, std, 1)
+    sites.append(TeacherSite(
+        name=teacher.name, teacher_config=frozen.config,
+        teacher_params=tuple(frozen.values), patches=patches,
+        targets=targets.astype(np.float32), hint_layer=hint_layer))
+  return sites
+
+
 class _HintClient:
-  """A teacher's client: its patches, standardized hint targets, translator.
+  """A teacher's client during one run: its site and its own translator.
 
   The translator (a 1x1 conv, i.e. a dense layer over channels) stays on
   the client across rounds and is trained with the student copy.
   """
 
-  def __init__(self, teacher: FedSATeacher, student: EncoderConfig,
-               frontend: FrontendConfig, config: FedSAConfig, index: int):
-    check_teacher(teacher, student, frontend)
-    self.name = teacher.name
+  def __init__(self, site: TeacherSite, student: EncoderConfig,
+               config: FedSAConfig, index: int):
+    self.name = site.name
     self.index = index
-    frozen = load_teacher(teacher.model_dir)
-    self.teacher_config = frozen.config
-    self.teacher_params = frozen.values
-    self.patches, _ = evaluation.clip_patches(teacher.clips, frontend)
-    if not len(self.patches):
-      raise ValueError(f"teacher {teacher.name!r}: the client has no audio")
-    params = [tf.constant(v) for v in frozen.values]
-    compute = tf.function(lambda x: _features(frozen.config, params, x,
-                                              config.hint_layer))
-    targets = np.concatenate([compute(self.patches[i:i + 128]).numpy()
-                              for i in range(0, len(self.patches), 128)])
-    axes = tuple(range(targets.ndim - 1))
-    mean = targets.mean(axis=axes)
-    std = targets.std(axis=axes)
-    self.targets = ((targets - mean) / np.where(std > 0, std, 1.0)
-                    ).astype(np.float32)
+    self.teacher_config = site.teacher_config
+    self.teacher_params = list(site.teacher_params)
+    self.patches, self.targets = site.patches, site.targets
     rng = np.random.default_rng([config.seed, 7, index])
     width_in = (student.embedding_dim if config.hint_layer == "embedding"
                 else student.channels[-1])
     self.translator = [
-        tf.Variable(glorot_uniform((width_in, targets.shape[-1]), rng),
+        tf.Variable(glorot_uniform((width_in, self.targets.shape[-1]), rng),
                     name=f"translator{index}/kernel"),
-        tf.Variable(np.zeros(targets.shape[-1], np.float32),
+        tf.Variable(np.zeros(self.targets.shape[-1], np.float32),
                     name=f"translator{index}/bias")]
 
   def batch(self, rng: np.random.Generator, size: int
@@ -567,6 +608,7 @@ def run_fedsa(config: FedSAConfig, student: EncoderConfig,
               teachers: Sequence[FedSATeacher], probe: ProbeSet, *,
               frontend: FrontendConfig = FrontendConfig(),
               initial_weights: Optional[Sequence[np.ndarray]] = None,
+              sites: Optional[Sequence[TeacherSite]] = None,
               on_period: Optional[Callable[[int, Encoder], None]] = None,
               show_progress: bool = True) -> FedSAResult:
   """Trains a student for the probe set's task from decentralized teachers.
@@ -588,6 +630,8 @@ def run_fedsa(config: FedSAConfig, student: EncoderConfig,
     frontend: The student's front-end (teachers must share it).
     initial_weights: The student's encoder after probe-set training (see
       :func:`train_on_probe_set`); computed when None.
+    sites: :func:`prepare_sites` of ``teachers`` for ``config.hint_layer``
+      (reused across runs); computed when None.
     on_period: Called with ``(round, encoder)`` after every
       ``selection_period`` rounds (e.g. to record accuracy by round).
     show_progress: Show a progress bar.
@@ -596,13 +640,22 @@ def run_fedsa(config: FedSAConfig, student: EncoderConfig,
     The student, its head, the selection history and the local losses.
 
   Raises:
-    ValueError: No teacher, or a teacher does not fit the student.
+    ValueError: No teacher, a teacher does not fit the student, or
+      ``sites`` do not belong to ``teachers``.
   """
   if not teachers:
     raise ValueError("run_fedsa: no teachers")
   start = time.time()
-  clients = [_HintClient(t, student, frontend, config, i)
-             for i, t in enumerate(teachers)]
+  if sites is None:
+    sites = prepare_sites(teachers, student, frontend, config.hint_layer)
+  if len(sites) != len(teachers) or any(
+      site.hint_layer != config.hint_layer or site.name != t.name
+      for site, t in zip(sites, teachers)):
+    raise ValueError(f"run_fedsa: sites must be prepare_sites(teachers, ..., "
+                     f"{config.hint_layer!r}) of these {len(teachers)} "
+                     f"teachers, in order")
+  clients = [_HintClient(site, student, config, i)
+             for i, site in enumerate(sites)]
   weights = (list(initial_weights) if initial_weights is not None
              else train_on_probe_set(student, probe, config))
   if config.aggregation == "central":
