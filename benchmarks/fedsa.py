@@ -111,7 +111,7 @@ class FedSAStudyConfig:
   label_fractions: tuple[float, ...] = (0.01, 0.05, 0.1, 1.0)
   seeds: tuple[int, ...] = (0, 1, 2)
   ablation_fractions: tuple[float, ...] = (0.01, 0.05)
-  fedsa: FedSAConfig = FedSAConfig()
+  fedsa: FedSAConfig = FedSAConfig(rounds=12, selection_period=3)
   out_dir: str = "fedsa_output"
 
   def __post_init__(self):
@@ -499,8 +499,8 @@ def _write_outputs(config: FedSAStudyConfig, study: StudyResult,
       f"round {r}" for r in range(config.fedsa.selection_period,
                                   config.fedsa.rounds + 1,
                                   config.fedsa.selection_period)) + " |"]
-  rounds_lines.append("|---|---|" + "---:|" * (config.fedsa.rounds
-                                               // config.fedsa.selection_period))
+  periods = config.fedsa.rounds // config.fedsa.selection_period
+  rounds_lines.append("|---|---|" + "---:|" * periods)
   for (row, fraction), rounds in study.by_round.items():
     rounds_lines.append(f"| {row} | {fraction:.0%} | " + " | ".join(
         f"{np.mean(v):.3f}" for _, v in sorted(rounds.items())) + " |")

@@ -432,10 +432,11 @@ def check_teacher(teacher: FedSATeacher, student: EncoderConfig,
       raise ValueError(f"teacher {teacher.name!r} ({teacher.model_dir}): "
                        f"input {field} is {encoder[field]}, the student's is "
                        f"{getattr(student, field)}")
-  if len(encoder["base_channels"]) != len(student.channels):
-    raise ValueError(f"teacher {teacher.name!r}: {len(encoder['base_channels'])}"
-                     f" conv blocks, the student has {len(student.channels)};"
-                     f" hint feature maps would not align")
+  blocks = len(encoder["base_channels"])
+  if blocks != len(student.channels):
+    raise ValueError(f"teacher {teacher.name!r}: {blocks} conv blocks, the "
+                     f"student has {len(student.channels)}; hint feature maps "
+                     f"would not align")
 
 
 def _features(config: EncoderConfig, params: Sequence[tf.Tensor],
@@ -544,7 +545,12 @@ class _Trainer:
     self.encoder = Encoder(student)
     self.clients = list(clients)
     self.config = config
-    self.variables = self.encoder.weights + [
+    # A block hint trains the conv blocks only (the embedding layer gets no
+    # gradient from it).
+    encoder_variables = self.encoder.weights
+    if config.hint_layer != "embedding":
+      encoder_variables = encoder_variables[:-2]
+    self.variables = encoder_variables + [
         v for c in self.clients for v in c.translator]
     self.optimizer = tf.keras.optimizers.Adam(config.learning_rate)
     self.optimizer.build(self.variables)
