@@ -95,6 +95,12 @@ class FedSAStudyConfig:
       initialization, draws, batches).
     ablation_fractions: Fractions at which the FedSA ablations (uniform
       draws; embedding hint) also run.
+    fine_tune_steps: 0: every row is scored by a linear probe on frozen
+      embeddings; > 0: the student rows are scored as the reference
+      evaluates its student: a copy of the encoder with a new linear head,
+      all of it fine-tuned on the labelled clips for this many steps, tested
+      by its own predictions (log-mel and teacher rows stay linear probes).
+      Accuracy by round always uses the linear probe.
     fedsa: The FedSA loop (KA and FedAvg of students use the same settings;
       its seed is replaced by each of ``seeds``).
     out_dir: Output directory.
@@ -111,6 +117,7 @@ class FedSAStudyConfig:
   label_fractions: tuple[float, ...] = (0.01, 0.05, 0.1, 1.0)
   seeds: tuple[int, ...] = (0, 1, 2)
   ablation_fractions: tuple[float, ...] = (0.01, 0.05)
+  fine_tune_steps: int = 0
   fedsa: FedSAConfig = FedSAConfig(rounds=12, selection_period=3)
   out_dir: str = "fedsa_output"
 
@@ -135,6 +142,9 @@ class FedSAStudyConfig:
     if extra:
       raise ValueError(f"FedSAStudyConfig.ablation_fractions {extra} are not "
                        f"among label_fractions {self.label_fractions}")
+    if self.fine_tune_steps < 0:
+      raise ValueError(f"FedSAStudyConfig.fine_tune_steps must be >= 0, got "
+                       f"{self.fine_tune_steps}")
     for field in ("teacher_steps", "teacher_batch_size"):
       if getattr(self, field) <= 0:
         raise ValueError(f"FedSAStudyConfig.{field} must be positive, got "
@@ -251,6 +261,10 @@ class _Task:
     self.test_speakers = {table[rows[i]].client_id for i in self.test}
     self.classes = tuple(np.unique(self.labels[self.train]).tolist())
     self.frontend = frontend
+    self._patches, self._owner = evaluation.clip_patches(self.waveforms,
+                                                         frontend)
+    self._starts = np.flatnonzero(np.diff(self._owner, prepend=-1))
+    self._counts = np.bincount(self._owner)
 
   def probe_set(self, labelled: np.ndarray) -> ProbeSet:
     return make_probe_set([self.waveforms[i] for i in labelled],
@@ -259,11 +273,6 @@ class _Task:
 
   def embed(self, encoder: Encoder) -> np.ndarray:
     """Mean embedding of each clip's patches (log-mel computed once)."""
-    if not hasattr(self, "_patches"):
-      self._patches, owner = evaluation.clip_patches(self.waveforms,
-                                                     self.frontend)
-      self._starts = np.flatnonzero(np.diff(owner, prepend=-1))
-      self._counts = np.bincount(owner)
     embed = tf.function(encoder.__call__, input_signature=[
         tf.TensorSpec([None, *self._patches.shape[1:]], tf.float32)])
     embeddings = np.concatenate([
@@ -271,6 +280,21 @@ class _Task:
         for i in range(0, len(self._patches), 512)])
     return (np.add.reduceat(embeddings, self._starts, axis=0)
             / self._counts[:, np.newaxis])
+
+  def fine_tuned_accuracy(self, encoder: Encoder, probe: ProbeSet,
+                          config: FedSAConfig, steps: int) -> float:
+    """Test accuracy of ``encoder`` + a new head fine-tuned on ``probe``."""
+    classifier, _ = evaluation.train_classifier(
+        encoder, probe.patches, probe.patch_labels, len(probe.classes),
+        trainable_blocks=None, steps=steps,
+        batch_size=config.probe_batch_size,
+        learning_rate=config.learning_rate, seed=config.seed + 1)
+    rows = np.isin(self._owner, self.test)
+    predicted = classifier.predict(self._patches[rows],
+                                   np.searchsorted(self.test,
+                                                   self._owner[rows]))
+    return float(np.mean(np.asarray(self.classes)[predicted]
+                         == self.labels[self.test]))
 
   def accuracy(self, features: np.ndarray, labelled: np.ndarray) -> float:
     return evaluation.linear_probe(features[labelled],
@@ -405,8 +429,14 @@ def run_fedsa_study(config: FedSAStudyConfig, *, show_progress: bool = True
           task.accuracy(features, labelled))
     fedsa = dataclasses.replace(config.fedsa, seed=seed)
     initial = train_on_probe_set(student, probe, fedsa)
-    accuracy[(SCRATCH, fraction)].append(task.accuracy(
-        task.embed(_encoder(student, initial)), labelled))
+
+    def score(encoder: Encoder) -> float:
+      if config.fine_tune_steps:
+        return task.fine_tuned_accuracy(encoder, probe, fedsa,
+                                        config.fine_tune_steps)
+      return task.accuracy(task.embed(encoder), labelled)
+
+    accuracy[(SCRATCH, fraction)].append(score(_encoder(student, initial)))
     variants = [(KA, dict(aggregation="central")),
                 (FEDAVG, dict(aggregation="all")),
                 (FEDSA, {})]
@@ -423,7 +453,8 @@ def run_fedsa_study(config: FedSAStudyConfig, *, show_progress: bool = True
           initial_weights=initial, sites=sites[run_config.hint_layer],
           on_period=record, show_progress=False)
       accuracy[(row, fraction)].append(
-          by_round[(row, fraction)][fedsa.rounds][-1])
+          score(result.encoder) if config.fine_tune_steps
+          else by_round[(row, fraction)][fedsa.rounds][-1])
       if row == FEDSA:
         selections[(fraction, seed)] = result.history
       logging.info("%s at %.0f%% labels, seed %d: %.3f (%.0f s)", row,
@@ -492,7 +523,7 @@ def _write_outputs(config: FedSAStudyConfig, study: StudyResult,
     p = [np.mean([r.probabilities[i] for s in config.seeds
                   for r in study.selections[(fraction, s)]])
          for i in range(len(teachers))]
-    rho = stats.spearmanr(acc, p).statistic if len(teachers) > 2 else np.nan
+    rho = stats.spearmanr(acc, p)[0] if len(teachers) > 2 else np.nan
     quality.append(f"| {fraction:.0%} | " + " | ".join(
         f"{a:.3f} / {q:.3f}" for a, q in zip(acc, p)) + f" | {rho:.2f} |")
   rounds_lines = ["| method | labels | " + " | ".join(
@@ -509,9 +540,13 @@ def _write_outputs(config: FedSAStudyConfig, study: StudyResult,
       f"# FedSA: a {config.student_encoder} student for "
       f"`{config.downstream_task}` from {len(teachers)} decentralized "
       "teachers", "",
-      f"Test accuracy on {len(task.test)} clips of unseen speakers of a "
-      f"linear probe (standardized logistic regression) on frozen clip "
-      f"embeddings, trained on the labelled clips: the given fraction of the "
+      f"Test accuracy on {len(task.test)} clips of unseen speakers of "
+      + (f"each student encoder with a new linear head, all fine-tuned for "
+         f"{config.fine_tune_steps} steps on the labelled clips (log-mel and "
+         f"teacher rows: " if config.fine_tune_steps else "")
+      + "a linear probe (standardized logistic regression) on frozen clip "
+      + ("embeddings), " if config.fine_tune_steps else "embeddings, ")
+      + f"trained on the labelled clips: the given fraction of the "
       f"{len(task.train)} training clips, at least one per class "
       f"({len(task.classes)} classes). Mean ± std over seeds "
       f"{list(config.seeds)} (labelled subset, student init, draws, batches). "
@@ -527,7 +562,8 @@ def _write_outputs(config: FedSAStudyConfig, study: StudyResult,
       "Each teacher's own probe accuracy at that fraction and its mean "
       "selection probability over periods and seeds.", "",
       "\n".join(quality), "", "## Accuracy by round", "",
-      "Mean over seeds after every selection period.", "",
+      "Mean over seeds after every selection period (linear probe on "
+      "frozen embeddings).", "",
       "\n".join(rounds_lines), "",
       "## Files", "",
       "`results.csv` (every run), `selection.csv` (similarities, "

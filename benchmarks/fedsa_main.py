@@ -55,6 +55,10 @@ _SEEDS = flags.DEFINE_list("seeds", [str(s) for s in _DEFAULT.seeds],
 _ABLATION = flags.DEFINE_list(
     "ablation_fractions", [str(f) for f in _DEFAULT.ablation_fractions],
     "Fractions at which the FedSA ablations also run.")
+_FINE_TUNE = flags.DEFINE_integer(
+    "fine_tune_steps", _DEFAULT.fine_tune_steps,
+    "0: score by linear probes; > 0: fine-tune every student with a new "
+    "head on the labelled clips for this many steps.")
 _ROUNDS = flags.DEFINE_integer("rounds", _LOOP.rounds, "Rounds.")
 _PERIOD = flags.DEFINE_integer(
     "selection_period", _LOOP.selection_period,
@@ -94,6 +98,7 @@ def config_from_flags() -> FedSAStudyConfig:
       label_fractions=tuple(float(f) for f in _FRACTIONS.value),
       seeds=tuple(int(s) for s in _SEEDS.value),
       ablation_fractions=tuple(float(f) for f in _ABLATION.value),
+      fine_tune_steps=_FINE_TUNE.value,
       fedsa=FedSAConfig(
           rounds=_ROUNDS.value, selection_period=_PERIOD.value,
           top_k=_TOP_K.value, temperature=_TEMPERATURE.value,

@@ -219,7 +219,7 @@ def test_quick_study_writes_the_table(tmp_path):
       corpus="tiny", corpus_dir=str(tmp_path / "corpus"),
       teachers=("tiny:triplet", "small:temporal_gap"), teacher_steps=2,
       teacher_batch_size=4, label_fractions=(1.0,), seeds=(0,),
-      ablation_fractions=(),
+      ablation_fractions=(), fine_tune_steps=2,
       fedsa=FedSAConfig(rounds=2, selection_period=1, top_k=2, local_steps=2,
                         batch_size=4, probe_steps=2, probe_batch_size=4),
       out_dir=str(tmp_path / "out"))
