@@ -366,8 +366,11 @@ def _plot_accuracy(result: StudyResult, fractions: Sequence[float],
       ax.errorbar(xs, [cells[f][0] for f in xs], [cells[f][1] for f in xs],
                   marker="x", linestyle="none", capsize=2, label=row)
       continue
+    teacher = row.startswith("teacher ")
     ax.errorbar(xs, [cells[f][0] for f in xs], [cells[f][1] for f in xs],
-                marker="o", capsize=2, label=row)
+                marker="." if teacher else "o", capsize=2, label=row,
+                linestyle=":" if teacher else "-",
+                linewidth=1 if teacher else 1.8)
   ax.set_xscale("log")
   ax.set_xticks(list(fractions), [f"{f:.0%}" for f in fractions])
   ax.set_xlabel("labelled fraction of the training clips")
