@@ -39,7 +39,7 @@ setuptools.setup(
             "audio-ssl-fed-quality=benchmarks.federated_quality_main:run",
             "audio-ssl-fassl=benchmarks.fassl_main:run",
             "audio-ssl-distill=export.distill_main:run",
-            "audio-ssl-fedsa=tff_sim.fedsa_main:run",
+            "audio-ssl-fedsa=benchmarks.fedsa_main:run",
         ],
     },
 )

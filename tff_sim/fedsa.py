@@ -1,17 +1,42 @@
-"""Federated selective aggregation (FedSA) for knowledge amalgamation (Xie et al., "Federated Selective Aggregation for Knowledge Amalgamation", 2022)."""
+"""Federated selective aggregation (FedSA) for knowledge amalgamation (Xie et al., "Federated Selective Aggregation for Knowledge Amalgamation", 2022).
+
+Decentralized teachers (each on its own client, trained for its own task on
+its own audio) teach a student for a new task that only a small labelled
+probe set describes:
+
+1. The student (encoder + linear head) is first trained on the probe set.
+2. Every ``selection_period`` rounds the student and every teacher compute
+   Grad-CAM maps of the probe clips at a chosen conv block, each for its own
+   predicted class (a teacher's classes come from a linear head it fits on
+   the probe set); maps are min-max normalized. The similarity of a teacher
+   to the student is ``0.5 + 0.5 cos`` per clip; its transferability
+   ``n / sum(similarity)``; ``2 - transferability``, min-max normalized and
+   softmaxed, gives the selection probabilities, from which ``top_k``
+   teachers are drawn *with replacement*.
+3. In each round every draw distils a copy of the broadcast student at the
+   drawn teacher's client on that client's unlabelled audio, with a
+   FitNet-style hint loss: a per-teacher translator (kept on its client)
+   maps the student's feature map at the hint layer onto the teacher's,
+   standardized per channel on the client's audio.
+4. The server averages the copies (FedAvg, weight ``1 / top_k`` per draw)
+   and re-fits the student's linear head on the probe set every
+   ``selection_period`` rounds.
+
+The same loop with ``aggregation="all"`` (every teacher each round, uniform
+average) is the FedAvg-of-students baseline, and with ``"central"`` (one
+student, all teachers' hint losses on pooled audio each step) the central
+knowledge-amalgamation baseline.
+"""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import os
-import shlex
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from absl import logging
-from matplotlib.figure import Figure
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -19,113 +44,151 @@ from sklearn.preprocessing import StandardScaler
 import tensorflow as tf
 from tqdm import tqdm
 
-from model.config_checks import require_choice
 from model import evaluation
 from model import ops
-from model import randomness
-from model.datasets import synthetic
-from model.datasets.audio import decode_clips
-from model.datasets.clips import ClipTable
-from model.encoders import ENCODERS, Encoder, EncoderConfig, encode
+from model.encoders import Encoder, EncoderConfig, encode, glorot_uniform
 from model.features import FrontendConfig
-from model.ssl_model import ModelSpec, SSLModel, load_model
-from model.tasks import SSL_TASKS, TaskConfig
 from model.tasks.distillation import load_teacher
-from model.train import TrainConfig, train_centralized
-from tff_sim.algorithms import AlgorithmConfig
-from tff_sim.client_data import client_round_seed, round_dataset
-from tff_sim.partition import PartitionConfig
-from tff_sim.simulation import (SimulationConfig, run_simulation,
-                                training_segments)
 
 __all__ = [
-    "SALIENCY_METHODS", "PROBE_SET", "FULL_SPLIT", "ProbeSet", "FedSAConfig",
-    "FedSATeacher", "SelectionRecord", "FedSAResult", "FedSABenchmarkConfig",
-    "last_block_activations", "embedding_from_activations", "saliency_maps",
-    "saliency_similarity", "selection_probabilities", "sample_teachers",
-    "run_fedsa", "run_fedsa_benchmark",
+    "AGGREGATIONS", "HINT_LAYERS", "ProbeSet", "make_probe_set",
+    "FedSAConfig", "FedSATeacher", "SelectionRecord", "FedSAResult",
+    "block_activations", "forward_from_block", "fit_linear_head",
+    "gradcam_maps", "clip_similarities", "selection_probabilities",
+    "sample_teachers", "check_teacher", "TeacherSite", "prepare_sites",
+    "train_on_probe_set", "run_fedsa",
 ]
 
-#: ``gradcam``: Grad-CAM on the last conv block's ReLU output, upsampled to
-#: the log-mel patch; ``gradient``: ``|d score / d log-mel|``.
-SALIENCY_METHODS = ("gradcam", "gradient")
+#: ``selective``: FedSA (saliency-based draws with replacement);
+#: ``all``: every teacher's client each round, uniform average (FedAvg of
+#: students); ``central``: one student distilled from all teachers at once on
+#: their pooled audio (central knowledge amalgamation).
+AGGREGATIONS = ("selective", "all", "central")
 
-#: Accuracy columns: a linear probe trained on the labelled probe set only,
-#: and one trained on the task's whole training split; both tested on the
-#: task's test split (unseen speakers).
-PROBE_SET = "probe_set_accuracy"
-FULL_SPLIT = "full_split_accuracy"
-
-#: ``eval_every`` of the federated runs: only the last round is evaluated
-#: (the benchmark probes the final model itself), also when a rerun
-#: extends ``rounds``.
-_FINAL_EVAL_ONLY = 1_000_000
-
-_LAUNCHER = "python -m tff_sim.fedsa_main"
+#: Where the hint loss compares student and teacher: the last conv block's
+#: ReLU output (FitNet hint, as the reference) or the embedding.
+HINT_LAYERS = ("last_block", "embedding")
 
 
 @dataclasses.dataclass(frozen=True)
 class ProbeSet:
-  """The small labelled set of the new task that selection relies on.
+  """The small labelled set of the new task.
 
   Attributes:
-    patches: float32 ``[n, patch_frames, num_mel_bins]`` log-mel patches.
-    labels: int ``[n]`` class index of each patch.
+    patches: float32 ``[n_patches, patch_frames, num_mel_bins]`` log-mel.
+    owner: int ``[n_patches]`` clip index of each patch (non-decreasing).
+    labels: int ``[n_clips]`` class index of each clip.
+    classes: Class names, indexed by ``labels``.
   """
 
   patches: np.ndarray
+  owner: np.ndarray
   labels: np.ndarray
+  classes: tuple
+
+  @property
+  def patch_labels(self) -> np.ndarray:
+    """Class index of every patch (its clip's)."""
+    return self.labels[self.owner]
+
+
+def make_probe_set(waveforms: Sequence[np.ndarray], labels: Sequence,
+                   classes: Sequence, frontend: FrontendConfig) -> ProbeSet:
+  """Cuts labelled clips into patches; every class must have a clip.
+
+  Args:
+    waveforms: The labelled clips (1-D, 16 kHz).
+    labels: Each clip's class name.
+    classes: All classes of the task.
+    frontend: The student's front-end.
+
+  Raises:
+    ValueError: A label is not in ``classes``, lengths differ, or a class
+      has no clip (named in the message).
+  """
+  labels = list(labels)
+  classes = tuple(classes)
+  if len(labels) != len(waveforms):
+    raise ValueError(f"probe set: {len(waveforms)} clips but {len(labels)} "
+                     f"labels")
+  unknown = sorted({str(l) for l in labels} - {str(c) for c in classes})
+  if unknown:
+    raise ValueError(f"probe set: labels {unknown} are not among the task's "
+                     f"classes {list(classes)}")
+  missing = [c for c in classes if c not in labels]
+  if missing:
+    raise ValueError(f"probe set: class(es) {missing} have no clip; every "
+                     f"class of the task needs at least one labelled clip")
+  patches, owner = evaluation.clip_patches(waveforms, frontend)
+  return ProbeSet(patches=patches, owner=owner,
+                  labels=np.asarray([classes.index(l) for l in labels]),
+                  classes=classes)
 
 
 @dataclasses.dataclass(frozen=True)
 class FedSAConfig:
-  """The FedSA training loop.
+  """The FedSA loop.
 
   Attributes:
     rounds: Communication rounds.
-    selection_period: Rounds between teacher (re-)selections.
-    top_k: Teachers sampled per period.
-    temperature: Softmax temperature turning saliency similarities into
-      selection probabilities.
-    saliency: One of :data:`SALIENCY_METHODS`.
-    local_steps: Distillation steps of each selected client per round.
-    batch_size: Client batch size.
-    learning_rate: Client Adam step size (state reset every round).
-    seed: Seed of the student's initial weights, teacher sampling, batch
-      order and in-graph random crops.
+    selection_period: Rounds between teacher draws and head re-fits.
+    top_k: Teachers drawn (with replacement) per period.
+    temperature: Divides the normalized scores before the softmax (1 as in
+      the reference).
+    cam_block: Conv block whose ReLU output Grad-CAM uses (negative counts
+      from the last).
+    hint_layer: One of :data:`HINT_LAYERS`.
+    aggregation: One of :data:`AGGREGATIONS`.
+    local_steps: Distillation steps per draw per round.
+    batch_size: Patches per distillation step (per teacher for
+      ``central``).
+    learning_rate: Adam step size of the local distillation (state reset
+      every round, as a fresh optimizer).
+    probe_steps: Steps training the student (encoder + head) on the probe
+      set before the rounds.
+    probe_batch_size: Patches per probe-set step.
+    seed: Seed of the student's initial weights, translators, draws and
+      batches.
   """
 
-  rounds: int = 10
-  selection_period: int = 2
+  rounds: int = 20
+  selection_period: int = 5
   top_k: int = 2
-  temperature: float = 0.05
-  saliency: str = "gradcam"
+  temperature: float = 1.0
+  cam_block: int = -1
+  hint_layer: str = "last_block"
+  aggregation: str = "selective"
   local_steps: int = 10
-  batch_size: int = 8
+  batch_size: int = 16
   learning_rate: float = 1e-3
+  probe_steps: int = 100
+  probe_batch_size: int = 32
   seed: int = 0
 
   def __post_init__(self):
     for field in ("rounds", "selection_period", "top_k", "local_steps",
-                  "batch_size"):
+                  "batch_size", "probe_steps", "probe_batch_size"):
       if getattr(self, field) <= 0:
         raise ValueError(f"FedSAConfig.{field} must be positive, got "
                          f"{getattr(self, field)}")
     if self.temperature <= 0 or self.learning_rate <= 0:
       raise ValueError(f"FedSAConfig.temperature and learning_rate must be "
                        f"> 0, got {self.temperature} and {self.learning_rate}")
-    if self.saliency not in SALIENCY_METHODS:
-      raise ValueError(f"FedSAConfig.saliency: unknown {self.saliency!r}; "
-                       f"expected one of {SALIENCY_METHODS}")
+    if self.hint_layer not in HINT_LAYERS:
+      raise ValueError(f"FedSAConfig.hint_layer: unknown {self.hint_layer!r}; "
+                       f"expected one of {HINT_LAYERS}")
+    if self.aggregation not in AGGREGATIONS:
+      raise ValueError(f"FedSAConfig.aggregation: unknown "
+                       f"{self.aggregation!r}; expected one of {AGGREGATIONS}")
 
 
 @dataclasses.dataclass(frozen=True)
 class FedSATeacher:
-  """One client: a teacher encoder and the client's own audio.
+  """One client: a teacher encoder and the client's own unlabelled audio.
 
   Attributes:
     name: Display name.
-    model_dir: The teacher's saved model (read only on its client).
+    model_dir: The teacher's saved model (``model.json`` + ``weights.npz``).
     clips: The client's waveforms (never leave the client).
   """
 
@@ -140,13 +203,14 @@ class SelectionRecord:
 
   Attributes:
     round: First round of the period.
-    scores: Saliency similarity of every teacher to the student.
+    similarities: Mean per-clip similarity (``0.5 + 0.5 cos``) of every
+      teacher's Grad-CAM maps to the student's.
     probabilities: Selection probability of every teacher.
-    selected: Indices of the sampled teachers.
+    selected: Drawn teacher indices (with replacement, in draw order).
   """
 
   round: int
-  scores: tuple[float, ...]
+  similarities: tuple[float, ...]
   probabilities: tuple[float, ...]
   selected: tuple[int, ...]
 
@@ -157,640 +221,504 @@ class FedSAResult:
 
   Attributes:
     encoder: The final student encoder.
-    history: Every selection period.
-    round_losses: Per round, mean local loss by selected teacher's name.
-    client_examples: Examples processed by all clients together.
+    head: The student's linear head ``(kernel [d, classes], bias)``,
+      re-fitted on the probe set at the end.
+    history: Every selection period (empty unless ``selective``).
+    round_losses: Per round, the mean hint loss of each draw.
+    client_examples: Patches processed by all distillation steps.
     wall_s: Wall time.
   """
 
   encoder: Encoder
+  head: tuple[np.ndarray, np.ndarray]
   history: tuple[SelectionRecord, ...]
-  round_losses: tuple[dict[str, float], ...]
+  round_losses: tuple[tuple[float, ...], ...]
   client_examples: int
   wall_s: float
 
 
-def last_block_activations(config: EncoderConfig, params: Sequence[tf.Tensor],
-                           patches: tf.Tensor) -> tf.Tensor:
-  """The last conv block's ReLU output ``[n, h, w, c]`` (the Grad-CAM layer).
-
-  The same ops as :func:`model.encoders.encode` up to its global max-pool;
-  :func:`embedding_from_activations` finishes the forward pass.
-  """
-  x = patches[..., tf.newaxis]
-  weights = iter(params)
+def _block_index(config: EncoderConfig, block: int) -> int:
   num_blocks = len(config.channels)
-  for i in range(num_blocks):
+  if not -num_blocks <= block < num_blocks:
+    raise ValueError(f"block {block} out of range for encoder "
+                     f"{config.name!r} with {num_blocks} blocks")
+  return block % num_blocks
+
+
+def block_activations(config: EncoderConfig, params: Sequence[tf.Tensor],
+                      patches: tf.Tensor, block: int = -1) -> tf.Tensor:
+  """The ReLU output ``[n, h, w, c]`` of conv block ``block`` (before its pool).
+
+  The same ops as :func:`model.encoders.encode`;
+  :func:`forward_from_block` finishes the forward pass.
+  """
+  block = _block_index(config, block)
+  x = tf.convert_to_tensor(patches, tf.float32)[..., tf.newaxis]
+  weights = iter(params)
+  for i in range(block + 1):
     x = ops.conv2d(x, next(weights), next(weights))
     x = ops.conv2d(x, next(weights), next(weights))
-    if i < num_blocks - 1:
+    if i < block:
       x = ops.relu_max_pool2x2(x)
   return ops.relu(x)
 
 
-def embedding_from_activations(params: Sequence[tf.Tensor],
-                               activations: tf.Tensor) -> tf.Tensor:
-  """Global max-pool and embedding layer on :func:`last_block_activations`."""
-  return ops.dense(tf.reduce_max(activations, axis=[1, 2]), params[-2],
-                   params[-1])
+def forward_from_block(config: EncoderConfig, params: Sequence[tf.Tensor],
+                       activations: tf.Tensor, block: int = -1) -> tf.Tensor:
+  """The embedding from :func:`block_activations` of the same ``block``."""
+  block = _block_index(config, block)
+  num_blocks = len(config.channels)
+  x = activations
+  params = list(params)
+  for i in range(block, num_blocks):
+    if i > block:
+      x = ops.conv2d(x, params[4 * i], params[4 * i + 1])
+      x = ops.conv2d(x, params[4 * i + 2], params[4 * i + 3])
+    if i < num_blocks - 1:
+      # ReLU is idempotent: pooling the (already ReLU'd) activations.
+      x = ops.relu_max_pool2x2(x)
+  return ops.dense(ops.relu_global_max(x), params[-2], params[-1])
 
 
-def _probe_head(embeddings: np.ndarray, labels: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def fit_linear_head(embeddings: np.ndarray, labels: np.ndarray,
+                    num_classes: int) -> tuple[np.ndarray, np.ndarray]:
   """A standardized logistic regression folded into ``e @ kernel + bias``.
 
+  Args:
+    embeddings: ``[n, d]``.
+    labels: int ``[n]`` in ``[0, num_classes)``; at least 2 distinct.
+    num_classes: Columns of the head; a class absent from ``labels`` gets
+      a very low bias.
+
   Returns:
-    float32 ``kernel [d, classes]``, ``bias [classes]`` and int ``[n]``: the
-    logit column of each example's label. A binary regression's single
-    logit ``z`` becomes the pair ``(-z / 2, z / 2)``.
+    float32 ``kernel [d, num_classes]`` and ``bias [num_classes]``.
   """
   probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
   probe.fit(embeddings, labels)
   scaler, logistic = probe[0], probe[1]
   coef = logistic.coef_ / scaler.scale_
   intercept = logistic.intercept_ - coef @ scaler.mean_
-  if len(coef) == 1:
+  if len(coef) == 1:  # Binary: one logit z -> (-z / 2, z / 2).
     coef = np.concatenate([-coef, coef]) / 2
     intercept = np.concatenate([-intercept, intercept]) / 2
-  return (coef.T.astype(np.float32), intercept.astype(np.float32),
-          np.searchsorted(logistic.classes_, labels))
+  kernel = np.zeros((embeddings.shape[1], num_classes), np.float32)
+  bias = np.full(num_classes, -1e4, np.float32)
+  kernel[:, logistic.classes_] = coef.T
+  bias[logistic.classes_] = intercept
+  return kernel, bias
 
 
-def saliency_maps(config: EncoderConfig, params: Sequence[np.ndarray],
-                  probe: ProbeSet, *, method: str = "gradcam") -> np.ndarray:
-  """Saliency of every probe patch for its label, one map per patch.
+def gradcam_maps(config: EncoderConfig, params: Sequence[np.ndarray],
+                 head: tuple[np.ndarray, np.ndarray], probe: ProbeSet, *,
+                 block: int = -1) -> tuple[np.ndarray, np.ndarray]:
+  """Grad-CAM of every probe patch for its model's own predicted class.
 
-  The score of a patch is its label's logit under a linear probe fitted on
-  this encoder's embeddings of the probe set (standardized logistic
-  regression, as :func:`model.evaluation.linear_probe`). ``gradcam``: the
-  channel weights are the spatially averaged gradients of the score with
-  respect to the last conv block's activations ``A``; the map is
-  ``ReLU(sum_c w_c A_c)``, bilinearly upsampled to the patch. ``gradient``:
-  the map is ``|d score / d patch|``.
+  A clip's predicted class is the arg-max of its patches' mean logits under
+  ``head``. Channel weights are the spatially averaged gradients of that
+  class's logit with respect to block ``block``'s activations ``A``; the map
+  ``ReLU(sum_c w_c A_c)`` is bilinearly resized to the patch and min-max
+  normalized to [0, 1] (a constant map becomes all zeros).
 
   Args:
     config: The encoder's architecture.
     params: Its weights, in the order of ``config.layer_shapes()``.
-    probe: The labelled probe set (at least 2 classes).
-    method: One of :data:`SALIENCY_METHODS`.
+    head: ``(kernel [d, classes], bias [classes])``.
+    probe: The probe set.
+    block: See :func:`block_activations`.
 
   Returns:
-    float32 ``[n, patch_frames, num_mel_bins]``, non-negative.
-
-  Raises:
-    ValueError: Unknown ``method``.
+    float32 maps ``[n_patches, patch_frames, num_mel_bins]`` and int
+    ``[n_clips]`` predicted classes.
   """
-  if method not in SALIENCY_METHODS:
-    raise ValueError(f"unknown saliency method {method!r}; expected one of "
-                     f"{SALIENCY_METHODS}")
   params = [tf.convert_to_tensor(p, tf.float32) for p in params]
-  patches = tf.convert_to_tensor(probe.patches, tf.float32)
-  kernel, bias, target = _probe_head(encode(config, params, patches).numpy(),
-                                     probe.labels)
-  mask = tf.one_hot(target, kernel.shape[1])
-  score = lambda e: tf.reduce_sum((tf.matmul(e, kernel) + bias) * mask)
-  if method == "gradient":
-    with tf.GradientTape() as tape:
-      tape.watch(patches)
-      total = score(encode(config, params, patches))
-    return tf.abs(tape.gradient(total, patches)).numpy()
-  activations = last_block_activations(config, params, patches)
+  kernel, bias = (tf.constant(h, tf.float32) for h in head)
+  activations = block_activations(config, params, probe.patches, block)
   with tf.GradientTape() as tape:
     tape.watch(activations)
-    total = score(embedding_from_activations(params, activations))
-  weights = tf.reduce_mean(tape.gradient(total, activations), axis=[1, 2],
+    logits = tf.matmul(forward_from_block(config, params, activations, block),
+                       kernel) + bias
+    counts = np.bincount(probe.owner)
+    clip_logits = tf.math.unsorted_segment_sum(
+        logits, probe.owner, len(counts)) / counts[:, np.newaxis]
+    predicted = tf.argmax(clip_logits, axis=1)
+    score = tf.reduce_sum(logits * tf.one_hot(
+        tf.gather(predicted, probe.owner), kernel.shape[1]))
+  weights = tf.reduce_mean(tape.gradient(score, activations), axis=[1, 2],
                            keepdims=True)
   cam = tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))
-  return tf.image.resize(cam[..., tf.newaxis],
-                         [config.patch_frames, config.num_mel_bins],
-                         method="bilinear")[..., 0].numpy()
+  cam = tf.image.resize(cam[..., tf.newaxis],
+                        [config.patch_frames, config.num_mel_bins],
+                        method="bilinear")[..., 0]
+  low = tf.reduce_min(cam, axis=[1, 2], keepdims=True)
+  span = tf.reduce_max(cam, axis=[1, 2], keepdims=True) - low
+  cam = tf.math.divide_no_nan(cam - low, span)
+  return cam.numpy(), predicted.numpy()
 
 
-def saliency_similarity(student: np.ndarray, teacher: np.ndarray) -> float:
-  """Mean cosine similarity of paired maps; a pair with an all-zero map is 0.
+def clip_similarities(student: np.ndarray, teacher: np.ndarray,
+                      owner: np.ndarray) -> np.ndarray:
+  """``0.5 + 0.5 cos`` of each clip's maps (its patches' maps concatenated).
+
+  A clip whose map is all zero in either stack has cosine 0 (similarity 0.5).
 
   Raises:
-    ValueError: The map stacks differ in shape.
+    ValueError: The map stacks differ in shape or ``owner`` in length.
   """
-  if student.shape != teacher.shape:
+  if student.shape != teacher.shape or len(owner) != len(student):
     raise ValueError(f"saliency maps differ in shape: {student.shape} vs "
-                     f"{teacher.shape}")
+                     f"{teacher.shape} (owner: {len(owner)} patches)")
   a = student.reshape(len(student), -1).astype(np.float64)
   b = teacher.reshape(len(teacher), -1).astype(np.float64)
-  norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-  cosine = np.divide(np.sum(a * b, axis=1), norms, out=np.zeros(len(a)),
-                     where=norms > 0)
-  return float(np.mean(cosine))
+  clips = np.bincount(owner).size
+  dot = np.bincount(owner, np.sum(a * b, axis=1), clips)
+  norms = np.sqrt(np.bincount(owner, np.sum(a * a, axis=1), clips)
+                  * np.bincount(owner, np.sum(b * b, axis=1), clips))
+  cosine = np.divide(dot, norms, out=np.zeros(clips), where=norms > 0)
+  return 0.5 + 0.5 * cosine
 
 
-def selection_probabilities(scores: Sequence[float], temperature: float
+def selection_probabilities(similarities: np.ndarray, temperature: float = 1.0
                             ) -> np.ndarray:
-  """``softmax(scores / temperature)`` (float64, sums to 1)."""
-  logits = np.asarray(scores, np.float64) / temperature
-  weights = np.exp(logits - np.max(logits))
+  """Selection probabilities from ``[teachers, clips]`` similarities.
+
+  Transferability ``t_i = n_clips / sum_j s_ij`` (1 for identical maps);
+  ``q_i = 2 - t_i`` min-max normalized over teachers (all equal: zeros);
+  ``softmax(q / temperature)``.
+
+  Returns:
+    float64 ``[teachers]``, sums to 1.
+  """
+  similarities = np.asarray(similarities, np.float64)
+  q = 2.0 - similarities.shape[1] / np.sum(similarities, axis=1)
+  span = np.max(q) - np.min(q)
+  q = (q - np.min(q)) / span if span > 0 else np.zeros_like(q)
+  weights = np.exp((q - np.max(q)) / temperature)
   return weights / np.sum(weights)
 
 
 def sample_teachers(probabilities: np.ndarray, k: int,
                     rng: np.random.Generator) -> np.ndarray:
-  """``k`` distinct teacher indices drawn by probability, sorted.
+  """``k`` teacher indices drawn by probability *with replacement*."""
+  return rng.choice(len(probabilities), size=k, replace=True,
+                    p=probabilities)
 
-  At most as many teachers as have a non-zero probability are drawn.
+
+def check_teacher(teacher: FedSATeacher, student: EncoderConfig,
+                  frontend: FrontendConfig) -> None:
+  """Raises ValueError if the teacher's front-end or input shape differs.
+
+  The teacher's ``model.json`` must record the student's front-end and
+  patch shape (``patch_frames`` x ``num_mel_bins``) and as many conv blocks
+  (so hint feature maps align).
   """
-  count = min(k, int(np.count_nonzero(probabilities)))
-  return np.sort(rng.choice(len(probabilities), size=count, replace=False,
-                            p=probabilities))
+  path = os.path.join(teacher.model_dir, "model.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"teacher {teacher.name!r}: {path} not found")
+  with open(path) as f:
+    spec = json.load(f)
+  got = spec.get("frontend", {})
+  expected = dataclasses.asdict(frontend)
+  differing = {k: (got.get(k), v) for k, v in expected.items()
+               if k in got and got[k] != (list(v) if isinstance(v, tuple)
+                                          else v)}
+  if differing:
+    field, (theirs, ours) = next(iter(differing.items()))
+    raise ValueError(f"teacher {teacher.name!r} ({teacher.model_dir}): "
+                     f"front-end field {field} is {theirs!r}, the student's "
+                     f"is {ours!r}")
+  encoder = spec["encoder"]
+  for field in ("patch_frames", "num_mel_bins"):
+    if encoder[field] != getattr(student, field):
+      raise ValueError(f"teacher {teacher.name!r} ({teacher.model_dir}): "
+                       f"input {field} is {encoder[field]}, the student's is "
+                       f"{getattr(student, field)}")
+  blocks = len(encoder["base_channels"])
+  if blocks != len(student.channels):
+    raise ValueError(f"teacher {teacher.name!r}: {blocks} conv blocks, the "
+                     f"student has {len(student.channels)}; hint feature maps "
+                     f"would not align")
 
 
-class _TeacherClient:
-  """A client: its teacher, its audio, and its own translator and optimizer.
+def _features(config: EncoderConfig, params: Sequence[tf.Tensor],
+              patches: tf.Tensor, hint_layer: str) -> tf.Tensor:
+  if hint_layer == "embedding":
+    return encode(config, params, patches)
+  return block_activations(config, params, patches, -1)
 
-  The local objective is the ``distillation`` task with this client's single
-  teacher: the student's embedding, through the client's linear translator,
-  regresses onto the teacher's. The translator is never sent; it stays here
-  across rounds.
+
+@dataclasses.dataclass(frozen=True)
+class TeacherSite:
+  """What a teacher's client prepares once: its patches and hint targets.
+
+  Attributes:
+    name: The teacher's display name.
+    teacher_config: The teacher's architecture.
+    teacher_params: Its weights.
+    patches: float32 ``[n, frames, bins]``: the client's audio as patches.
+    targets: The teacher's features of ``patches`` at ``hint_layer``,
+      standardized per channel (per dimension for embeddings) over the
+      client's patches.
+    hint_layer: One of :data:`HINT_LAYERS`.
   """
 
-  def __init__(self, teacher: FedSATeacher, student: EncoderConfig,
+  name: str
+  teacher_config: EncoderConfig
+  teacher_params: tuple[np.ndarray, ...]
+  patches: np.ndarray
+  targets: np.ndarray
+  hint_layer: str
+
+
+def prepare_sites(teachers: Sequence[FedSATeacher], student: EncoderConfig,
+                  frontend: FrontendConfig, hint_layer: str
+                  ) -> list[TeacherSite]:
+  """Checks every teacher and computes its client's hint targets.
+
+  Raises:
+    ValueError: A teacher does not fit the student (see
+      :func:`check_teacher`) or its client has no audio.
+  """
+  sites = []
+  for teacher in teachers:
+    check_teacher(teacher, student, frontend)
+    frozen = load_teacher(teacher.model_dir)
+    patches, _ = evaluation.clip_patches(teacher.clips, frontend)
+    if not len(patches):
+      raise ValueError(f"teacher {teacher.name!r}: the client has no audio")
+    params = [tf.constant(v) for v in frozen.values]
+    compute = tf.function(lambda x, c=frozen.config, p=params: _features(
+        c, p, x, hint_layer))
+    targets = np.concatenate([compute(patches[i:i + 128]).numpy()
+                              for i in range(0, len(patches), 128)])
+    axes = tuple(range(targets.ndim - 1))
+    std = targets.std(axis=axes)
+    targets = (targets - targets.mean(axis=axes)) / np.where(std > 0, std, 1)
+    sites.append(TeacherSite(
+        name=teacher.name, teacher_config=frozen.config,
+        teacher_params=tuple(frozen.values), patches=patches,
+        targets=targets.astype(np.float32), hint_layer=hint_layer))
+  return sites
+
+
+class _HintClient:
+  """A teacher's client during one run: its site and its own translator.
+
+  The translator (a 1x1 conv, i.e. a dense layer over channels) stays on
+  the client across rounds and is trained with the student copy.
+  """
+
+  def __init__(self, site: TeacherSite, student: EncoderConfig,
                config: FedSAConfig, index: int):
-    spec = ModelSpec(task="distillation", encoder=student, seed=config.seed,
-                     task_config=TaskConfig(teacher_dirs=(teacher.model_dir,)))
+    self.name = site.name
     self.index = index
+    self.teacher_config = site.teacher_config
+    self.teacher_params = list(site.teacher_params)
+    self.patches, self.targets = site.patches, site.targets
+    rng = np.random.default_rng([config.seed, 7, index])
+    width_in = (student.embedding_dim if config.hint_layer == "embedding"
+                else student.channels[-1])
+    self.translator = [
+        tf.Variable(glorot_uniform((width_in, self.targets.shape[-1]), rng),
+                    name=f"translator{index}/kernel"),
+        tf.Variable(np.zeros(self.targets.shape[-1], np.float32),
+                    name=f"translator{index}/bias")]
+
+  def batch(self, rng: np.random.Generator, size: int
+            ) -> tuple[np.ndarray, np.ndarray]:
+    rows = rng.choice(len(self.patches), size=size,
+                      replace=size > len(self.patches))
+    return self.patches[rows], self.targets[rows]
+
+  def teacher_head_maps(self, probe: ProbeSet, block: int) -> np.ndarray:
+    """The teacher's Grad-CAM maps, with a head it fits on the probe set."""
+    head = _fit_head(self.teacher_config, self.teacher_params, probe)
+    maps, _ = gradcam_maps(self.teacher_config, self.teacher_params, head,
+                           probe, block=block)
+    return maps
+
+
+class _Trainer:
+  """A student copy distilled from one or more clients (hint loss, Adam)."""
+
+  def __init__(self, student: EncoderConfig, clients: Sequence[_HintClient],
+               config: FedSAConfig):
+    self.encoder = Encoder(student)
+    self.clients = list(clients)
     self.config = config
-    self.model = SSLModel(spec)
-    self.segments = training_segments(teacher.clips, spec).waveforms
+    # A block hint trains the conv blocks only (the embedding layer gets no
+    # gradient from it).
+    encoder_variables = self.encoder.weights
+    if config.hint_layer != "embedding":
+      encoder_variables = encoder_variables[:-2]
+    self.variables = encoder_variables + [
+        v for c in self.clients for v in c.translator]
     self.optimizer = tf.keras.optimizers.Adam(config.learning_rate)
-    self.optimizer.build(self.model.weights)
+    self.optimizer.build(self.variables)
     self._step = tf.function(self._train_step)
 
-  def _train_step(self, waveform: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    with tf.GradientTape() as tape, randomness.stateless_seed(seed):
-      loss = self.model.loss(waveform)
-    grads = tape.gradient(loss, self.model.weights)
-    self.optimizer.apply_gradients(zip(grads, self.model.weights))
+  def _train_step(self, batches):
+    with tf.GradientTape() as tape:
+      losses = []
+      for client, (patches, targets) in zip(self.clients, batches):
+        kernel, bias = client.translator
+        student = _features(self.encoder.config, self.encoder.params(),
+                            patches, self.config.hint_layer)
+        losses.append(tf.reduce_mean(tf.square(
+            tf.tensordot(student, kernel, 1) + bias - targets)))
+      loss = tf.add_n(losses) / len(losses)
+    grads = tape.gradient(loss, self.variables)
+    self.optimizer.apply_gradients(zip(grads, self.variables))
     return loss
 
-  def similarity(self, student_maps: np.ndarray, probe: ProbeSet) -> float:
-    """Similarity of the teacher's saliency maps to the student's."""
-    teacher = self.model.task.teachers[0]
-    return saliency_similarity(student_maps, saliency_maps(
-        teacher.config, teacher.values, probe, method=self.config.saliency))
-
-  def train(self, weights: Sequence[np.ndarray], round_num: int
+  def train(self, weights: Sequence[np.ndarray], rng: np.random.Generator
             ) -> tuple[list[np.ndarray], float]:
-    """Local distillation from the broadcast student; new weights, loss."""
-    for variable, value in zip(self.model.encoder.weights, weights):
+    """``local_steps`` steps from ``weights`` (fresh optimizer state)."""
+    for variable, value in zip(self.encoder.weights, weights):
       variable.assign(value)
     for variable in self.optimizer.variables:
       variable.assign(tf.zeros_like(variable))
-    batches = round_dataset(
-        self.segments, self.config.batch_size, self.config.local_steps,
-        seed=client_round_seed(self.config.seed, round_num, self.index))
-    losses = [float(self._step(b["waveform"], b["seed"])) for b in batches]
-    return ([v.numpy() for v in self.model.encoder.weights],
-            float(np.mean(losses)))
+    losses = [float(self._step(tuple(
+        c.batch(rng, self.config.batch_size) for c in self.clients)))
+              for _ in range(self.config.local_steps)]
+    return [v.numpy() for v in self.encoder.weights], float(np.mean(losses))
+
+
+def train_on_probe_set(student: EncoderConfig, probe: ProbeSet,
+                       config: FedSAConfig) -> list[np.ndarray]:
+  """The student's encoder weights after training encoder + head on the probe
+  set (cross-entropy, Adam, ``config.probe_steps`` steps), from seed
+  ``config.seed``."""
+  classifier, _ = evaluation.train_classifier(
+      Encoder(student, seed=config.seed), probe.patches, probe.patch_labels,
+      len(probe.classes), trainable_blocks=None, steps=config.probe_steps,
+      batch_size=config.probe_batch_size, learning_rate=config.learning_rate,
+      seed=config.seed)
+  return [v.numpy() for v in classifier.encoder.weights]
+
+
+def _embed(config: EncoderConfig, weights: Sequence[np.ndarray],
+           patches: np.ndarray) -> np.ndarray:
+  params = [tf.constant(w) for w in weights]
+  return np.concatenate([encode(config, params, patches[i:i + 256]).numpy()
+                         for i in range(0, len(patches), 256)])
+
+
+def _fit_head(config: EncoderConfig, weights: Sequence[np.ndarray],
+              probe: ProbeSet) -> tuple[np.ndarray, np.ndarray]:
+  """A linear head fitted on the probe set's embeddings by this encoder."""
+  return fit_linear_head(_embed(config, weights, probe.patches),
+                         probe.patch_labels, len(probe.classes))
 
 
 def run_fedsa(config: FedSAConfig, student: EncoderConfig,
               teachers: Sequence[FedSATeacher], probe: ProbeSet, *,
+              frontend: FrontendConfig = FrontendConfig(),
+              initial_weights: Optional[Sequence[np.ndarray]] = None,
+              sites: Optional[Sequence[TeacherSite]] = None,
+              on_period: Optional[Callable[[int, Encoder], None]] = None,
               show_progress: bool = True) -> FedSAResult:
-  """Trains a student from teachers held by different clients.
+  """Trains a student for the probe set's task from decentralized teachers.
 
-  Every ``selection_period`` rounds the server sends the student and the
-  probe set to every client; each computes its teacher's saliency maps and
-  returns their similarity to the student's; the server turns the
-  similarities into probabilities (:func:`selection_probabilities`) and
-  samples ``top_k`` teachers (:func:`sample_teachers`). In each round every
-  selected client distils the broadcast student from its teacher on its own
-  audio, and the server averages the returned students weighted by the
-  selection probabilities (renormalized over the selected). Teachers, audio
-  and translators never leave their client.
+  See the module docstring for the algorithm. Teachers, their audio and
+  their translators never leave their client; the server sees the probe
+  set, the student and, per period, each teacher's Grad-CAM maps.
 
-  This is a plain-Python loop rather than a TFF process: the clients'
-  objectives differ (each embeds its own frozen teacher, whose architecture
-  and so the weight types differ per client, which one federated type
-  cannot express), the translators are client state kept across rounds,
-  and the aggregation weights come from a server-side selection;
-  ``tff.learning`` assumes one ``model_fn`` and stateless clients.
+  This is a plain-Python loop rather than a TFF process: each client embeds
+  a different frozen teacher (different architectures, so no single
+  federated type), the translators are client state kept across rounds, and
+  the draws come from a server-side selection.
 
   Args:
     config: The loop's settings.
-    student: The student's architecture (initialized from ``config.seed``).
+    student: The student's architecture.
     teachers: The clients.
     probe: The labelled probe set of the new task.
+    frontend: The student's front-end (teachers must share it).
+    initial_weights: The student's encoder after probe-set training (see
+      :func:`train_on_probe_set`); computed when None.
+    sites: :func:`prepare_sites` of ``teachers`` for ``config.hint_layer``
+      (reused across runs); computed when None.
+    on_period: Called with ``(round, encoder)`` after every
+      ``selection_period`` rounds (e.g. to record accuracy by round).
     show_progress: Show a progress bar.
 
   Returns:
-    The student, the selection history and the local losses.
+    The student, its head, the selection history and the local losses.
 
   Raises:
-    ValueError: No teacher, or a teacher does not fit the student.
+    ValueError: No teacher, a teacher does not fit the student, or
+      ``sites`` do not belong to ``teachers``.
   """
   if not teachers:
     raise ValueError("run_fedsa: no teachers")
   start = time.time()
-  clients = [_TeacherClient(t, student, config, i)
-             for i, t in enumerate(teachers)]
-  global_encoder = Encoder(student, seed=config.seed)
-  weights = [v.numpy() for v in global_encoder.weights]
-  history: list[SelectionRecord] = []
-  round_losses: list[dict[str, float]] = []
+  if sites is None:
+    sites = prepare_sites(teachers, student, frontend, config.hint_layer)
+  if len(sites) != len(teachers) or any(
+      site.hint_layer != config.hint_layer or site.name != t.name
+      for site, t in zip(sites, teachers)):
+    raise ValueError(f"run_fedsa: sites must be prepare_sites(teachers, ..., "
+                     f"{config.hint_layer!r}) of these {len(teachers)} "
+                     f"teachers, in order")
+  clients = [_HintClient(site, student, config, i)
+             for i, site in enumerate(sites)]
+  weights = (list(initial_weights) if initial_weights is not None
+             else train_on_probe_set(student, probe, config))
+  if config.aggregation == "central":
+    trainers = [_Trainer(student, clients, config)]
+  else:
+    trainers = [_Trainer(student, [c], config) for c in clients]
+  teacher_maps = {}
+  history, round_losses = [], []
   examples = 0
+  draws = list(range(len(trainers)))
+  encoder = Encoder(student)
   with tqdm(total=config.rounds, unit="round", disable=not show_progress,
-            desc="fedsa", dynamic_ncols=True) as bar:
+            desc=f"fedsa {config.aggregation}", dynamic_ncols=True) as bar:
     for round_num in range(1, config.rounds + 1):
-      if (round_num - 1) % config.selection_period == 0:
-        student_maps = saliency_maps(student, weights, probe,
-                                     method=config.saliency)
-        scores = [c.similarity(student_maps, probe) for c in clients]
-        probabilities = selection_probabilities(scores, config.temperature)
-        selected = sample_teachers(
-            probabilities, config.top_k,
-            np.random.default_rng([config.seed, round_num]))
+      period_start = (round_num - 1) % config.selection_period == 0
+      if period_start and config.aggregation == "selective":
+        head = _fit_head(student, weights, probe)
+        student_maps, _ = gradcam_maps(student, weights, head, probe,
+                                       block=config.cam_block)
+        for c in clients:  # Teachers are frozen: their maps never change.
+          if c.index not in teacher_maps:
+            teacher_maps[c.index] = c.teacher_head_maps(probe,
+                                                        config.cam_block)
+        similarities = np.stack([clip_similarities(
+            student_maps, teacher_maps[c.index], probe.owner)
+                                 for c in clients])
+        probabilities = selection_probabilities(similarities,
+                                                config.temperature)
+        draws = sample_teachers(probabilities, config.top_k,
+                                np.random.default_rng([config.seed,
+                                                       round_num]))
         history.append(SelectionRecord(
-            round=round_num, scores=tuple(scores),
+            round=round_num,
+            similarities=tuple(map(float, similarities.mean(axis=1))),
             probabilities=tuple(map(float, probabilities)),
-            selected=tuple(map(int, selected))))
-        logging.info("round %d: similarities %s, selected %s", round_num,
-                     np.round(scores, 4), [teachers[i].name for i in selected])
-      updates = [clients[i].train(weights, round_num) for i in selected]
-      mix = probabilities[selected] / np.sum(probabilities[selected])
-      weights = [np.sum([m * u[j] for m, (u, _) in zip(mix, updates)],
-                        axis=0).astype(np.float32)
-                 for j in range(len(weights))]
-      round_losses.append({teachers[i].name: loss
-                           for i, (_, loss) in zip(selected, updates)})
-      examples += len(selected) * config.local_steps * config.batch_size
-      bar.set_postfix(loss=f"{np.mean([l for _, l in updates]):.4f}")
+            selected=tuple(map(int, draws))))
+        logging.info("round %d: p %s, drawn %s", round_num,
+                     np.round(probabilities, 3),
+                     [teachers[i].name for i in draws])
+      updates = []
+      for j, i in enumerate(draws):
+        rng = np.random.default_rng([config.seed, round_num, j, int(i)])
+        updates.append(trainers[i].train(weights, rng))
+      weights = [np.mean([u[0][w] for u in updates], axis=0).astype(np.float32)
+                 for w in range(len(weights))]
+      round_losses.append(tuple(loss for _, loss in updates))
+      examples += len(updates) * config.local_steps * config.batch_size * len(
+          trainers[draws[0]].clients)
+      bar.set_postfix(loss=f"{np.mean(round_losses[-1]):.4f}")
       bar.update(1)
-  for variable, value in zip(global_encoder.weights, weights):
+      if on_period is not None and round_num % config.selection_period == 0:
+        for variable, value in zip(encoder.weights, weights):
+          variable.assign(value)
+        on_period(round_num, encoder)
+  for variable, value in zip(encoder.weights, weights):
     variable.assign(value)
-  return FedSAResult(encoder=global_encoder, history=tuple(history),
-                     round_losses=tuple(round_losses),
+  return FedSAResult(encoder=encoder, head=_fit_head(student, weights,
+                                                         probe),
+                     history=tuple(history), round_losses=tuple(round_losses),
                      client_examples=examples, wall_s=time.time() - start)
-
-
-@dataclasses.dataclass(frozen=True)
-class FedSABenchmarkConfig:
-  """FedSA against its baselines on a new downstream task.
-
-  Attributes:
-    corpus: Key of :data:`model.datasets.synthetic.CORPUS_PRESETS`.
-    corpus_dir: Where the corpus is generated (reused when complete); None:
-      ``<out_dir>/corpus``.
-    teacher_tasks: One SSL task per teacher; teacher ``i`` is trained on the
-      speakers ``i, i + n, ...`` (sorted client ids, ``n`` teachers).
-    teacher_encoder: Preset of every teacher.
-    teacher_steps: Training steps of every teacher.
-    student_encoder: Preset of the student.
-    downstream_task: Label column of the new task.
-    probe_clips_per_class: Labelled clips per class in the probe set, drawn
-      from the task's training split.
-    supervised_steps: Steps of the supervised from-scratch baseline.
-    fedavg_task: SSL task of the FedAvg baseline.
-    fedsa: The FedSA loop (its batch size, learning rate and seed also
-      train the teachers and the baselines).
-    out_dir: Output directory.
-  """
-
-  corpus: str = "demo"
-  corpus_dir: Optional[str] = None
-  teacher_tasks: tuple[str, ...] = ("triplet", "temporal_gap",
-                                    "audio2vec_cbow")
-  teacher_encoder: str = "small"
-  teacher_steps: int = 200
-  student_encoder: str = "tiny"
-  downstream_task: str = "keyword"
-  probe_clips_per_class: int = 3
-  supervised_steps: int = 200
-  fedavg_task: str = "triplet"
-  fedsa: FedSAConfig = FedSAConfig()
-  out_dir: str = "fedsa_output"
-
-  def __post_init__(self):
-    object.__setattr__(self, "teacher_tasks", tuple(self.teacher_tasks))
-    require_choice(self, ["corpus"], synthetic.CORPUS_PRESETS)
-    require_choice(self, ["teacher_encoder", "student_encoder"], ENCODERS)
-    unknown = [t for t in (*self.teacher_tasks, self.fedavg_task)
-               if t not in SSL_TASKS]
-    if unknown or not self.teacher_tasks:
-      raise ValueError(f"FedSABenchmarkConfig: teacher_tasks (at least one) "
-                       f"and fedavg_task must be keys of {sorted(SSL_TASKS)}; "
-                       f"unknown: {unknown}")
-    for field in ("teacher_steps", "probe_clips_per_class",
-                  "supervised_steps"):
-      if getattr(self, field) <= 0:
-        raise ValueError(f"FedSABenchmarkConfig.{field} must be positive, "
-                         f"got {getattr(self, field)}")
-
-  @property
-  def corpus_path(self) -> str:
-    """The corpus directory: ``corpus_dir`` or ``<out_dir>/corpus``."""
-    return self.corpus_dir or os.path.join(self.out_dir, "corpus")
-
-
-def _command_line(config: FedSABenchmarkConfig) -> str:
-  """The launcher command that reproduces ``config`` (flags = fields)."""
-  fields = {f.name: getattr(config, f.name)
-            for f in dataclasses.fields(config) if f.name != "fedsa"}
-  fields.update(dataclasses.asdict(config.fedsa))
-  args = []
-  for name, value in fields.items():
-    if value is None:
-      continue
-    if isinstance(value, tuple):
-      value = ",".join(map(str, value))
-    args.append(shlex.quote(f"--{name}={value}"))
-  return " ".join([_LAUNCHER, *args])
-
-
-class _NewTask:
-  """The new downstream task: its split, its probe set and its scores."""
-
-  def __init__(self, config: FedSABenchmarkConfig, table: ClipTable,
-               waveforms: Sequence[np.ndarray]):
-    task, seed = config.downstream_task, config.fedsa.seed
-    rows = [i for i, clip in enumerate(table) if task in clip.labels]
-    self.waveforms = [waveforms[i] for i in rows]
-    self.labels = np.asarray([table[i].labels[task] for i in rows])
-    self.train, self.test = evaluation.split_for_task(table, task, seed=seed)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(self.train)
-    self.probe_clips = np.sort(np.concatenate([
-        order[self.labels[order] == label][:config.probe_clips_per_class]
-        for label in np.unique(self.labels[self.train])]))
-    self.classes = np.unique(self.labels[self.probe_clips])
-    self.frontend = FrontendConfig()
-    patches, owner = evaluation.clip_patches(
-        [self.waveforms[i] for i in self.probe_clips], self.frontend)
-    self.probe = ProbeSet(patches=patches, labels=np.searchsorted(
-        self.classes, self.labels[self.probe_clips])[owner])
-
-  def scores(self, encoder: Encoder) -> dict[str, float]:
-    """Probe-set and full-split linear-probe accuracy on the test split."""
-    x = evaluation.clip_embeddings(encoder, self.waveforms, self.frontend)
-    y = self.labels
-    return {PROBE_SET: evaluation.linear_probe(
-                x[self.probe_clips], y[self.probe_clips], x[self.test],
-                y[self.test]),
-            FULL_SPLIT: evaluation.linear_probe(
-                x[self.train], y[self.train], x[self.test], y[self.test])}
-
-  def supervised(self, student: EncoderConfig, steps: int, batch_size: int,
-                 learning_rate: float, seed: int) -> dict[str, float]:
-    """A student trained from scratch on the probe set's labels."""
-    classifier, _ = evaluation.train_classifier(
-        Encoder(student, seed=seed), self.probe.patches, self.probe.labels,
-        len(self.classes), trainable_blocks=None, steps=steps,
-        batch_size=batch_size, learning_rate=learning_rate, seed=seed)
-    patches, owner = evaluation.clip_patches(
-        [self.waveforms[i] for i in self.test], self.frontend)
-    predicted = self.classes[classifier.predict(patches, owner)]
-    return {**self.scores(classifier.encoder),
-            PROBE_SET: float(np.mean(predicted == self.labels[self.test]))}
-
-
-def _teacher_groups(table: ClipTable, count: int) -> list[np.ndarray]:
-  """Clip indices of teacher ``i``: the speakers ``i, i + count, ...``."""
-  speakers = table.client_ids
-  if len(speakers) < count:
-    raise ValueError(f"{count} teachers need at least {count} speakers; the "
-                     f"corpus has {len(speakers)}")
-  return [np.flatnonzero([clip.client_id in speakers[i::count]
-                          for clip in table]) for i in range(count)]
-
-
-def _train_teachers(config: FedSABenchmarkConfig, table: ClipTable,
-                    waveforms: Sequence[np.ndarray], show_progress: bool
-                    ) -> list[FedSATeacher]:
-  """Trains (or reuses) each teacher on its own speakers with its task."""
-  fedsa = config.fedsa
-  teachers = []
-  for i, (task, clips) in enumerate(zip(
-      config.teacher_tasks, _teacher_groups(table, len(config.teacher_tasks)))):
-    own = tuple(waveforms[j] for j in clips)
-    spec = ModelSpec(task=task, encoder=ENCODERS[config.teacher_encoder],
-                     seed=fedsa.seed + 1 + i)
-    result = train_centralized(
-        spec, TrainConfig(steps=config.teacher_steps,
-                          batch_size=fedsa.batch_size,
-                          learning_rate=fedsa.learning_rate, seed=fedsa.seed),
-        training_segments(own, spec).waveforms,
-        os.path.join(config.out_dir, "runs", f"teacher{i}_{task}"),
-        dataset_info={"kind": "synthetic", "preset": config.corpus,
-                      "speakers": sorted({table[j].client_id for j in clips})},
-        show_progress=show_progress)
-    teachers.append(FedSATeacher(
-        name=f"T{i} ({config.teacher_encoder}, {task})",
-        model_dir=os.path.abspath(result.model_dir), clips=own))
-  return teachers
-
-
-def _teachers_as_clients(table: ClipTable,
-                         groups: Sequence[np.ndarray]) -> ClipTable:
-  """``table`` with each clip's client id replaced by its teacher's."""
-  owner = {int(j): f"teacher{i}" for i, clips in enumerate(groups)
-           for j in clips}
-  return dataclasses.replace(table, clips=tuple(
-      dataclasses.replace(clip, client_id=owner[j])
-      for j, clip in enumerate(table)))
-
-
-def _baselines(config: FedSABenchmarkConfig, table: ClipTable,
-               waveforms: Sequence[np.ndarray],
-               teachers: Sequence[FedSATeacher], new_task: _NewTask,
-               show_progress: bool) -> dict[str, dict[str, float]]:
-  """Random-init, supervised, all-teacher distillation and FedAvg rows."""
-  fedsa = config.fedsa
-  student = ENCODERS[config.student_encoder]
-  steps = fedsa.rounds * fedsa.top_k * fedsa.local_steps
-  rows = {"student at random init": new_task.scores(
-              Encoder(student, seed=fedsa.seed)),
-          "student from scratch, supervised on the probe set":
-          new_task.supervised(student, config.supervised_steps,
-                              fedsa.batch_size, fedsa.learning_rate,
-                              fedsa.seed)}
-  spec = ModelSpec(task="distillation", encoder=student, seed=fedsa.seed,
-                   task_config=TaskConfig(
-                       teacher_dirs=tuple(t.model_dir for t in teachers)))
-  central = train_centralized(
-      spec, TrainConfig(steps=steps, batch_size=fedsa.batch_size,
-                        learning_rate=fedsa.learning_rate, seed=fedsa.seed),
-      training_segments(waveforms, spec).waveforms,
-      os.path.join(config.out_dir, "runs", "distill_all_teachers"),
-      dataset_info={"kind": "synthetic", "preset": config.corpus},
-      show_progress=show_progress)
-  rows["distillation from all teachers (central)"] = new_task.scores(
-      central.model.encoder)
-  groups = _teacher_groups(table, len(teachers))
-  federated = run_simulation(
-      SimulationConfig(
-          model=ModelSpec(task=config.fedavg_task, encoder=student,
-                          seed=fedsa.seed),
-          algorithm=AlgorithmConfig(client_optimizer="adam",
-                                    client_learning_rate=fedsa.learning_rate),
-          partition=PartitionConfig(method="natural"), rounds=fedsa.rounds,
-          clients_per_round=fedsa.top_k, batch_size=fedsa.batch_size,
-          # Enough epochs that every client runs exactly local_steps steps.
-          local_epochs=fedsa.local_steps * fedsa.batch_size,
-          max_local_steps=fedsa.local_steps, eval_every=_FINAL_EVAL_ONLY,
-          seed=fedsa.seed),
-      _teachers_as_clients(table, groups), waveforms,
-      os.path.join(config.out_dir, "runs", f"fedavg_{config.fedavg_task}"),
-      show_progress=show_progress)
-  rows[f"FedAvg {config.fedavg_task} on the teachers' clients"] = (
-      new_task.scores(load_model(federated.model_dir).encoder))
-  return rows
-
-
-def _sized(encoder: EncoderConfig, scores: dict[str, float]
-           ) -> dict[str, float]:
-  return {"params": float(encoder.num_params),
-          "forward_mflops": encoder.forward_mflops(), **scores}
-
-
-def _format_rows(rows: dict[str, dict[str, float]]) -> str:
-  lines = ["| model | params | MFLOPs | probe-set probe | full-split probe |",
-           "|---|---:|---:|---:|---:|"]
-  lines += [f"| {name} | {r['params']:,.0f} | {r['forward_mflops']:.1f} | "
-            f"{r[PROBE_SET]:.3f} | {r[FULL_SPLIT]:.3f} |"
-            for name, r in rows.items()]
-  return "\n".join(lines)
-
-
-def _format_history(history: Sequence[SelectionRecord],
-                    teachers: Sequence[FedSATeacher]) -> str:
-  names = [t.name.split(" ")[0] for t in teachers]
-  lines = ["| round | " + " | ".join(f"sim {n}" for n in names) + " | "
-           + " | ".join(f"p {n}" for n in names) + " | selected |",
-           "|---:|" + "---:|" * (2 * len(names)) + "---|"]
-  lines += [f"| {r.round} | " + " | ".join(f"{s:.4f}" for s in r.scores)
-            + " | " + " | ".join(f"{p:.3f}" for p in r.probabilities)
-            + " | " + ", ".join(names[i] for i in r.selected) + " |"
-            for r in history]
-  return "\n".join(lines)
-
-
-def _write_history(path: str, history: Sequence[SelectionRecord],
-                   teachers: Sequence[FedSATeacher]) -> None:
-  with open(path, "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(["round", *(f"similarity {t.name}" for t in teachers),
-                     *(f"probability {t.name}" for t in teachers),
-                     "selected"])
-    for r in history:
-      writer.writerow([r.round, *r.scores, *r.probabilities,
-                       ";".join(teachers[i].name for i in r.selected)])
-
-
-def _plot(rows: dict[str, dict[str, float]],
-          history: Sequence[SelectionRecord],
-          teachers: Sequence[FedSATeacher], path: str) -> None:
-  """Accuracy bars by model and selection probabilities by round."""
-  figure = Figure(figsize=(13.0, 4.5), layout="constrained")
-  bars, lines = figure.subplots(1, 2, width_ratios=(2, 1))
-  positions = np.arange(len(rows))
-  for offset, column in ((-0.2, PROBE_SET), (0.2, FULL_SPLIT)):
-    bars.bar(positions + offset, [r[column] for r in rows.values()], 0.4,
-             label=column.replace("_", " "))
-  bars.set_xticks(positions, list(rows), rotation=20, ha="right",
-                  fontsize="small")
-  bars.set_ylabel("test accuracy")
-  bars.grid(axis="y", alpha=0.3)
-  bars.legend(fontsize="small")
-  rounds = [r.round for r in history]
-  for i, teacher in enumerate(teachers):
-    lines.plot(rounds, [r.probabilities[i] for r in history], marker="o",
-               label=teacher.name)
-  lines.set_xlabel("round")
-  lines.set_ylabel("selection probability")
-  lines.grid(alpha=0.3)
-  lines.legend(fontsize="small")
-  figure.savefig(path, dpi=110, format="png")
-
-
-def run_fedsa_benchmark(config: FedSABenchmarkConfig, *,
-                        show_progress: bool = True
-                        ) -> tuple[dict[str, dict[str, float]], FedSAResult]:
-  """Teachers on disjoint clients -> FedSA student, against the baselines.
-
-  Generates (or reuses) the corpus; trains one teacher per
-  ``teacher_tasks`` entry on its own speakers (``runs/teacher<i>_<task>``,
-  reused on reruns); runs FedSA and, with the same number of client
-  examples, distillation from all teachers at once (central) and FedAvg of
-  the student with ``fedavg_task`` over the teachers' clients (TFF); trains
-  the student from scratch on the probe set's labels; scores every encoder
-  by linear probes on the new task; writes ``report.md``, ``results.csv``,
-  ``selection.csv`` and ``results.png``.
-
-  Args:
-    config: What to run.
-    show_progress: Show progress bars.
-
-  Returns:
-    The results table (by model: ``params``, ``forward_mflops``, probe-set
-    and full-split probe accuracy) and the FedSA run.
-
-  Raises:
-    ValueError: The new task cannot be split, or there are fewer speakers
-      than teachers.
-  """
-  start = time.time()
-  table, waveforms, _ = decode_clips(
-      synthetic.generate_corpus(config.corpus_path,
-                                synthetic.CORPUS_PRESETS[config.corpus],
-                                show_progress=show_progress),
-      show_progress=show_progress)
-  new_task = _NewTask(config, table, waveforms)
-  teachers = _train_teachers(config, table, waveforms, show_progress)
-  student = ENCODERS[config.student_encoder]
-  rows = {}
-  for teacher in teachers:
-    frozen = load_teacher(teacher.model_dir)
-    encoder = Encoder(frozen.config)
-    for variable, value in zip(encoder.weights, frozen.values):
-      variable.assign(value)
-    rows[f"teacher {teacher.name}"] = _sized(frozen.config,
-                                             new_task.scores(encoder))
-  rows.update({name: _sized(student, scores) for name, scores in _baselines(
-      config, table, waveforms, teachers, new_task, show_progress).items()})
-  result = run_fedsa(config.fedsa, student, teachers, new_task.probe,
-                     show_progress=show_progress)
-  fedsa = config.fedsa
-  rows[f"FedSA (top {fedsa.top_k} of {len(teachers)}, {fedsa.saliency})"] = (
-      _sized(student, new_task.scores(result.encoder)))
-
-  os.makedirs(config.out_dir, exist_ok=True)
-  evaluation.write_csv(rows, os.path.join(config.out_dir, "results.csv"))
-  _write_history(os.path.join(config.out_dir, "selection.csv"),
-                 result.history, teachers)
-  _plot(rows, result.history, teachers,
-        os.path.join(config.out_dir, "results.png"))
-  lines = [
-      f"# FedSA: {config.student_encoder} student for `"
-      f"{config.downstream_task}` from {len(teachers)} "
-      f"{config.teacher_encoder} teachers", "",
-      f"Test accuracy on unseen speakers of a linear probe on frozen clip "
-      f"embeddings, trained on the {len(new_task.probe_clips)}-clip labelled "
-      f"probe set ({config.probe_clips_per_class} per class; `probe-set "
-      f"probe`) or on the task's whole training split ({len(new_task.train)} "
-      f"clips; `full-split probe`), {len(new_task.test)} test clips. The "
-      "supervised row's probe-set cell is its own classifier. The "
-      "distillation, FedAvg and FedSA rows each processed "
-      f"{result.client_examples} client examples.", "",
-      _format_rows(rows), "", "## Teacher selection", "",
-      f"Every {fedsa.selection_period} rounds: {fedsa.saliency} saliency "
-      f"maps of the probe set's patches (score: the label's logit under a "
-      f"linear probe on each model's own embeddings), mean cosine "
-      f"similarity of each teacher's maps to the student's, softmax at "
-      f"temperature {fedsa.temperature:g}, {fedsa.top_k} teachers sampled "
-      "without replacement; the server averages the selected clients' "
-      "students weighted by these probabilities.", "",
-      _format_history(result.history, teachers), "",
-      "## Command", "", "```", _command_line(config), "```", "",
-      "```json", json.dumps(dataclasses.asdict(config), indent=2), "```", "",
-      f"FedSA loop: {result.wall_s:.0f} s. Wall time of this invocation: "
-      f"{time.time() - start:.0f} s.", ""]
-  with open(os.path.join(config.out_dir, "report.md"), "w") as f:
-    f.write("\n".join(lines))
-  return rows, result
