@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shlex
 import time
 from typing import Mapping, Optional, Sequence
 
@@ -23,6 +22,7 @@ from absl import logging
 from matplotlib.figure import Figure
 import numpy as np
 
+from model import cli
 from model import evaluation
 from model.config_checks import require_choice
 from model.datasets import synthetic
@@ -246,15 +246,8 @@ def usable_labels(table: ClipTable, *, seed: int = 0) -> tuple[str, ...]:
 
 def command_line(config: FasslConfig) -> str:
   """The launcher command that reproduces ``config`` (flags = fields)."""
-  args = []
-  for field in dataclasses.fields(config):
-    value = getattr(config, field.name)
-    if value is None:
-      continue
-    if isinstance(value, tuple):
-      value = ",".join(map(str, value))
-    args.append(shlex.quote(f"--{field.name}={value}"))
-  return " ".join([_LAUNCHER, *args])
+  return cli.command_line(_LAUNCHER, {f.name: getattr(config, f.name)
+                                      for f in dataclasses.fields(config)})
 
 
 def _fed_row(task: str) -> str:

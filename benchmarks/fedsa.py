@@ -18,7 +18,6 @@ import csv
 import dataclasses
 import json
 import os
-import shlex
 import time
 from typing import Optional, Sequence
 
@@ -29,6 +28,7 @@ from scipy import stats
 import tensorflow as tf
 from tqdm import tqdm
 
+from model import cli
 from model import evaluation
 from model.config_checks import require_choice
 from model.datasets import synthetic
@@ -193,14 +193,7 @@ def _command_line(config: FedSAStudyConfig) -> str:
             for f in dataclasses.fields(config) if f.name != "fedsa"}
   fields.update({k: v for k, v in dataclasses.asdict(config.fedsa).items()
                  if k not in ("seed", "aggregation")})
-  args = []
-  for name, value in fields.items():
-    if value is None:
-      continue
-    if isinstance(value, tuple):
-      value = ",".join(map(str, value))
-    args.append(shlex.quote(f"--{name}={value}"))
-  return " ".join([_LAUNCHER, *args])
+  return cli.command_line(_LAUNCHER, fields)
 
 
 def _log_mel_features(waveforms: Sequence[np.ndarray],

@@ -1,37 +1,10 @@
-"""MACs and FLOPs of each signature, counted from the ``.tflite`` file itself.
+"""FLOPs per signature of a ``.tflite``, with cross-checks.
 
-Every signature of an exported model runs its own subgraph (``signatureDefs``
--> ``subgraphIndex``). :func:`count_flops` walks that subgraph's operators,
-follows ``CALL_ONCE`` / ``WHILE`` / ``IF`` / ``CALL`` subgraph references, and
-costs each operator from its tensor shapes:
-
-* ``CONV_2D``, ``DEPTHWISE_CONV_2D``, ``TRANSPOSE_CONV``, ``FULLY_CONNECTED``,
-  ``BATCH_MATMUL``: multiply-accumulates (MACs) of the contraction; FLOPs are
-  ``2 x MACs`` plus one FLOP per output for a bias and one for a fused
-  activation. Integer (int8) kernels count integer MACs the same way.
-* ``RFFT2D``: a radix-2 FFT convention. One complex FFT of length ``n`` costs
-  ``(n / 2) log2 n`` complex MACs (butterflies); one complex MAC is 4 real
-  MACs. An ``[m, n]`` real 2-D FFT runs ``m`` row FFTs of length ``n`` and
-  ``n / 2 + 1`` column FFTs of length ``m`` (free for ``m = 1``, as in the
-  log-mel front-end). A real-input FFT needs about half of this in practice,
-  so the front-end's FFT share is an upper estimate.
-* Elementwise ops: :data:`ELEMENTWISE_FLOPS` FLOPs per output element;
-  reductions one FLOP per input element; pooling one FLOP per window element
-  of every output.
-* Data movement, shape, variable and random ops (:data:`ZERO_FLOP_OPS`): no
-  FLOPs.
-* Anything else (custom and Select-TF ops, ops without a cost model) is
-  listed in :attr:`SignatureFlops.uncounted` and not counted.
-
-Shapes come from the flatbuffer when every tensor of the subgraph is static
-(``train`` has a static batch). A subgraph with dynamic dimensions (``embed``:
-``[N, samples]``) is run once in an interpreter with ``N = batch`` and the
-resolved shapes are read back, so dynamic dimensions are counted as the
-signature actually executes.
-
-:func:`cross_check` compares a count with two independent ones:
-``tf.profiler``'s float-operation count of the same TF function rebuilt from
-the manifest (``OnDeviceModule.train_function`` for ``train``,
+The counter itself (per-operator costs, subgraph walking, dynamic shapes)
+is :mod:`export.tflite_flops`, re-exported here. :func:`cross_check`
+compares a count with two independent ones: ``tf.profiler``'s
+float-operation count of the same TF function rebuilt from the manifest
+(``OnDeviceModule.train_function`` for ``train``,
 ``SSLModel.embed_patches`` for ``embed``) and the analytic count of the
 encoder config (``EncoderConfig.forward_macs``; for ``train`` the federated
 simulation's cost model, ``tff_sim.costs.CostModel``: 3 x forward, encoder

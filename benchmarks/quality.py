@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shlex
 import time
 from typing import Optional, Sequence
 
@@ -13,6 +12,7 @@ from absl import logging
 import numpy as np
 from tqdm import tqdm
 
+from model import cli
 from model.config_checks import require_choice
 from model import evaluation
 from model.datasets import synthetic
@@ -124,15 +124,8 @@ class QualityConfig:
 
 def _command_line(config: QualityConfig) -> str:
   """The launcher command that reproduces ``config`` (flags = fields)."""
-  args = []
-  for field in dataclasses.fields(config):
-    value = getattr(config, field.name)
-    if value is None:
-      continue
-    if isinstance(value, tuple):
-      value = ",".join(map(str, value))
-    args.append(shlex.quote(f"--{field.name}={value}"))
-  return " ".join([_LAUNCHER, *args])
+  return cli.command_line(_LAUNCHER, {f.name: getattr(config, f.name)
+                                      for f in dataclasses.fields(config)})
 
 
 def _splits(config: QualityConfig, table: ClipTable

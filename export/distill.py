@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shlex
 import time
 from typing import Mapping, Optional, Sequence
 
@@ -17,6 +16,7 @@ from export.corpus import Corpus
 from export.exporter import (TRAINING_DIR, ExportConfig, ExportResult, Source,
                              export_model)
 from export.verification import VerifyConfig
+from model import cli
 from model.config_checks import require_choice
 from model import evaluation
 from model.datasets import synthetic
@@ -200,15 +200,8 @@ def _saved_encoder(model_dir: str) -> tuple[Encoder, str]:
 
 def _command_line(config: DistillConfig) -> str:
   """The launcher command that reproduces ``config`` (flags = fields)."""
-  args = []
-  for field in dataclasses.fields(config):
-    value = getattr(config, field.name)
-    if value is None:
-      continue
-    if isinstance(value, tuple):
-      value = ",".join(map(str, value))
-    args.append(shlex.quote(f"--{field.name}={value}"))
-  return " ".join([_LAUNCHER, *args])
+  return cli.command_line(_LAUNCHER, {f.name: getattr(config, f.name)
+                                      for f in dataclasses.fields(config)})
 
 
 def _train(spec: ModelSpec, config: DistillConfig, steps: int,
