@@ -34,7 +34,10 @@ import numpy as np
 from benchmarks import latency
 from export.manifest import MODEL_NAME, read_manifest
 
-__all__ = ["DEBIAN_PACKAGES", "HOST_APT_PACKAGES", "Arm64Config",
+#: The runtime of both sides of :func:`check_model`.
+EMULATED_RUNTIME = "tflite_runtime"
+
+__all__ = ["EMULATED_RUNTIME", "DEBIAN_PACKAGES", "HOST_APT_PACKAGES", "Arm64Config",
            "Arm64Unavailable", "Arm64Python", "setup", "find",
            "SignatureCheck", "check_model", "default_cache_dir"]
 
@@ -340,8 +343,11 @@ def check_model(model_dir: str, python: Arm64Python, *, label: str,
                                                    "float32") != "float32"
   limit = quantized_tolerance if quantized else tolerance
   path = os.path.join(model_dir, MODEL_NAME)
+  # The emulated root holds the aarch64 tflite_runtime wheel (LiteRT's is
+  # not installed there): both sides run tflite_runtime, so that they
+  # differ only in the CPU architecture.
   config = latency.TimingConfig(batch=batch, warmup=0, runs=calls - 1,
-                                seed=seed)
+                                seed=seed, runtime=EMULATED_RUNTIME)
   checks = []
   with tempfile.TemporaryDirectory(prefix="arm64_check_") as directory:
     for signature in signatures or sorted(manifest["signatures"]):
