@@ -38,7 +38,7 @@ setuptools.setup(
             "audio-ssl-train-step-bench=benchmarks.train_step_main:run",
             "audio-ssl-fed-quality=benchmarks.federated_quality_main:run",
             "audio-ssl-fassl=benchmarks.fassl_main:run",
-            "audio-ssl-distill=export.distill_main:run",
+            "audio-ssl-distill=benchmarks.distill_main:run",
             "audio-ssl-fedsa=benchmarks.fedsa_main:run",
         ],
     },

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from export.corpus import load_corpus
-from export.distill import (MEAN, MFLOPS, PARAMS, PERCENT_OF_TEACHER,
+from benchmarks.distill import (MEAN, MFLOPS, PARAMS, PERCENT_OF_TEACHER,
                             QUANT_DELTA, DistillConfig, resolve_model_dir,
                             run_distill_benchmark)
 from model import randomness
@@ -88,13 +88,13 @@ def test_writes_report_csv_and_chart(first_run):
   with open(os.path.join(config.out_dir, "results.png"), "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   command = next(line for line in report.splitlines()
-                 if line.startswith("python -m export.distill_main"))
+                 if line.startswith("python -m benchmarks.distill_main"))
   # Parsed in a fresh interpreter: launchers define flags on the global
   # FlagValues, and several launchers share flag names.
   parsed = subprocess.run(
       [sys.executable, "-c",
        "import sys; from absl import flags; "
-       "from export import distill_main as m; "
+       "from benchmarks import distill_main as m; "
        "flags.FLAGS(sys.argv); print(repr(m.config_from_flags()))",
        *shlex.split(command)[3:]],
       capture_output=True, text=True, check=True,

@@ -1,9 +1,9 @@
 """Launcher of the distillation benchmark (Peng et al., "Shrinking Bigfoot", 2021).
 
 Usage:
-  python -m export.distill_main --out_dir distill_output --corpus demo \\
+  python -m benchmarks.distill_main --out_dir distill_output --corpus demo \\
       --teacher_encoder large --teacher_steps 400 --student_encoder small
-  python -m export.distill_main --teacher_dirs runs/large_triplet \\
+  python -m benchmarks.distill_main --teacher_dirs runs/large_triplet \\
       --student_encoder tiny --out_dir distill_tiny
 
 Trains (or takes) the teacher, trains the student from scratch and by
@@ -21,7 +21,7 @@ from absl import app
 from absl import flags
 
 from export.conversion import QUANTIZATIONS
-from export.distill import DistillConfig, run_distill_benchmark
+from benchmarks.distill import DistillConfig, run_distill_benchmark
 from model.cli import quiet_logging
 from model.datasets import synthetic
 from model.encoders import ENCODERS

@@ -57,7 +57,7 @@ QUANT_GOAL_PTS = 1.0
 #: extends ``rounds``.
 _FINAL_EVAL_ONLY = 1_000_000
 
-_LAUNCHER = "python -m export.distill_main"
+_LAUNCHER = "python -m benchmarks.distill_main"
 
 
 @dataclasses.dataclass(frozen=True)
