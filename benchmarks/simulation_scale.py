@@ -113,6 +113,11 @@ def _rss_mb(process: psutil.Process) -> float:
   return process.memory_info().rss / 1e6
 
 
+def _cpu_s(processes: list[psutil.Process]) -> float:
+  """User + system CPU seconds used so far by the processes."""
+  return sum(sum(p.cpu_times()[:2]) for p in processes)
+
+
 def _trend_percent(rounds: np.ndarray, seconds: np.ndarray) -> float:
   """Least-squares change of round time over the rounds, % of the mean."""
   slope = np.polyfit(rounds, seconds, 1)[0]
@@ -123,7 +128,10 @@ def _plot(rows: list[dict], path: str, title: str) -> None:
   figure = Figure(figsize=(11, 4), layout="constrained")
   timing, memory = figure.subplots(1, 2)
   rounds = [r["round"] for r in rows]
-  timing.plot(rounds, [r["round_s"] for r in rows], lw=0.6, label="TFF round")
+  timing.plot(rounds, [r["round_s"] for r in rows], lw=0.6,
+              label="TFF round (wall)")
+  timing.plot(rounds, [r["round_cpu_s"] for r in rows], lw=0.6,
+              label="TFF round (CPU, driver + workers)")
   probes = [r for r in rows if r.get("plain_round_s")]
   timing.plot([r["round"] for r in probes],
               [r["plain_round_s"] for r in probes], "o",
@@ -189,6 +197,7 @@ def run_scale_benchmark(config: ScaleBenchmarkConfig, *,
                                                "workers.log")) as workers, \
       open(os.path.join(config.out_dir, "rounds.jsonl"), "w") as progress:
     worker_processes = [psutil.Process(pid) for pid in workers.pids]
+    measured = [driver, *worker_processes]
     state = process.initialize()
     # Trace the plain loop before the run, so that probes time steady state.
     plain.round(process.get_model_weights(state).trainable,
@@ -200,10 +209,15 @@ def run_scale_benchmark(config: ScaleBenchmarkConfig, *,
                                         config.clients_per_round,
                                         config.local_steps)
       weights = process.get_model_weights(state).trainable
+      cpu_start = _cpu_s(measured)
       start = time.perf_counter()
       state = process.next(state, datasets).state
       seconds = time.perf_counter() - start
+      # CPU time of driver + workers: unlike wall time, it does not grow
+      # when other jobs share the machine, so its trend isolates TFF's.
       row = {"round": round_num, "round_s": seconds,
+             "round_cpu_s": _cpu_s(measured) - cpu_start,
+             "load_average": os.getloadavg()[0],
              "client_updates_per_s": len(datasets) / seconds}
       if round_num % config.probe_every == 0:
         start = time.perf_counter()
@@ -244,6 +258,8 @@ def run_scale_benchmark(config: ScaleBenchmarkConfig, *,
   timed = rows[warm_up:]  # Leave out warm-up rounds.
   rounds = np.array([r["round"] for r in timed], np.float64)
   seconds = np.array([r["round_s"] for r in timed])
+  cpu_seconds = np.array([r["round_cpu_s"] for r in timed])
+  loads = np.array([r["load_average"] for r in timed])
   halves = np.array_split(seconds, 2)
   tff_at_probes = sum(r["round_s"] for r in probes)
   plain_at_probes = sum(r["plain_round_s"] for r in probes)
@@ -264,6 +280,17 @@ def run_scale_benchmark(config: ScaleBenchmarkConfig, *,
       Measurement(**point, metric="round-time trend over the run",
                   value=_trend_percent(rounds, seconds), unit="%",
                   goal=f"<= {ROUND_TIME_TREND_GOAL:g}"),
+      Measurement(**point, metric="mean round CPU time (driver + workers)",
+                  value=float(np.mean(cpu_seconds)), unit="s"),
+      Measurement(**point, metric="round CPU-time trend over the run",
+                  value=_trend_percent(rounds, cpu_seconds), unit="%",
+                  goal=f"<= {ROUND_TIME_TREND_GOAL:g}"),
+      Measurement(**point, metric="load average, first half (median)",
+                  value=float(np.median(np.array_split(loads, 2)[0])),
+                  unit=""),
+      Measurement(**point, metric="load average, second half (median)",
+                  value=float(np.median(np.array_split(loads, 2)[1])),
+                  unit=""),
       Measurement(**point, metric="client updates per second",
                   value=float(config.clients_per_round * len(seconds)
                               / np.sum(seconds)), unit="1/s"),

@@ -147,7 +147,10 @@ def test_scale_benchmark_probes_memory_and_time(corpus_dir, tmp_path):
   assert math.isfinite(ratio.value) and ratio.value > 0
   assert by_metric["driver RSS at round 2"].value > 50
   assert by_metric["worker0 RSS at round 4"].value > 10
+  # The worker does the clients' work, so driver + workers use CPU time.
+  assert by_metric["mean round CPU time (driver + workers)"].value > 0
   rows = _read_csv(tmp_path / "rounds.csv")
+  assert all(float(r["round_cpu_s"]) > 0 for r in rows)
   assert [int(r["round"]) for r in rows] == [1, 2, 3, 4]
   assert [bool(r["driver_rss_mb"]) for r in rows] == [False, True, False, True]
   assert _is_png(tmp_path / "scale.png")
