@@ -18,7 +18,8 @@ import os
 from absl import app
 from absl import flags
 
-from export.device import NotEnoughAudioError, VirtualDevice, nearest_neighbours
+from export.audio_buffers import NotEnoughAudioError
+from export.device_session import VirtualDevice, nearest_neighbours
 from model.cli import quiet_logging
 
 _MODEL_DIR = flags.DEFINE_string(

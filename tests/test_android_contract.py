@@ -4,7 +4,7 @@ Exports a tiny builtin training model, lexes the Kotlin sources of
 ``android_demo/`` and fails if the app names a signature, tensor or manifest
 key the export does not have, spells such a name outside ``Contract.kt``,
 hard-codes a size the manifest holds, or disagrees with the virtual device
-(``export/device.py``) on file names and the tensor-file layout. Mutated
+(``export/device_session.py`` and the modules it uses) on file names and the tensor-file layout. Mutated
 copies of the sources check that the checks are strict.
 """
 
@@ -18,8 +18,11 @@ import subprocess
 
 import pytest
 
-from export import device
+from export import audio_buffers
+from export import device_session
+from export import tensor_file
 from export import manifest as manifest_lib
+from export import weight_store
 from export.corpus import load_corpus
 from export.exporter import (TRAINING_DIR, ExportConfig, export_model,
                              fresh_source)
@@ -326,15 +329,16 @@ def test_app_shares_file_names_and_layout_with_the_virtual_device():
           r"^\s*(\w+)\((\d+)\)", enum[:enum.index("\n}")], re.MULTILINE)}
   assert constants["FILE_MODEL"] == manifest_lib.MODEL_NAME
   assert constants["FILE_MANIFEST"] == manifest_lib.MANIFEST_NAME
-  assert constants["STATE_WEIGHTS"] == device.WEIGHTS_FILE
-  assert constants["STATE_PREVIOUS_WEIGHTS"] == device.PREVIOUS_WEIGHTS_FILE
-  assert constants["STATE_WINDOWS"] == device.WINDOWS_FILE
-  assert constants["STATE_DELTA"] == device.DELTA_FILE
-  assert constants["FORMAT_MAGIC"] == device.MAGIC.decode("ascii")
-  assert constants["FORMAT_VERSION"] == device.FORMAT_VERSION
-  assert constants["FORMAT_WINDOWS_TENSOR"] == device.WINDOWS_TENSOR
-  assert constants["MIN_WINDOW_RMS"] == device.MIN_RMS
-  assert kinds == {kind.name: kind.value for kind in device.Kind}
+  assert constants["STATE_WEIGHTS"] == weight_store.WEIGHTS_FILE
+  assert constants["STATE_PREVIOUS_WEIGHTS"] == (
+      weight_store.PREVIOUS_WEIGHTS_FILE)
+  assert constants["STATE_WINDOWS"] == device_session.WINDOWS_FILE
+  assert constants["STATE_DELTA"] == device_session.DELTA_FILE
+  assert constants["FORMAT_MAGIC"] == tensor_file.MAGIC.decode("ascii")
+  assert constants["FORMAT_VERSION"] == tensor_file.FORMAT_VERSION
+  assert constants["FORMAT_WINDOWS_TENSOR"] == audio_buffers.WINDOWS_TENSOR
+  assert constants["MIN_WINDOW_RMS"] == audio_buffers.MIN_RMS
+  assert kinds == {kind.name: kind.value for kind in tensor_file.Kind}
 
 
 @pytest.mark.parametrize("file_name, old, new, expected", [

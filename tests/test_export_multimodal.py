@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from export import manifest as manifest_lib
 from export.corpus import load_corpus
-from export.device import VirtualDevice
+from export.device_session import VirtualDevice
 from export.exporter import (TRAINING_DIR, ExportConfig, export_model,
                              fresh_source)
 from export.ondevice_module import IMAGE_SIGNATURES, OnDeviceModule

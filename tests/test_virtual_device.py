@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from export import device
+from export.audio_buffers import NotEnoughAudioError, WindowBuffer
+from export.device_session import DELTA_FILE, VirtualDevice
+from export.tensor_file import (Kind, TensorFile, TensorFileError,
+                                decode_tensor_file, encode_tensor_file,
+                                read_tensor_file, write_tensor_file)
+from export.weight_store import WEIGHTS_FILE
 from export.corpus import load_corpus
 from export.exporter import (TRAINING_DIR, ExportConfig, export_model,
                              fresh_source)
@@ -65,7 +70,7 @@ def _equal(a, b):
 
 
 def _trained(model_dir, state_dir, wav_dir, steps=4):
-  phone = device.VirtualDevice(model_dir, str(state_dir))
+  phone = VirtualDevice(model_dir, str(state_dir))
   phone.listen(wav_dir)
   phone.train(steps)
   return phone
@@ -74,7 +79,7 @@ def _trained(model_dir, state_dir, wav_dir, steps=4):
 def test_listen_uses_good_files_and_says_why_it_skips_others(model_dir,
                                                              wav_dir,
                                                              tmp_path):
-  phone = device.VirtualDevice(model_dir, str(tmp_path))
+  phone = VirtualDevice(model_dir, str(tmp_path))
   heard = phone.listen(wav_dir)
   names = [os.path.basename(r.path) for r in heard.recordings]
   assert names == ["a_stereo.wav", "c_short.wav", "b.wav"]
@@ -88,7 +93,7 @@ def test_listen_uses_good_files_and_says_why_it_skips_others(model_dir,
 
 def test_training_lowers_the_loss_and_changes_the_weights(model_dir, wav_dir,
                                                          tmp_path):
-  phone = device.VirtualDevice(model_dir, str(tmp_path), buffer_windows=BATCH)
+  phone = VirtualDevice(model_dir, str(tmp_path), buffer_windows=BATCH)
   phone.listen(wav_dir)  # Keeps the newest two windows: one batch every step.
   before = phone.model.get_weights()
   losses = phone.train(5)
@@ -105,7 +110,7 @@ def test_persist_restart_restore_gives_identical_weights(model_dir, wav_dir,
   phone.persist()
   saved = phone.model.get_weights()
 
-  restarted = device.VirtualDevice(model_dir, str(tmp_path))
+  restarted = VirtualDevice(model_dir, str(tmp_path))
   assert restarted.restored.source == "current"
   assert restarted.restored.problems == ()
   assert restarted.examples == phone.examples
@@ -138,21 +143,21 @@ def test_damaged_weights_fall_back_to_last_good_copy_then_bundled(
   assert os.path.exists(phone.store.previous_path)
 
   damage(phone.store.current_path)
-  restarted = device.VirtualDevice(model_dir, str(tmp_path))
+  restarted = VirtualDevice(model_dir, str(tmp_path))
   assert restarted.restored.source == "previous"
   assert "checksum mismatch" in restarted.restored.problems[0]
   assert _equal(restarted.model.get_weights(), first)
   assert restarted.examples == 2 * BATCH
 
   damage(phone.store.previous_path)
-  fresh = device.VirtualDevice(model_dir, str(tmp_path))
+  fresh = VirtualDevice(model_dir, str(tmp_path))
   assert fresh.restored.source == "bundled"
   assert len(fresh.restored.problems) == 2 and fresh.examples == 0
   assert _equal(fresh.model.get_weights(), fresh.bundled)
 
   # Saving replaces the damaged file instead of keeping it as the good copy.
   fresh.persist()
-  assert device.VirtualDevice(model_dir, str(tmp_path)).restored.source == (
+  assert VirtualDevice(model_dir, str(tmp_path)).restored.source == (
       "current")
 
 
@@ -160,11 +165,11 @@ def test_weights_of_another_model_are_not_restored(model_dir, wav_dir,
                                                    tmp_path):
   phone = _trained(model_dir, tmp_path, wav_dir, steps=1)
   phone.persist()
-  content = device.read_tensor_file(phone.store.current_path)
-  device.write_tensor_file(phone.store.current_path, device.TensorFile(
-      kind=device.Kind.WEIGHTS, model_sha256="0" * 64,
+  content = read_tensor_file(phone.store.current_path)
+  write_tensor_file(phone.store.current_path, TensorFile(
+      kind=Kind.WEIGHTS, model_sha256="0" * 64,
       examples=content.examples, tensors=content.tensors))
-  restarted = device.VirtualDevice(model_dir, str(tmp_path))
+  restarted = VirtualDevice(model_dir, str(tmp_path))
   assert restarted.restored.source == "bundled"
   assert "belongs to model 0000" in restarted.restored.problems[0]
 
@@ -172,10 +177,10 @@ def test_weights_of_another_model_are_not_restored(model_dir, wav_dir,
 def test_delta_file_is_current_minus_bundled_weights(model_dir, wav_dir,
                                                      tmp_path):
   phone = _trained(model_dir, tmp_path, wav_dir, steps=3)
-  delta = device.read_tensor_file(phone.write_delta())
+  delta = read_tensor_file(phone.write_delta())
   current = phone.model.get_weights()
   bundled = OnDeviceModel.load(model_dir).get_weights()  # A fresh interpreter.
-  assert delta.kind == device.Kind.DELTA
+  assert delta.kind == Kind.DELTA
   assert delta.model_sha256 == phone.manifest["file"]["sha256"]
   assert delta.examples == 3 * BATCH
   assert list(delta.tensors) == phone.weight_names()
@@ -188,9 +193,9 @@ def test_delta_file_is_current_minus_bundled_weights(model_dir, wav_dir,
 def test_not_enough_audio_is_a_clear_error(model_dir, tmp_path):
   empty = tmp_path / "mic"
   empty.mkdir()
-  phone = device.VirtualDevice(model_dir, str(tmp_path / "state"))
+  phone = VirtualDevice(model_dir, str(tmp_path / "state"))
   assert phone.listen(str(empty)).recordings == ()
-  with pytest.raises(device.NotEnoughAudioError, match="a batch needs 2"):
+  with pytest.raises(NotEnoughAudioError, match="a batch needs 2"):
     phone.train(1)
   with pytest.raises(FileNotFoundError, match="no such directory"):
     phone.listen(str(tmp_path / "missing"))
@@ -198,7 +203,7 @@ def test_not_enough_audio_is_a_clear_error(model_dir, tmp_path):
 
 def test_launcher_runs_the_whole_loop(model_dir, wav_dir, tmp_path):
   _trained(model_dir, tmp_path, wav_dir, steps=1).persist()
-  _flip(tmp_path / device.WEIGHTS_FILE)
+  _flip(tmp_path / WEIGHTS_FILE)
   result = subprocess.run(
       [sys.executable, "-m", "export.device_main", "--model_dir",
        os.path.dirname(model_dir), "--wav_dir", wav_dir, "--state_dir",
@@ -212,30 +217,30 @@ def test_launcher_runs_the_whole_loop(model_dir, wav_dir, tmp_path):
   assert "e_corrupt.wav: unreadable:" in out
   assert "step 2/2: loss" in out
   assert "a_stereo.wav: nearest" in out
-  assert device.VirtualDevice(model_dir, str(tmp_path)).examples == 2 * BATCH
-  assert os.path.exists(tmp_path / device.DELTA_FILE)
+  assert VirtualDevice(model_dir, str(tmp_path)).examples == 2 * BATCH
+  assert os.path.exists(tmp_path / DELTA_FILE)
 
 
 def test_tensor_files_are_checked_and_match_the_apps_bytes():
-  content = device.TensorFile(
-      kind=device.Kind.WEIGHTS,
+  content = TensorFile(
+      kind=Kind.WEIGHTS,
       model_sha256=hashlib.sha256(b"fixture model").hexdigest(), examples=6,
       tensors={"encoder/w": np.arange(6, dtype=np.float32).reshape(2, 3) * 0.5
                - 1, "optimizer/step": np.array(3.0, np.float32)})
-  encoded = device.encode_tensor_file(content)
+  encoded = encode_tensor_file(content)
   with open(FIXTURE, "rb") as f:
     assert encoded == f.read()  # The Kotlin tests decode and re-encode it.
-  decoded = device.decode_tensor_file(encoded)
+  decoded = decode_tensor_file(encoded)
   assert decoded.examples == 6 and decoded.tensors["optimizer/step"].shape == ()
   for damaged, reason in ((encoded[:-1], "checksum mismatch"),
                           (encoded[:20], "truncated"),
                           (b"XXXX" + encoded[4:], "not a tensor file")):
-    with pytest.raises(device.TensorFileError, match=reason):
-      device.decode_tensor_file(damaged)
+    with pytest.raises(TensorFileError, match=reason):
+      decode_tensor_file(damaged)
 
 
 def test_window_buffer_cuts_drops_silence_and_rotates():
-  buffer = device.WindowBuffer(4, 2)
+  buffer = WindowBuffer(4, 2)
   assert buffer.append(np.full(6, 0.5, np.float32)) == 1
   assert buffer.append(np.full(2, 0.5, np.float32)) == 1
   buffer.append(np.full(3, 0.5, np.float32))

@@ -2,7 +2,7 @@ package com.example.audiossl.core
 
 /**
  * Every name the app shares with the exported model, its `manifest.json` and the toolkit's
- * host-side virtual device (`export/device.py`).
+ * host-side virtual device (`export/device_session.py`).
  *
  * This is the only Kotlin file that spells these names. `tests/test_android_contract.py`
  * exports a model and checks each constant against it: every `SIGNATURE_*` must be a signature
@@ -72,17 +72,23 @@ object Contract {
   const val FILE_MODEL = "model.tflite"
   const val FILE_MANIFEST = "manifest.json"
 
-  /** Files in the app's storage (`export.device.WEIGHTS_FILE`, ...). */
+  /**
+   * Files in the app's storage (`export.weight_store.WEIGHTS_FILE`, `PREVIOUS_WEIGHTS_FILE`,
+   * `export.device_session.WINDOWS_FILE`, `DELTA_FILE`).
+   */
   const val STATE_WEIGHTS = "weights.odtf"
   const val STATE_PREVIOUS_WEIGHTS = "weights.prev.odtf"
   const val STATE_WINDOWS = "windows.odtf"
   const val STATE_DELTA = "update.odtf"
 
-  /** Tensor-file layout (`export.device.MAGIC`, `FORMAT_VERSION`, `WINDOWS_TENSOR`). */
+  /**
+   * Tensor-file layout (`export.tensor_file.MAGIC`, `FORMAT_VERSION`,
+   * `export.audio_buffers.WINDOWS_TENSOR`).
+   */
   const val FORMAT_MAGIC = "ODTF"
   const val FORMAT_VERSION = 1
   const val FORMAT_WINDOWS_TENSOR = "windows"
 
-  /** Windows quieter than this RMS are not buffered (`export.device.MIN_RMS`). */
+  /** Windows quieter than this RMS are not buffered (`export.audio_buffers.MIN_RMS`). */
   const val MIN_WINDOW_RMS = 1e-4
 }

@@ -10,7 +10,7 @@ import java.io.File
  * window buffer and restores the saved weights. Every method is synchronized, so the live
  * embedding and a background training job can share one session.
  *
- * The toolkit's virtual device (`export/device.py`) does the same steps with the same files.
+ * The toolkit's virtual device (`export/device_session.py`) does the same steps with the same files.
  *
  * @property model The model.
  * @property stateDir The app's storage for weights, buffer and update.

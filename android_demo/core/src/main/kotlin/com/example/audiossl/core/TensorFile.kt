@@ -46,7 +46,7 @@ class NamedTensor(val name: String, val shape: IntArray, val data: FloatArray) {
 }
 
 /**
- * The file format shared by the app and the toolkit's virtual device (`export/device.py`):
+ * The file format shared by the app and the toolkit's virtual device (`export/tensor_file.py`):
  * persisted weights, weight deltas, the window buffer and tagged clips.
  *
  * Layout, little-endian: magic `ODTF`; u32 format version (1); u32 kind ([TensorFileKind]);

@@ -46,7 +46,7 @@ class StorageTest {
 
   @Test
   fun readsAndWritesTheVirtualDevicesBytes() {
-    // fixture.odtf was written by export/device.py; tests/test_virtual_device.py checks it still is.
+    // fixture.odtf was written by export/tensor_file.py; tests/test_virtual_device.py checks it still is.
     val bytes = fixture()
     val file = TensorFile.decode(bytes, "fixture")
     assertEquals(TensorFileKind.WEIGHTS, file.kind)
