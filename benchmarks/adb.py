@@ -24,9 +24,10 @@ import re
 import shlex
 import shutil
 import subprocess
-from typing import Any, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 from benchmarks.latency import LatencyResult, Machine
+from export.manifest import Manifest
 
 __all__ = ["AdbConfig", "AdbError", "OpProfile", "BenchmarkOutput",
            "adb_command", "benchmark_command", "parse_devices",
@@ -335,13 +336,13 @@ def device_machine(config: AdbConfig) -> Machine:
       emulation="Android emulator (QEMU)" if emulator else "")
 
 
-def _examples(manifest: Mapping[str, Any], signature: str) -> int:
+def _examples(manifest: Manifest, signature: str) -> int:
   """The ``waveform`` batch of a signature (dynamic dimensions run at 1)."""
-  tensor = manifest["signatures"][signature]["inputs"].get("waveform")
-  return max(1, tensor["shape"][0]) if tensor else 1
+  tensor = manifest.signature(signature).inputs.get("waveform")
+  return max(1, tensor.shape[0]) if tensor else 1
 
 
-def run_signature(model_dir: str, manifest: Mapping[str, Any], signature: str,
+def run_signature(model_dir: str, manifest: Manifest, signature: str,
                   config: AdbConfig, *, label: str,
                   machine: Optional[Machine] = None) -> LatencyResult:
   """Pushes the binary and the model (once), runs a signature, parses it.
@@ -365,10 +366,10 @@ def run_signature(model_dir: str, manifest: Mapping[str, Any], signature: str,
   """
   serial = check_setup(config)
   config = dataclasses.replace(config, serial=serial)
-  flex = manifest.get("mode") == "flex" or bool(manifest.get("flex_ops"))
+  flex = manifest.mode == "flex" or bool(manifest.flex_ops)
   if flex and not config.flex_binary:
     raise AdbError(f"{model_dir} is a flex export (Select-TF ops "
-                   f"{manifest.get('flex_ops')}); benchmark_model cannot run "
+                   f"{list(manifest.flex_ops)}); benchmark_model cannot run "
                    f"it: pass a benchmark_model_plus_flex binary and set "
                    f"flex_binary")
   machine = machine or device_machine(config)
@@ -376,7 +377,7 @@ def run_signature(model_dir: str, manifest: Mapping[str, Any], signature: str,
                    f"{_sha256(config.binary)[:12]}")
   device_model = (f"{config.device_dir}/"
                   f"{re.sub(r'[^0-9A-Za-z_.-]', '_', label)}-"
-                  f"{manifest['file']['sha256'][:12]}.tflite")
+                  f"{manifest.file.sha256[:12]}.tflite")
   _run(adb_command(config, "shell", "mkdir", "-p", config.device_dir), 60)
   _push(config, config.binary, device_binary)
   _run(adb_command(config, "shell", "chmod", "755", device_binary), 60)

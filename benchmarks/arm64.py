@@ -27,12 +27,12 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from typing import Any, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
 from benchmarks import latency
-from export.manifest import MODEL_NAME, read_manifest
+from export.manifest import MODEL_NAME, Manifest
 
 #: The runtime of both sides of :func:`check_model`.
 EMULATED_RUNTIME = "tflite_runtime"
@@ -287,17 +287,17 @@ class SignatureCheck:
     return self.max_rel_error <= self.tolerance
 
 
-def _inputs(manifest: Mapping[str, Any], signature: str, batch: int,
+def _inputs(manifest: Manifest, signature: str, batch: int,
             seed: int) -> dict[str, np.ndarray]:
   """Random float32 inputs N(0, 0.1) of the manifest's signature shapes."""
   rng = np.random.default_rng(seed)
   inputs = {}
   for name, tensor in sorted(
-      manifest["signatures"][signature]["inputs"].items()):
-    shape = [batch if d < 0 else d for d in tensor["shape"]]
-    if tensor["dtype"] != "float32":
+      manifest.signature(signature).inputs.items()):
+    shape = [batch if d < 0 else d for d in tensor.shape]
+    if tensor.dtype != "float32":
       raise Arm64Unavailable(f"{signature}: input {name!r} has dtype "
-                             f"{tensor['dtype']}; only float32 inputs are "
+                             f"{tensor.dtype}; only float32 inputs are "
                              f"generated")
     inputs[name] = (0.1 * rng.standard_normal(shape)).astype(np.float32)
   return inputs
@@ -335,12 +335,11 @@ def check_model(model_dir: str, python: Arm64Python, *, label: str,
     Arm64Unavailable: A flex export.
     benchmarks.latency.BenchmarkError: A run failed.
   """
-  manifest = read_manifest(model_dir)
-  if manifest.get("mode") == "flex":
+  manifest = Manifest.read(model_dir)
+  if manifest.mode == "flex":
     raise Arm64Unavailable(f"{model_dir} is a flex export: tflite_runtime has "
                            f"no Select-TF kernels")
-  quantized = manifest.get("quantization", {}).get("type",
-                                                   "float32") != "float32"
+  quantized = manifest.quantization.type != "float32"
   limit = quantized_tolerance if quantized else tolerance
   path = os.path.join(model_dir, MODEL_NAME)
   # The emulated root holds the aarch64 tflite_runtime wheel (LiteRT's is
@@ -350,7 +349,7 @@ def check_model(model_dir: str, python: Arm64Python, *, label: str,
                                 seed=seed, runtime=EMULATED_RUNTIME)
   checks = []
   with tempfile.TemporaryDirectory(prefix="arm64_check_") as directory:
-    for signature in signatures or sorted(manifest["signatures"]):
+    for signature in signatures or sorted(manifest.signatures):
       inputs = os.path.join(directory, f"{signature}_inputs.npz")
       np.savez(inputs, **_inputs(manifest, signature, batch, seed))
       runs = {}

@@ -165,17 +165,17 @@ def _benchmark_export(export_dir: str, batch: np.ndarray,
     path = os.path.join(export_dir, name, manifest_lib.MODEL_NAME)
     if not os.path.exists(path):
       continue
-    manifest = manifest_lib.read_manifest(os.path.dirname(path))
+    manifest = manifest_lib.Manifest.read(os.path.dirname(path))
     with open(path, "rb") as f:
       content = f.read()
     model = OnDeviceModel.load(path)
-    patch = batch[:1, :manifest["model"]["patch_samples"]]
+    patch = batch[:1, :manifest.model.patch_samples]
     calls = {"embed": (lambda: model.embed(patch), 20)}
-    if "train" in manifest["signatures"]:
+    if "train" in manifest.signatures:
       calls["train"] = (lambda: model.train(batch), 5)
     for signature, (call, runs) in calls.items():
       flops = tflite_flops.count_flops(content, signature, batch=1).flops
-      delegated = manifest.get("delegation", {}).get(signature, {})
+      delegated = (manifest.delegation or {}).get(signature, {})
       rows.append((name, signature, flops, _cpu_ms(call, runs),
                    delegated.get("delegated_flops_fraction")))
   lines = ["| file | signature | GFLOPs / call | LiteRT CPU ms | GFLOP/s | "

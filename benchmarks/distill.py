@@ -343,9 +343,9 @@ def _report(config: DistillConfig, rows: Mapping[str, Mapping[str, float]],
         for name, s in training.items()), "",
       "## Export of the distilled student", "",
       f"`{config.out_dir}/export`: the on-device training model "
-      f"({manifest['mode']} mode, task `{manifest['model']['task']}`, "
-      f"{manifest['file']['bytes']:,} bytes, {len(manifest['operators'])} "
-      f"operators, Select-TF (Flex) ops: {manifest['flex_ops'] or 'none'}) "
+      f"({manifest.mode} mode, task `{manifest.model.task}`, "
+      f"{manifest.file.bytes:,} bytes, {len(manifest.operators)} "
+      f"operators, Select-TF (Flex) ops: {list(manifest.flex_ops) or 'none'}) "
       "and the embed-only variants "
       + ", ".join(f"`{q.variant}` ({q.bytes:,} bytes, mean cosine to TF "
                   f"{q.mean_cosine:.4f})" for q in export.quantization)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from export.tflite_flops import (  # pylint: disable=unused-import
     ZERO_FLOP_OPS, OpCount, SignatureFlops, _TF_DATA_OPS, _fft_complex_macs,
     _read_model, _text, count_flops, count_model_flops, op_costs,
     promote_signature, signature_subgraph)
+from export.manifest import Manifest
 from model.features import FrontendConfig
 
 __all__ = [
@@ -83,18 +84,18 @@ class CrossCheck:
     return (self.file_flops - self.excluded_flops) / self.reference_flops - 1
 
 
-def _model_from_manifest(manifest: Mapping[str, Any]) -> Any:
+def _model_from_manifest(manifest: Manifest) -> Any:
   """A freshly initialized :class:`SSLModel` of the manifest's architecture."""
   ssl_model = importlib.import_module("model.ssl_model")
-  entry = manifest["model"]
+  entry = manifest.model
   spec = ssl_model.ModelSpec.from_dict({
-      "task": entry["task"], "encoder": entry["encoder"]["config"],
-      "frontend": entry["frontend"], "task_config": entry["task_config"],
+      "task": entry.task, "encoder": dict(entry.encoder.config),
+      "frontend": dict(entry.frontend), "task_config": dict(entry.task_config),
       "seed": 0})
   return ssl_model.SSLModel(spec)
 
 
-def _tf_function(manifest: Mapping[str, Any], signature: str,
+def _tf_function(manifest: Manifest, signature: str,
                  batch: int) -> Any:
   """The TF concrete function the signature was converted from."""
   tf = importlib.import_module("tensorflow")
@@ -103,18 +104,16 @@ def _tf_function(manifest: Mapping[str, Any], signature: str,
     ondevice = importlib.import_module("export.ondevice_module")
     optimizers = importlib.import_module("export.optimizers")
     optimizer = optimizers.OptimizerConfig(
-        manifest["optimizer"]["name"],
-        **manifest["optimizer"]["hyperparameters"])
-    module = ondevice.OnDeviceModule(model, optimizer,
-                                     manifest["batch_size"],
-                                     mode=manifest["mode"])
+        manifest.optimizer.name, **manifest.optimizer.hyperparameters)
+    module = ondevice.OnDeviceModule(model, optimizer, manifest.batch_size,
+                                     mode=manifest.mode)
     return module.train_function()
-  spec = tf.TensorSpec([batch, manifest["model"]["patch_samples"]],
+  spec = tf.TensorSpec([batch, manifest.model.patch_samples],
                        tf.float32, name=WAVEFORM)
   return tf.function(model.embed_patches).get_concrete_function(spec)
 
 
-def profiler_flops(manifest: Mapping[str, Any], signature: str, *,
+def profiler_flops(manifest: Manifest, signature: str, *,
                    batch: int = 1) -> tuple[int, tuple[str, ...]]:
   """``tf.profiler``'s float-operation count of the signature's TF function.
 
@@ -150,7 +149,7 @@ def profiler_flops(manifest: Mapping[str, Any], signature: str, *,
   return int(total), tuple(sorted(skipped))
 
 
-def analytic_flops(manifest: Mapping[str, Any], signature: str, *,
+def analytic_flops(manifest: Manifest, signature: str, *,
                    batch: int = 1) -> int:
   """The analytic count: encoder convs + dense only.
 
@@ -167,7 +166,7 @@ def analytic_flops(manifest: Mapping[str, Any], signature: str, *,
   if signature == "train":
     costs = importlib.import_module("tff_sim.costs")
     return int(costs.CostModel.for_model(model).flops_per_example
-               * manifest["batch_size"])
+               * manifest.batch_size)
   raise ValueError(f"no analytic count for signature {signature!r}")
 
 
@@ -184,7 +183,7 @@ def _share(part: float, whole: float) -> str:
   return f"{100 * part / whole:.0f}%"
 
 
-def cross_check(counted: SignatureFlops, manifest: Mapping[str, Any], *,
+def cross_check(counted: SignatureFlops, manifest: Manifest, *,
                 tolerance: float = 0.10) -> list[CrossCheck]:
   """Compares a file count with ``tf.profiler`` and the analytic count.
 
@@ -215,9 +214,9 @@ def cross_check(counted: SignatureFlops, manifest: Mapping[str, Any], *,
   checks.append(CrossCheck(counted.signature, "tf.profiler", total, profiled,
                            uncounted, explanation))
   analytic = analytic_flops(manifest, counted.signature, batch=batch)
-  frontend = FrontendConfig(**manifest["model"]["frontend"])
-  samples = (manifest["model"]["patch_samples"] if counted.signature == "embed"
-             else manifest["example_samples"])
+  frontend = FrontendConfig(**manifest.model.frontend)
+  samples = (manifest.model.patch_samples if counted.signature == "embed"
+             else manifest.example_samples)
   frontend_flops = 2 * frontend_macs(frontend,
                                      frontend.num_frames(samples)) * batch
   elementwise = total - 2 * counted.macs

@@ -29,7 +29,7 @@ from benchmarks import arm64 as arm64_lib
 from benchmarks import flops as flops_lib
 from benchmarks import latency as latency_lib
 from export import delegation as delegation_lib
-from export.manifest import MANIFEST_NAME, MODEL_NAME, read_manifest
+from export.manifest import MANIFEST_NAME, MODEL_NAME, Manifest
 from tff_sim.report import plot_quality_vs_cost_runs, read_release_csv
 
 __all__ = ["REPORT_NAME", "RESULTS_CSV", "LATENCY_PLOT", "SIZE_PLOT",
@@ -100,7 +100,7 @@ class ModelEntry:
   export: str
   variant: str
   directory: str
-  manifest: Mapping[str, Any]
+  manifest: Manifest
 
   @property
   def label(self) -> str:
@@ -108,11 +108,11 @@ class ModelEntry:
 
   @property
   def preset(self) -> str:
-    return self.manifest["model"]["encoder"]["preset"]
+    return self.manifest.model.encoder.preset
 
   @property
   def quantization(self) -> str:
-    return self.manifest["quantization"]["type"]
+    return self.manifest.quantization.type
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,10 +190,10 @@ def find_models(model_dir: str) -> list[ModelEntry]:
     return [ModelEntry(export=os.path.basename(parent),
                        variant=os.path.basename(model_dir),
                        directory=model_dir,
-                       manifest=read_manifest(model_dir))]
+                       manifest=Manifest.read(model_dir))]
   entries = [ModelEntry(export=os.path.basename(model_dir), variant=name,
                         directory=os.path.join(model_dir, name),
-                        manifest=read_manifest(os.path.join(model_dir, name)))
+                        manifest=Manifest.read(os.path.join(model_dir, name)))
              for name in sorted(os.listdir(model_dir))
              if os.path.exists(os.path.join(model_dir, name, MANIFEST_NAME))]
   if not entries:
@@ -205,12 +205,12 @@ def find_models(model_dir: str) -> list[ModelEntry]:
 
 def _timed_signatures(entry: ModelEntry, config: ReportConfig) -> list[str]:
   """Signatures to time: the chosen ones the model has, minus string inputs."""
-  signatures = entry.manifest["signatures"]
+  signatures = entry.manifest.signatures
   chosen = [s for s in (config.signatures or sorted(signatures))
             if s in signatures]
   return [s for s in chosen
-          if all(t["dtype"] != "string"
-                 for t in signatures[s]["inputs"].values())]
+          if all(t.dtype != "string"
+                 for t in signatures[s].inputs.values())]
 
 
 def _base_row(entry: ModelEntry, counted: flops_lib.SignatureFlops,
@@ -219,9 +219,9 @@ def _base_row(entry: ModelEntry, counted: flops_lib.SignatureFlops,
   reference = {c.reference: c.reference_flops for c in checks}
   return CostRow(
       export=entry.export, preset=entry.preset,
-      task=manifest["model"]["task"], variant=entry.variant,
-      quantization=entry.quantization, mode=manifest.get("mode", "builtin"),
-      file_bytes=manifest["file"]["bytes"], signature=counted.signature,
+      task=manifest.model.task, variant=entry.variant,
+      quantization=entry.quantization, mode=manifest.mode,
+      file_bytes=manifest.file.bytes, signature=counted.signature,
       examples=counted.examples, macs=counted.macs, flops=counted.flops,
       flops_per_example=counted.flops_per_example,
       profiler_flops=reference.get("tf.profiler"),
@@ -247,7 +247,7 @@ def _host_results(entry: ModelEntry, signature: str, config: ReportConfig
                   ) -> list[latency_lib.LatencyResult]:
   """Every host configuration of one signature."""
   path = os.path.join(entry.directory, MODEL_NAME)
-  flex = entry.manifest.get("mode") == "flex"
+  flex = entry.manifest.mode == "flex"
   runtimes = ("tensorflow",) if flex else config.runtimes
   results = []
   for runtime in runtimes:
@@ -415,10 +415,10 @@ def _size_section(entries: Sequence[ModelEntry]) -> list[str]:
            "| export | preset | model | quantization | bytes | vs float32 "
            "embed |", "|---|---|---|---|---:|---:|"]
   for entry in entries:
-    base = next((e.manifest["file"]["bytes"] for e in entries
+    base = next((e.manifest.file.bytes for e in entries
                  if e.export == entry.export
                  and e.variant == "embed_float32"), None)
-    size = entry.manifest["file"]["bytes"]
+    size = entry.manifest.file.bytes
     lines.append(f"| {entry.export} | {entry.preset} | {entry.variant} | "
                  f"{entry.quantization} | {size:,} | "
                  f"{f'{size / base:.2f}x' if base else '-'} |")
@@ -547,7 +547,7 @@ def _plot_sizes(entries: Sequence[ModelEntry], path: str) -> None:
   ax = figure.subplots()
   width = 0.8 / len(variants)
   for j, variant in enumerate(variants):
-    bars = [(i, e.manifest["file"]["bytes"] / 1e6)
+    bars = [(i, e.manifest.file.bytes / 1e6)
             for i, export in enumerate(exports) for e in entries
             if e.export == export and e.variant == variant]
     ax.bar([i + j * width for i, _ in bars], [size for _, size in bars],
@@ -642,7 +642,7 @@ def build_report(model_dirs: Sequence[str], out_dir: str,
             if config.adb is not None else None)
   for entry in entries:
     progress(f"FLOPs of {entry.label}")
-    flex = entry.manifest.get("mode") == "flex"
+    flex = entry.manifest.mode == "flex"
     with open(os.path.join(entry.directory, MODEL_NAME), "rb") as f:
       content = f.read()
     counts[entry.label] = flops_lib.count_model_flops(

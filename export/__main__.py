@@ -136,17 +136,17 @@ def main(argv: list[str]) -> None:
           VerificationError, ValueError) as e:
     raise SystemExit(f"export failed, nothing written: {e}") from e
   training = result.manifests[TRAINING_DIR]
-  train = training["verification"]["train"]
+  train = training.verification["train"]
   print(f"Exported to {result.out_dir}:")
   for manifest in result.manifests.values():
-    print(f"  {manifest['path']}: {manifest['file']['bytes']:,} bytes, "
-          f"sha256 {manifest['file']['sha256'][:16]}...")
+    print(f"  {manifest.path}: {manifest.file.bytes:,} bytes, "
+          f"sha256 {manifest.file.sha256[:16]}...")
   print(f"train loss {train['first_cycle_mean_loss']:.4g} -> "
         f"{train['last_cycle_mean_loss']:.4g} over {train['steps']} steps; "
         f"vs TF per step: loss {train['max_relative_loss_difference']:.2e}, "
         f"gradient {train['max_relative_gradient_error']:.2e} (relative); "
         f"embed max abs error "
-        f"{training['verification']['embed']['max_abs_error']:.2e}")
+        f"{training.verification['embed']['max_abs_error']:.2e}")
   print(f"Report: {result.out_dir}/report.md")
 
 

@@ -26,7 +26,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from export import manifest as manifest_lib
+from export.manifest import MANIFEST_NAME, Manifest
 from export.audio_buffers import NotEnoughAudioError, WindowBuffer
 from export.exporter import TRAINING_DIR
 from export.runtime import DEFAULT_RUNTIME, OnDeviceModel
@@ -79,7 +79,7 @@ def training_model_dir(path: str) -> str:
   """``path`` itself, or its ``training/`` export subdirectory if it has one."""
   training = os.path.join(path, TRAINING_DIR)
   return training if os.path.exists(os.path.join(
-      training, manifest_lib.MANIFEST_NAME)) else path
+      training, MANIFEST_NAME)) else path
 
 
 def wav_files(directory: str) -> list[str]:
@@ -126,7 +126,7 @@ class VirtualDevice:
         ``flex`` export (the on-device runtime has no Select-TF ops).
     """
     model_dir = training_model_dir(model_dir)
-    self.manifest = manifest_lib.read_manifest(model_dir)
+    self.manifest = Manifest.read(model_dir)
     self.model = OnDeviceModel.load(model_dir, runtime=runtime)
     signatures = sorted(self.model.interpreter.get_signature_list())
     if "train" not in signatures:
@@ -136,9 +136,9 @@ class VirtualDevice:
     self.notes: list[str] = []
     self.bundled = self.model.get_weights()
     self.store = WeightStore(state_dir, self.model_sha256,
-                             [(v["name"], v["shape"])
-                              for v in self.manifest["variables"]])
-    self.buffer = WindowBuffer(self.manifest["example_samples"],
+                             [(v.name, v.shape)
+                              for v in self.manifest.variables])
+    self.buffer = WindowBuffer(self.manifest.example_samples,
                                buffer_windows)
     windows_path = os.path.join(state_dir, WINDOWS_FILE)
     if os.path.exists(windows_path):
@@ -151,15 +151,15 @@ class VirtualDevice:
 
   @property
   def model_sha256(self) -> str:
-    return self.manifest["file"]["sha256"]
+    return self.manifest.file.sha256
 
   @property
   def batch_size(self) -> int:
-    return self.manifest["batch_size"]
+    return self.manifest.batch_size
 
   @property
   def patch_samples(self) -> int:
-    return self.manifest["model"]["patch_samples"]
+    return self.manifest.model.patch_samples
 
   def listen(self, wav_dir: str) -> ListenReport:
     """Plays every WAV file under ``wav_dir`` into the microphone buffer.
@@ -176,7 +176,7 @@ class VirtualDevice:
     for path in wav_files(wav_dir):
       try:
         waveform = load_audio(path,
-                              sample_rate=self.manifest["model"]["sample_rate"])
+                              sample_rate=self.manifest.model.sample_rate)
       except AudioDecodeError as e:
         skipped.append((path, e.reason))
         continue
@@ -210,7 +210,7 @@ class VirtualDevice:
     if steps > 0 and len(self.buffer) < self.batch_size:
       raise NotEnoughAudioError(
           f"the buffer holds {len(self.buffer)} training windows of "
-          f"{self.manifest['example_samples']} samples; a batch needs "
+          f"{self.manifest.example_samples} samples; a batch needs "
           f"{self.batch_size}: record (or add WAV files) for longer")
     losses = []
     for step in range(steps):
@@ -235,7 +235,7 @@ class VirtualDevice:
   @property
   def multimodal(self) -> bool:
     """Whether the model also has ``embed_image`` and ``train_image``."""
-    return bool(self.manifest["model"].get("multimodal", False))
+    return self.manifest.model.multimodal
 
   def _require_images(self, what: str) -> None:
     if not self.multimodal:
@@ -282,8 +282,7 @@ class VirtualDevice:
 
   def weight_names(self) -> list[str]:
     """Names of the model weights (not the optimizer state), in order."""
-    return [v["name"] for v in self.manifest["variables"]
-            if v["role"] == "weight"]
+    return [v.name for v in self.manifest.weights]
 
   def write_delta(self, path: Optional[str] = None) -> str:
     """Writes current minus bundled model weights; returns the file's path.

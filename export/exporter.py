@@ -28,6 +28,9 @@ from export import report as report_lib
 from export.conversion import (QUANTIZATIONS, Conversion, convert_embed_model,
                                convert_training_model)
 from export.corpus import Corpus
+from export.manifest import (EncoderInfo, FileInfo, Manifest, ModelInfo,
+                             OptimizerInfo, QuantizationInfo, SignatureSpec,
+                             TensorSpec, VariableSpec)
 from export.ondevice_module import MODES, EmbedModule, OnDeviceModule
 from export.optimizers import OptimizerConfig
 from export.runtime import OnDeviceModel
@@ -176,7 +179,7 @@ class ExportResult:
   """
 
   out_dir: str
-  manifests: dict[str, dict[str, Any]]
+  manifests: dict[str, Manifest]
   quantization: tuple[report_lib.QuantizationRow, ...]
 
 
@@ -188,33 +191,34 @@ def _clone(model: SSLModel) -> SSLModel:
   return clone
 
 
-def _model_entry(model: SSLModel) -> dict[str, Any]:
+def _model_info(model: SSLModel) -> ModelInfo:
   spec = model.spec
-  return {
-      "task": spec.task,
-      "task_config": dataclasses.asdict(spec.task_config),
-      "encoder": {"preset": spec.encoder.name,
-                  "config": dataclasses.asdict(spec.encoder),
-                  "num_params": spec.encoder.num_params},
-      "frontend": dataclasses.asdict(spec.frontend),
-      "sample_rate": spec.frontend.sample_rate,
-      "example_samples": model.example_samples,
-      "patch_samples": spec.frontend.patch_samples,
-      "embedding_dim": spec.encoder.embedding_dim,
-      "multimodal": spec.multimodal,
-      **({"image_shape": list(model.image_shape)} if spec.multimodal else {}),
-  }
+  return ModelInfo(
+      task=spec.task, task_config=dataclasses.asdict(spec.task_config),
+      encoder=EncoderInfo(preset=spec.encoder.name,
+                          config=dataclasses.asdict(spec.encoder),
+                          num_params=spec.encoder.num_params),
+      frontend=dataclasses.asdict(spec.frontend),
+      sample_rate=spec.frontend.sample_rate,
+      example_samples=model.example_samples,
+      patch_samples=spec.frontend.patch_samples,
+      embedding_dim=spec.encoder.embedding_dim, multimodal=spec.multimodal,
+      image_shape=tuple(model.image_shape) if spec.multimodal else None)
 
 
-def _file_entry(content: bytes) -> dict[str, Any]:
-  return {"name": manifest_lib.MODEL_NAME, "bytes": len(content),
-          "sha256": manifest_lib.sha256_bytes(content)}
+def _file_info(content: bytes) -> FileInfo:
+  return FileInfo(name=manifest_lib.MODEL_NAME, bytes=len(content),
+                  sha256=manifest_lib.sha256_bytes(content))
 
 
-def _signature_entry(model: OnDeviceModel) -> dict[str, Any]:
-  return {name: {side: {tensor: info.to_dict()
-                        for tensor, info in tensors.items()}
-                 for side, tensors in table.items()}
+def _signature_specs(model: OnDeviceModel) -> dict[str, SignatureSpec]:
+  """The signatures as read back from the file."""
+  def specs(tensors):
+    return {name: TensorSpec(name=name, dtype=info.dtype,
+                             shape=tuple(info.shape))
+            for name, info in tensors.items()}
+  return {name: SignatureSpec(name=name, inputs=specs(table["inputs"]),
+                              outputs=specs(table["outputs"]))
           for name, table in model.signatures().items()}
 
 
@@ -228,22 +232,22 @@ def _write_model(directory: str, conversion: Conversion) -> bytes:
     return f.read()
 
 
-def _common_entries(content: bytes, conversion: Conversion, kind: str,
-                    path: str, source: Source) -> dict[str, Any]:
-  return {
-      "format_version": manifest_lib.FORMAT_VERSION,
-      "kind": kind,
-      "path": path,
-      "file": _file_entry(content),
-      "toolkit_version": manifest_lib.toolkit_version(),
-      "tensorflow_version": tf.__version__,
-      "model": _model_entry(source.model),
-      "embed_batch": "dynamic",
-      "operators": list(conversion.operators),
-      "flex_ops": list(conversion.flex_ops),
-      "ops_sets": list(conversion.ops_sets),
-      "source": source.description,
-  }
+def _common_fields(content: bytes, conversion: Conversion, kind: str,
+                   path: str, source: Source) -> dict[str, Any]:
+  """The :class:`Manifest` fields every exported file has."""
+  return dict(
+      format_version=manifest_lib.FORMAT_VERSION, kind=kind, path=path,
+      file=_file_info(content),
+      toolkit_version=manifest_lib.toolkit_version(),
+      tensorflow_version=tf.__version__, model=_model_info(source.model),
+      embed_batch="dynamic", operators=tuple(conversion.operators),
+      flex_ops=tuple(conversion.flex_ops),
+      ops_sets=tuple(conversion.ops_sets), source=source.description)
+
+
+def _delegation(content: bytes, runtime: str) -> dict[str, Any]:
+  return {key: d.to_dict() for key, d in delegation_lib.model_delegation(
+      content, runtime=runtime).items()}
 
 
 def _image_batches(model: SSLModel, config: ExportConfig) -> np.ndarray:
@@ -258,8 +262,7 @@ def _image_batches(model: SSLModel, config: ExportConfig) -> np.ndarray:
 
 
 def _export_training(directory: str, source: Source, config: ExportConfig,
-                     batches: np.ndarray, patches: np.ndarray
-                     ) -> dict[str, Any]:
+                     batches: np.ndarray, patches: np.ndarray) -> Manifest:
   """Converts, writes, verifies the training model; returns its manifest."""
   make = lambda: OnDeviceModule(_clone(source.model), config.optimizer,
                                 config.batch_size, mode=config.mode,
@@ -274,34 +277,32 @@ def _export_training(directory: str, source: Source, config: ExportConfig,
   verification = verify_training_model(content, make(), batches, patches,
                                        config.verify, images=images)
   runtime = "tensorflow" if config.mode == "flex" else config.verify.runtime
-  variables = [{"name": name, "key": key,
-                "role": "optimizer" if name.startswith("optimizer/")
-                else "weight",
-                "shape": list(v.shape), "dtype": v.dtype.name,
-                "bytes": int(np.prod(v.shape, dtype=np.int64)) * v.dtype.size}
-               for name, key, v in zip(module.variable_names, module.keys,
-                                       module.state)]
-  manifest = {
-      **_common_entries(content, conversion, "training",
-                        os.path.join(TRAINING_DIR, manifest_lib.MODEL_NAME),
-                        source),
-      "mode": config.mode,
-      "quantization": {"type": "float32"},
-      "signatures": _signature_entry(OnDeviceModel(content, runtime=runtime)),
-      "batch_size": config.batch_size,
-      "example_samples": source.model.example_samples,
-      "optimizer": {"name": config.optimizer.name,
-                    "hyperparameters": config.optimizer.hyperparameters()},
-      "random_seed": config.seed,
-      "variables": variables,
-      "variable_bytes": sum(v["bytes"] for v in variables),
-      "verification": verification,
-  }
-  if config.mode == "builtin" and config.verify.runtime != "tensorflow":
-    manifest["delegation"] = {
-        key: d.to_dict() for key, d in delegation_lib.model_delegation(
-            content, runtime=config.verify.runtime).items()}
-  manifest_lib.write_manifest(directory, manifest)
+  variables = tuple(
+      VariableSpec(name=name, key=key,
+                   role="optimizer" if name.startswith("optimizer/")
+                   else "weight",
+                   shape=tuple(v.shape), dtype=v.dtype.name,
+                   bytes=int(np.prod(v.shape, dtype=np.int64)) * v.dtype.size)
+      for name, key, v in zip(module.variable_names, module.keys,
+                              module.state))
+  manifest = Manifest(
+      **_common_fields(content, conversion, "training",
+                       os.path.join(TRAINING_DIR, manifest_lib.MODEL_NAME),
+                       source),
+      mode=config.mode, quantization=QuantizationInfo(type="float32"),
+      signatures=_signature_specs(OnDeviceModel(content, runtime=runtime)),
+      batch_size=config.batch_size,
+      example_samples=source.model.example_samples,
+      optimizer=OptimizerInfo(
+          name=config.optimizer.name,
+          hyperparameters=config.optimizer.hyperparameters()),
+      random_seed=config.seed, variables=variables,
+      variable_bytes=sum(v.bytes for v in variables),
+      verification=verification,
+      delegation=(_delegation(content, config.verify.runtime)
+                  if config.mode == "builtin"
+                  and config.verify.runtime != "tensorflow" else None))
+  manifest.write(directory)
   return manifest
 
 
@@ -316,7 +317,7 @@ def _representative(patches: np.ndarray, count: int, seed: int
 def _export_embed(directory: str, quantization: str, module: EmbedModule,
                   source: Source, config: ExportConfig, patches: np.ndarray,
                   reference: np.ndarray
-                  ) -> tuple[dict[str, Any], np.ndarray]:
+                  ) -> tuple[Manifest, np.ndarray]:
   """Converts, writes, verifies a variant; returns manifest and embeddings."""
   logging.info("converting the %s embed model", quantization)
   conversion = convert_embed_model(
@@ -327,24 +328,20 @@ def _export_embed(directory: str, quantization: str, module: EmbedModule,
   verification = verify_embed_model(content, quantization, patches, reference,
                                     config.verify)
   lite = OnDeviceModel(content, runtime=config.verify.runtime)
-  manifest = {
-      **_common_entries(content, conversion, "embed",
-                        os.path.join(os.path.basename(directory),
-                                     manifest_lib.MODEL_NAME), source),
-      "mode": "builtin",
-      "quantization": {
-          "type": quantization, "notes": conversion.notes,
-          **({"representative_patches": min(config.representative_patches,
-                                            len(patches))}
-             if quantization == "int8" else {})},
-      "signatures": _signature_entry(lite),
-      "verification": verification.results,
-  }
-  if config.verify.runtime != "tensorflow":
-    manifest["delegation"] = {
-        key: d.to_dict() for key, d in delegation_lib.model_delegation(
-            content, runtime=config.verify.runtime).items()}
-  manifest_lib.write_manifest(directory, manifest)
+  manifest = Manifest(
+      **_common_fields(content, conversion, "embed",
+                       os.path.join(os.path.basename(directory),
+                                    manifest_lib.MODEL_NAME), source),
+      mode="builtin",
+      quantization=QuantizationInfo(
+          type=quantization, notes=conversion.notes,
+          representative_patches=(min(config.representative_patches,
+                                      len(patches))
+                                  if quantization == "int8" else None)),
+      signatures=_signature_specs(lite), verification=verification.results,
+      delegation=(_delegation(content, config.verify.runtime)
+                  if config.verify.runtime != "tensorflow" else None))
+  manifest.write(directory)
   return manifest, verification.embeddings
 
 
@@ -410,7 +407,7 @@ def export_model(source: Source, out_dir: str, config: ExportConfig, *,
 
 def _export_variants(staging: str, source: Source, config: ExportConfig,
                      corpus: Corpus, patches: np.ndarray, owner: np.ndarray
-                     ) -> tuple[dict[str, dict[str, Any]],
+                     ) -> tuple[dict[str, Manifest],
                                 list[report_lib.QuantizationRow],
                                 quality.ProbeScores]:
   """Writes every embed-only variant; returns manifests, rows, TF's scores."""
@@ -431,10 +428,9 @@ def _export_variants(staging: str, source: Source, config: ExportConfig,
     manifests[name] = manifest
     scores = quality.probe_accuracies(
         quality.clip_means(embeddings, owner), corpus.table, seed=config.seed)
-    fidelity = manifest["verification"]
+    fidelity = manifest.verification
     rows.append(report_lib.QuantizationRow(
-        variant=quantization, path=manifest["path"],
-        bytes=manifest["file"]["bytes"],
+        variant=quantization, path=manifest.path, bytes=manifest.file.bytes,
         mean_cosine=fidelity["mean_cosine"],
         min_cosine=fidelity["min_cosine"],
         max_abs_error=fidelity["max_abs_error"],
@@ -442,7 +438,7 @@ def _export_variants(staging: str, source: Source, config: ExportConfig,
         accuracy_delta={t: a - reference_scores.accuracy[t]
                         for t, a in scores.accuracy.items()
                         if t in reference_scores.accuracy},
-        notes=manifest["quantization"]["notes"]))
+        notes=manifest.quantization.notes))
   return manifests, rows, reference_scores
 
 
@@ -471,7 +467,7 @@ def _export_into(staging: str, source: Source, config: ExportConfig,
   report_lib.write_report(
       os.path.join(staging, report_lib.REPORT_NAME),
       title=f"Export of {model.spec.task} / {model.spec.encoder.name}",
-      source=training["source"], training=training, rows=rows,
+      source=training.source, training=training, rows=rows,
       reference_accuracy=scores.accuracy if scores else None,
       skipped=scores.skipped if scores else None)
   return ExportResult(out_dir=staging, manifests=manifests,

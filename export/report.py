@@ -6,6 +6,8 @@ import csv
 import dataclasses
 from typing import Any, Mapping, Optional, Sequence
 
+from export.manifest import Manifest
+
 __all__ = ["REPORT_NAME", "QUANTIZATION_CSV", "QuantizationRow",
            "write_quantization_csv", "write_report"]
 
@@ -69,27 +71,27 @@ def write_quantization_csv(path: str, rows: Sequence[QuantizationRow],
                        row.notes])
 
 
-def _training_section(manifest: Mapping[str, Any]) -> list[str]:
-  v = manifest["verification"]
+def _training_section(manifest: Manifest) -> list[str]:
+  v = manifest.verification
   train = v["train"]
-  optimizer = manifest["optimizer"]
+  optimizer = manifest.optimizer
   hyper = ", ".join(f"{k}={val:g}" for k, val in
-                    optimizer["hyperparameters"].items())
+                    optimizer.hyperparameters.items())
   lines = [
       "## Training model", "",
-      f"- file: `{manifest['path']}` ({manifest['file']['bytes']:,} bytes, "
-      f"sha256 `{manifest['file']['sha256'][:16]}...`)",
-      f"- mode: `{manifest['mode']}`; operators: "
-      f"{len(manifest['operators'])} distinct, Select-TF ops: "
-      f"{manifest['flex_ops'] or 'none'}",
-      f"- train: batch {manifest['batch_size']} x "
-      f"{manifest['example_samples']} samples; optimizer "
-      f"`{optimizer['name']}` ({hyper})",
-      f"- embed: waveform [N, {manifest['model']['patch_samples']}] "
-      f"({manifest['embed_batch']} N) -> "
-      f"[N, {manifest['model']['embedding_dim']}]",
-      f"- variables: {len(manifest['variables'])} "
-      f"({manifest['variable_bytes']:,} bytes incl. optimizer state)",
+      f"- file: `{manifest.path}` ({manifest.file.bytes:,} bytes, "
+      f"sha256 `{manifest.file.sha256[:16]}...`)",
+      f"- mode: `{manifest.mode}`; operators: "
+      f"{len(manifest.operators)} distinct, Select-TF ops: "
+      f"{list(manifest.flex_ops) or 'none'}",
+      f"- train: batch {manifest.batch_size} x "
+      f"{manifest.example_samples} samples; optimizer "
+      f"`{optimizer.name}` ({hyper})",
+      f"- embed: waveform [N, {manifest.model.patch_samples}] "
+      f"({manifest.embed_batch} N) -> "
+      f"[N, {manifest.model.embedding_dim}]",
+      f"- variables: {len(manifest.variables)} "
+      f"({manifest.variable_bytes:,} bytes incl. optimizer state)",
       "", f"Verified under `{v['runtime']}` ({v['num_threads']} thread); "
       f"train compared {train['comparison']}:", "",
       "| check | result |", "|---|---|",
@@ -117,11 +119,11 @@ def _training_section(manifest: Mapping[str, Any]) -> list[str]:
   return lines + [""] + delegation_lines(manifest)
 
 
-def delegation_lines(manifest: Mapping[str, Any]) -> list[str]:
+def delegation_lines(manifest: Manifest) -> list[str]:
   """Markdown table of the manifest's ``delegation`` entry (if any)."""
-  if not manifest.get("delegation"):
+  if not manifest.delegation:
     return []
-  entries = manifest["delegation"]
+  entries = manifest.delegation
   runtime = next(iter(entries.values()))["runtime"]
   lines = [f"XNNPACK delegation under `{runtime}` (nodes and FLOPs per call "
            f"that run in the delegate):", "",
@@ -166,7 +168,7 @@ def _quantization_section(rows: Sequence[QuantizationRow],
 
 
 def write_report(path: str, *, title: str, source: Mapping[str, Any],
-                 training: Mapping[str, Any],
+                 training: Manifest,
                  rows: Sequence[QuantizationRow],
                  reference_accuracy: Optional[Mapping[str, float]] = None,
                  skipped: Optional[Mapping[str, str]] = None) -> None:

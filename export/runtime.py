@@ -185,19 +185,19 @@ class OnDeviceModel:
     """
     if os.path.isdir(path):
       path = os.path.join(path, manifest_lib.MODEL_NAME)
-    manifest = manifest_lib.read_manifest(os.path.dirname(path))
+    manifest = manifest_lib.Manifest.read(os.path.dirname(path))
     with open(path, "rb") as f:
       content = f.read()
     digest = manifest_lib.sha256_bytes(content)
-    if digest != manifest["file"]["sha256"]:
+    if digest != manifest.file.sha256:
       raise ValueError(f"{path}: sha256 {digest} differs from its manifest's "
-                       f"{manifest['file']['sha256']}")
-    if manifest.get("mode") == "flex" and runtime != "tensorflow":
+                       f"{manifest.file.sha256}")
+    if manifest.mode == "flex" and runtime != "tensorflow":
       raise ValueError(f"{path} is a flex export (Select-TF ops): run it with "
                        f"runtime='tensorflow', not {runtime!r}")
     return cls(content, runtime=runtime, num_threads=num_threads,
-               variables=[(v["name"], v["key"])
-                          for v in manifest.get("variables", [])] or None)
+               variables=[(v.name, v.key)
+                          for v in manifest.variables] or None)
 
   def runner(self, signature: str) -> Any:
     """The raw signature runner (no input checks).

@@ -4,8 +4,10 @@ Exports a tiny builtin training model, lexes the Kotlin sources of
 ``android_demo/`` and fails if the app names a signature, tensor or manifest
 key the export does not have, spells such a name outside ``Contract.kt``,
 hard-codes a size the manifest holds, or disagrees with the virtual device
-(``export/device_session.py`` and the modules it uses) on file names and the tensor-file layout. Mutated
-copies of the sources check that the checks are strict.
+(``export/device_session.py`` and the modules it uses) on file names and the
+tensor-file layout, or declares manifest classes whose fields differ from
+``export/manifest.py``'s. Mutated copies of the sources check that the checks
+are strict.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ CONTRACT = "Contract.kt"
 #: A batch size no Kotlin source may contain by accident.
 BATCH = 3
 #: Calls whose first argument names a signature, tensor or manifest key.
-NAMED_CALLS = {"obj", "objects", "string", "int", "ints", "signature",
+NAMED_CALLS = {"obj", "objects", "string", "int", "ints", "long", "boolean",
+               "strings", "has", "signature",
                "run", "runSignature", "getInputTensorFromSignature",
                "getOutputTensorFromSignature"}
 #: Identifiers of a size the manifest holds: no literal may share their line.
@@ -196,8 +199,57 @@ def _manifest_values(value: object) -> set[str]:
   return {value} if isinstance(value, str) else set()
 
 
-def check_app(root: str, manifest: dict) -> list[str]:
+def schema_keys() -> set[str]:
+  """Every key the manifest's typed form can write (optional ones too)."""
+  return {f.name for cls in manifest_lib.MANIFEST_CLASSES
+          for f in dataclasses.fields(cls)}
+
+
+def kotlin_classes(source: str) -> dict[str, list[str]]:
+  """``class Name(val a: ..., val b: ...)``: the primary constructor's
+  properties of every class, by class name."""
+  classes = {}
+  for match in re.finditer(r"^class (\w+)\(", source, re.MULTILINE):
+    depth, at = 1, match.end()
+    while depth:
+      depth += {"(": 1, ")": -1}.get(source[at], 0)
+      at += 1
+    classes[match.group(1)] = re.findall(r"\bval (\w+)\s*:",
+                                         source[match.end():at - 1])
+  return classes
+
+
+def _snake(name: str) -> str:
+  return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
+def manifest_field_problems(kotlin_source: str,
+                            classes: tuple[type, ...]) -> list[str]:
+  """How ``Manifest.kt``'s classes differ from the dataclasses ``classes``
+  (same class names; Kotlin camelCase properties = Python fields)."""
+  kotlin = kotlin_classes(kotlin_source)
+  problems = []
+  for cls in classes:
+    if cls.__name__ not in kotlin:
+      problems.append(f"Manifest.kt has no class {cls.__name__}")
+      continue
+    python_fields = [f.name for f in dataclasses.fields(cls)]
+    kotlin_fields = [_snake(n) for n in kotlin[cls.__name__]]
+    missing = [f for f in python_fields if f not in kotlin_fields]
+    extra = [f for f in kotlin_fields if f not in python_fields]
+    if missing:
+      problems.append(f"{cls.__name__}: Manifest.kt lacks {missing}")
+    if extra:
+      problems.append(f"{cls.__name__}: export/manifest.py lacks {extra}")
+    if not (missing or extra) and python_fields != kotlin_fields:
+      problems.append(f"{cls.__name__}: field order differs: "
+                      f"{python_fields} vs {kotlin_fields}")
+  return problems
+
+
+def check_app(root: str, manifest: manifest_lib.Manifest) -> list[str]:
   """Every way the Kotlin sources under ``root`` break the contract."""
+  manifest = manifest.to_json()  # As the app reads it.
   sources = {path: kotlin_tokens(text)
              for path, text in kotlin_sources(root).items()}
   contract_paths = [p for p in sources if os.path.basename(p) == CONTRACT]
@@ -219,7 +271,8 @@ def check_app(root: str, manifest: dict) -> list[str]:
 
   check_constants("SIGNATURE_", set(signatures), "a signature of the model")
   check_constants("TENSOR_", tensors, "a tensor of any signature")
-  check_constants("KEY_", _manifest_keys(manifest), "a key of manifest.json")
+  check_constants("KEY_", _manifest_keys(manifest) | schema_keys(),
+                  "a key of manifest.json")
   check_constants("VALUE_", _manifest_values(manifest),
                   "a value in manifest.json")
 
@@ -329,6 +382,7 @@ def test_app_shares_file_names_and_layout_with_the_virtual_device():
           r"^\s*(\w+)\((\d+)\)", enum[:enum.index("\n}")], re.MULTILINE)}
   assert constants["FILE_MODEL"] == manifest_lib.MODEL_NAME
   assert constants["FILE_MANIFEST"] == manifest_lib.MANIFEST_NAME
+  assert constants["MANIFEST_FORMAT_VERSION"] == manifest_lib.FORMAT_VERSION
   assert constants["STATE_WEIGHTS"] == weight_store.WEIGHTS_FILE
   assert constants["STATE_PREVIOUS_WEIGHTS"] == (
       weight_store.PREVIOUS_WEIGHTS_FILE)
@@ -373,6 +427,35 @@ def test_checks_catch_a_broken_app(exported, app_copy, file_name, old, new,
   assert any(expected in p for p in problems), problems
 
 
+def _manifest_kt() -> str:
+  [path] = [os.path.join(d, "Manifest.kt") for d, _, names in os.walk(
+      os.path.join(ANDROID, "core", "src", "main")) if "Manifest.kt" in names]
+  with open(path, encoding="utf-8") as f:
+    return f.read()
+
+
+def test_kotlin_manifest_mirrors_the_python_dataclasses():
+  assert manifest_field_problems(_manifest_kt(),
+                                 manifest_lib.MANIFEST_CLASSES) == []
+
+
+def test_a_field_added_on_one_side_fails_the_comparison():
+  source = _manifest_kt()
+  field = "  val randomSeed: Long,\n"
+  assert field in source
+  kotlin_extra = source.replace(field, field + "  val warmup: Int,\n")
+  assert manifest_field_problems(kotlin_extra, (manifest_lib.Manifest,)) == [
+      "Manifest: export/manifest.py lacks ['warmup']"]
+  python_extra = dataclasses.make_dataclass(
+      "FileInfo", [*((f.name, f.type) for f in dataclasses.fields(
+          manifest_lib.FileInfo)), ("created", str)])
+  assert manifest_field_problems(source, (python_extra,)) == [
+      "FileInfo: Manifest.kt lacks ['created']"]
+  renamed = source.replace("class QuantizationInfo(", "class Quantization(")
+  assert manifest_field_problems(renamed, (manifest_lib.QuantizationInfo,)) == [
+      "Manifest.kt has no class QuantizationInfo"]
+
+
 def test_lexer_keeps_strings_comments_and_chars_apart():
   source = ('val a = "x\\"$b // y" // "train"\n'
             "/* \"embed\" */ val c = '\"' + \"\"\"raw ${f(\"z\")}\"\"\" + "
@@ -388,8 +471,8 @@ def test_lexer_keeps_strings_comments_and_chars_apart():
 def test_every_signature_the_app_runs_has_an_input(exported):
   """TensorFlow Lite's Java Interpreter.runSignature rejects an empty input map."""
   _, manifest = exported
-  inputless = [name for name, entry in manifest["signatures"].items()
-               if not entry["inputs"]]
+  inputless = [name for name, entry in manifest.signatures.items()
+               if not entry.inputs]
   assert not inputless
 
 
@@ -400,8 +483,8 @@ def test_copy_model_script_checks_and_copies(exported, tmp_path):
   subprocess.run([script, out_dir, str(assets)], check=True,
                  capture_output=True)
   assert manifest_lib.sha256_file(str(assets / manifest_lib.MODEL_NAME)) == (
-      manifest["file"]["sha256"])
-  assert manifest_lib.read_manifest(str(assets)) == manifest_lib.read_manifest(
+      manifest.file.sha256)
+  assert manifest_lib.Manifest.read(str(assets)) == manifest_lib.Manifest.read(
       os.path.join(out_dir, TRAINING_DIR))
 
   damaged = tmp_path / "damaged"

@@ -9,6 +9,8 @@ import stat
 import pytest
 
 from benchmarks import adb
+from export.manifest import (EncoderInfo, FileInfo, Manifest, ModelInfo,
+                             QuantizationInfo, SignatureSpec, TensorSpec)
 
 #: benchmark_model output in the upstream format (TFLite 2.14 tool with
 #: --signature_to_run_for, XNNPACK and --enable_op_profiling), as printed on
@@ -177,10 +179,23 @@ esac
   return str(script)
 
 
-MANIFEST = {"mode": "builtin", "flex_ops": [],
-            "file": {"sha256": "0123456789abcdef" * 4},
-            "signatures": {"train": {"inputs": {"waveform": {
-                "dtype": "float32", "shape": [8, 77040]}}}}}
+MANIFEST = Manifest(
+    kind="training", path="training/model.tflite",
+    file=FileInfo(name="model.tflite", bytes=1,
+                  sha256="0123456789abcdef" * 4),
+    toolkit_version="test", tensorflow_version="test",
+    model=ModelInfo(task="audio2vec_cbow", task_config={},
+                    encoder=EncoderInfo(preset="small", config={},
+                                        num_params=0),
+                    frontend={}, sample_rate=16000, example_samples=77040,
+                    patch_samples=15600, embedding_dim=32),
+    operators=(), flex_ops=(), ops_sets=(), source={}, mode="builtin",
+    quantization=QuantizationInfo(type="float32"),
+    signatures={"train": SignatureSpec(
+        name="train", inputs={"waveform": TensorSpec(
+            name="waveform", dtype="float32", shape=(8, 77040))},
+        outputs={})},
+    verification={})
 
 
 def test_full_run_against_a_fake_emulator(tmp_path):
@@ -231,7 +246,8 @@ def test_missing_pieces_are_named(tmp_path):
   with pytest.raises(adb.AdbError, match="several devices"):
     adb.check_setup(adb.AdbConfig(binary=str(binary), adb=two))
   one = _fake_adb(tmp_path, "a\\tdevice")
-  flex = {**MANIFEST, "mode": "flex", "flex_ops": ["FlexConv2DBackpropFilter"]}
+  flex = dataclasses.replace(MANIFEST, mode="flex",
+                             flex_ops=("FlexConv2DBackpropFilter",))
   with pytest.raises(adb.AdbError, match="flex export.*plus_flex"):
     adb.run_signature(str(tmp_path), flex, "train",
                       adb.AdbConfig(binary=str(binary), adb=one), label="x")

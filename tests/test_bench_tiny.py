@@ -15,7 +15,7 @@ from benchmarks import latency
 from benchmarks import report
 from export.corpus import load_corpus
 from export.exporter import ExportConfig, export_model, fresh_source
-from export.manifest import read_manifest
+from export.manifest import Manifest
 from export.verification import VerifyConfig
 from model.datasets.synthetic import CORPUS_PRESETS, generate_corpus
 from model.encoders import ENCODERS
@@ -49,8 +49,8 @@ def test_embed_flops_match_the_analytic_encoder_count(export_dir):
   plus the front-end's (FFT in this module's convention + mel matmul) exactly;
   its FLOPs are 2 x MACs plus at most 6% elementwise, pooling and bias ops."""
   n = 3
-  manifest = read_manifest(os.path.join(export_dir, "training"))
-  frontend = FrontendConfig(**manifest["model"]["frontend"])
+  manifest = Manifest.read(os.path.join(export_dir, "training"))
+  frontend = FrontendConfig(**manifest.model.frontend)
   encoder = ENCODERS["tiny"]
   analytic = n * (encoder.forward_macs()
                   + flops.frontend_macs(frontend, frontend.patch_frames))
@@ -71,13 +71,13 @@ def test_embed_flops_match_the_analytic_encoder_count(export_dir):
 
 
 def test_cross_checks(export_dir):
-  manifest = read_manifest(os.path.join(export_dir, "training"))
+  manifest = Manifest.read(os.path.join(export_dir, "training"))
   counts = flops.count_model_flops(_content(export_dir))
   assert set(counts) == {"train", "embed", "get_weights", "set_weights"}
   assert counts["train"].examples == BATCH
   # One 1-element SUM per scalar variable (the optimizer's step).
   assert counts["get_weights"].flops == sum(
-      not v["shape"] for v in manifest["variables"])
+      not v.shape for v in manifest.variables)
   assert not counts["train"].uncounted
   for signature in ("train", "embed"):
     checks = {c.reference: c for c in

@@ -84,7 +84,6 @@ def test_export_best_for_metric(tmp_path):
                         timeout=600)
   assert done.returncode == 0, done.stderr[-2000:]
   assert "round 3" in done.stdout
-  with open(out / TRAINING_DIR / manifest_lib.MANIFEST_NAME) as f:
-    source = json.load(f)["source"]
+  source = manifest_lib.Manifest.read(str(out / TRAINING_DIR)).source
   assert source["best_for"] == {"metric": "speaker", "round": 3, "value": 0.6}
   assert source["path"] == os.path.abspath(run / "best" / "speaker")

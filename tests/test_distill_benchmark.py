@@ -70,8 +70,8 @@ def test_distillation_lowers_the_regression_loss(first_run):
 def test_student_exports_builtin_with_quantized_embed(first_run):
   config, result = first_run
   training = result.export.manifests["training"]
-  assert training["mode"] == "builtin" and training["flex_ops"] == []
-  assert training["model"]["task"] == "distillation"
+  assert training.mode == "builtin" and training.flex_ops == ()
+  assert training.model.task == "distillation"
   assert set(result.export.manifests) == {"training", "embed_int8"}
   assert os.path.exists(os.path.join(config.out_dir, "export", "training",
                                      "model.tflite"))

@@ -92,8 +92,8 @@ def test_builtin_export_trains_under_tflite_runtime(task, exports):
   with open(path, "rb") as f:
     assert not select_tf_ops(f.read())
   manifest = result.manifests[TRAINING_DIR]
-  assert manifest["flex_ops"] == [] and manifest["mode"] == "builtin"
-  assert manifest["verification"]["set_weights"]["non_finite_rejected"]
+  assert manifest.flex_ops == () and manifest.mode == "builtin"
+  assert manifest.verification["set_weights"]["non_finite_rejected"]
 
   model = _training(result)
   before = model.get_weights()
@@ -117,7 +117,7 @@ def test_cbow_trajectory_tracks_tensorflow(exports):
             for _ in range(6)]
   np.testing.assert_allclose(ours, theirs, rtol=1e-4)
   assert ours[-1] < ours[0]
-  train = result.manifests[TRAINING_DIR]["verification"]["train"]
+  train = result.manifests[TRAINING_DIR].verification["train"]
   assert train["random_ops"] == []
   assert train["max_relative_loss_difference"] < 1e-4
   assert train["max_relative_gradient_error"] < 1e-2
@@ -127,7 +127,7 @@ def test_ai_edge_litert_runs_the_same_file(exports):
   result = exports("temporal_gap")
   ours, theirs = _training(result), _training(result, "ai_edge_litert")
   x = _batch(ours)
-  patches = x[:, :result.manifests[TRAINING_DIR]["model"]["patch_samples"]]
+  patches = x[:, :result.manifests[TRAINING_DIR].model.patch_samples]
   np.testing.assert_allclose(theirs.embed(patches), ours.embed(patches),
                              atol=1e-5)
   # Same file, same seeds: a fresh interpreter's first step draws the same
@@ -144,10 +144,10 @@ def test_flex_export_runs_under_tf_lite_with_save_restore(tmp_path, corpus):
                    optimizer=OptimizerConfig("sgd", learning_rate=0.01),
                    verify=FAST), corpus=corpus)
   manifest = result.manifests[TRAINING_DIR]
-  assert manifest["mode"] == "flex"
-  assert "FlexConv2DBackpropFilter" in manifest["flex_ops"]
-  assert {"save", "restore"} <= set(manifest["signatures"])
-  assert manifest["verification"]["save_restore"]["round_trip_exact"]
+  assert manifest.mode == "flex"
+  assert "FlexConv2DBackpropFilter" in manifest.flex_ops
+  assert {"save", "restore"} <= set(manifest.signatures)
+  assert manifest.verification["save_restore"]["round_trip_exact"]
   directory = os.path.join(result.out_dir, TRAINING_DIR)
   with pytest.raises(ValueError, match="flex export"):
     OnDeviceModel.load(directory, runtime="tflite_runtime")
@@ -236,37 +236,40 @@ def test_manifest_matches_file(exports):
   result = exports("audio2vec_cbow")
   for name, manifest in result.manifests.items():
     directory = os.path.join(result.out_dir, name)
-    assert manifest_lib.read_manifest(directory) == json.loads(
-        json.dumps(manifest))
+    assert manifest_lib.Manifest.read(directory) == manifest
+    with open(os.path.join(directory, manifest_lib.MANIFEST_NAME)) as f:
+      assert json.load(f) == json.loads(json.dumps(manifest.to_json()))
     path = os.path.join(directory, manifest_lib.MODEL_NAME)
-    assert manifest["file"]["sha256"] == manifest_lib.sha256_file(path)
-    assert manifest["file"]["bytes"] == os.path.getsize(path)
+    assert manifest.file.sha256 == manifest_lib.sha256_file(path)
+    assert manifest.file.bytes == os.path.getsize(path)
     with open(path, "rb") as f:
       interpreter = OnDeviceModel(f.read())
     read_back = {s: {side: {t: info.to_dict() for t, info in tensors.items()}
                      for side, tensors in table.items()}
                  for s, table in interpreter.signatures().items()}
-    assert manifest["signatures"] == read_back
+    assert manifest.to_json()["signatures"] == read_back
   training = result.manifests[TRAINING_DIR]
-  signatures = training["signatures"]
-  assert signatures["train"]["inputs"]["waveform"]["shape"] == [
-      BATCH, training["example_samples"]]
-  assert signatures["embed"]["inputs"]["waveform"]["shape"] == [
-      -1, training["model"]["patch_samples"]]
-  assert signatures["embed"]["outputs"]["embedding"]["shape"] == [
-      -1, training["model"]["embedding_dim"]]
-  keys = {v["key"]: v for v in training["variables"]}
-  assert set(keys) == set(signatures["get_weights"]["outputs"])
-  assert set(keys) == set(signatures["set_weights"]["inputs"])
+  signatures = training.signatures
+  assert signatures["train"].inputs["waveform"].shape == (
+      BATCH, training.example_samples)
+  assert signatures["embed"].inputs["waveform"].shape == (
+      -1, training.model.patch_samples)
+  assert signatures["embed"].outputs["embedding"].shape == (
+      -1, training.model.embedding_dim)
+  keys = {v.key: v for v in training.variables}
+  assert set(keys) == set(signatures["get_weights"].outputs)
+  assert set(keys) == set(signatures["set_weights"].inputs)
   for key, variable in keys.items():
-    outputs = signatures["get_weights"]["outputs"]
-    assert outputs[key]["shape"] == variable["shape"]
-  assert keys["encoder__block0__conv_1x3__kernel"]["name"] == (
+    outputs = signatures["get_weights"].outputs
+    assert outputs[key].shape == variable.shape
+  assert keys["encoder__block0__conv_1x3__kernel"].name == (
       "encoder/block0/conv_1x3/kernel")
-  assert training["optimizer"] == {"name": "adam", "hyperparameters": {
-      "learning_rate": 1e-3, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}}
-  assert training["model"]["encoder"]["preset"] == "tiny"
-  assert training["model"]["frontend"]["num_mel_bins"] == 64
+  assert training.optimizer.to_json() == {
+      "name": "adam", "hyperparameters": {
+          "learning_rate": 1e-3, "beta_1": 0.9, "beta_2": 0.999,
+          "epsilon": 1e-7}}
+  assert training.model.encoder.preset == "tiny"
+  assert training.model.frontend["num_mel_bins"] == 64
 
 
 @pytest.mark.parametrize("task, slots", [

@@ -40,16 +40,15 @@ def exported(tmp_path_factory):
 def test_manifest_lists_the_image_signatures(exported):
   _, result = exported
   manifest = result.manifests[TRAINING_DIR]
-  assert manifest["model"]["multimodal"] is True
-  assert manifest["model"]["image_shape"] == [96, 64]
-  signatures = manifest["signatures"]
+  assert manifest.model.multimodal is True
+  assert manifest.model.image_shape == (96, 64)
+  signatures = manifest.signatures
   assert set(IMAGE_SIGNATURES) <= set(signatures)
-  assert signatures["embed_image"]["inputs"]["image"]["shape"] == [-1, 96, 64]
-  assert signatures["embed_image"]["outputs"]["embedding"]["shape"] == [-1, 32]
-  assert signatures["train_image"]["inputs"]["image"]["shape"] == [BATCH, 96,
-                                                                   64]
-  assert manifest["flex_ops"] == [] and manifest["mode"] == "builtin"
-  verification = manifest["verification"]
+  assert signatures["embed_image"].inputs["image"].shape == (-1, 96, 64)
+  assert signatures["embed_image"].outputs["embedding"].shape == (-1, 32)
+  assert signatures["train_image"].inputs["image"].shape == (BATCH, 96, 64)
+  assert manifest.flex_ops == () and manifest.mode == "builtin"
+  verification = manifest.verification
   assert verification["embed_image"]["max_abs_error"] <= (
       verification["embed_image"]["tolerance"])
   train = verification["train_image"]

@@ -11,16 +11,16 @@ import pytest
 import soundfile as sf
 
 from export.audio_buffers import NotEnoughAudioError, WindowBuffer
-from export.device_session import DELTA_FILE, VirtualDevice
-from export.tensor_file import (Kind, TensorFile, TensorFileError,
-                                decode_tensor_file, encode_tensor_file,
-                                read_tensor_file, write_tensor_file)
-from export.weight_store import WEIGHTS_FILE
 from export.corpus import load_corpus
+from export.device_session import DELTA_FILE, VirtualDevice
 from export.exporter import (TRAINING_DIR, ExportConfig, export_model,
                              fresh_source)
 from export.runtime import OnDeviceModel
+from export.tensor_file import (Kind, TensorFile, TensorFileError,
+                                decode_tensor_file, encode_tensor_file,
+                                read_tensor_file, write_tensor_file)
 from export.verification import VerifyConfig
+from export.weight_store import WEIGHTS_FILE
 from model.datasets.synthetic import CORPUS_PRESETS, generate_corpus
 
 BATCH = 2
@@ -181,7 +181,7 @@ def test_delta_file_is_current_minus_bundled_weights(model_dir, wav_dir,
   current = phone.model.get_weights()
   bundled = OnDeviceModel.load(model_dir).get_weights()  # A fresh interpreter.
   assert delta.kind == Kind.DELTA
-  assert delta.model_sha256 == phone.manifest["file"]["sha256"]
+  assert delta.model_sha256 == phone.manifest.file.sha256
   assert delta.examples == 3 * BATCH
   assert list(delta.tensors) == phone.weight_names()
   assert not any(n.startswith("optimizer/") for n in delta.tensors)

@@ -47,6 +47,15 @@ class JsonObject(val path: String, val values: Map<String, Any?>) {
   /** The string [key]. */
   fun string(key: String): String = member(key) as? String ?: throw mistyped(key, "a string")
 
+  /** Whether the member [key] is present (for optional values). */
+  fun has(key: String): Boolean = values.containsKey(key)
+
+  /** The boolean [key]. */
+  fun boolean(key: String): Boolean = member(key) as? Boolean ?: throw mistyped(key, "a boolean")
+
+  /** The integer [key] (a JSON number without fraction or exponent). */
+  fun long(key: String): Long = member(key) as? Long ?: throw mistyped(key, "an integer")
+
   /** The integer [key] (a JSON number without fraction or exponent that fits an Int). */
   fun int(key: String): Int {
     val value = member(key) as? Long ?: throw mistyped(key, "an integer")
@@ -60,6 +69,14 @@ class JsonObject(val path: String, val values: Map<String, Any?>) {
     return value.mapIndexed { i, element ->
       (element as? Long)?.toInt()
         ?: throw JsonException("$path.$key[$i]: expected an integer, found ${describe(element)}")
+    }
+  }
+
+  /** The array of strings [key]. */
+  fun strings(key: String): List<String> {
+    val value = member(key) as? List<*> ?: throw mistyped(key, "an array")
+    return value.mapIndexed { i, element ->
+      element as? String ?: throw JsonException("$path.$key[$i]: expected a string, found ${describe(element)}")
     }
   }
 

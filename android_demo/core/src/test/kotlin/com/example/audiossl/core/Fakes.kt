@@ -11,7 +11,13 @@ object FakeSizes {
 }
 
 /** A manifest with the fake model's sizes; [getWeightsInputs] lists `get_weights` inputs (JSON). */
-fun fakeManifestJson(mode: String = "builtin", getWeightsInputs: String = "", trainShape: String = "[2, 12]"): String {
+fun fakeManifestJson(
+  mode: String = "builtin",
+  getWeightsInputs: String = "",
+  trainShape: String = "[2, 12]",
+  kind: String = "training",
+  formatVersion: Int = 1
+): String {
   val variables = listOf(
     Triple("encoder/w", "encoder__w", "[2, 3]") to "weight",
     Triple("head/b", "head__b", "[3]") to "weight",
@@ -21,15 +27,22 @@ fun fakeManifestJson(mode: String = "builtin", getWeightsInputs: String = "", tr
     "\"${v.second}\": {\"dtype\": \"float32\", \"shape\": ${v.third}}"
   }
   val variableList = variables.joinToString(", ") { (v, role) ->
-    "{\"name\": \"${v.first}\", \"key\": \"${v.second}\", \"role\": \"$role\", \"shape\": ${v.third}, \"dtype\": \"float32\"}"
+    "{\"name\": \"${v.first}\", \"key\": \"${v.second}\", \"role\": \"$role\", \"shape\": ${v.third}, " +
+      "\"dtype\": \"float32\", \"bytes\": 4}"
   }
   return """
-    {"format_version": 1, "kind": "training", "mode": "$mode",
+    {"format_version": $formatVersion, "kind": "$kind", "path": "training/model.tflite",
      "file": {"name": "model.tflite", "bytes": 10, "sha256": "${FakeSizes.SHA}"},
-     "model": {"task": "audio2vec_cbow", "encoder": {"preset": "tiny"}, "sample_rate": ${FakeSizes.RATE},
+     "toolkit_version": "test", "tensorflow_version": "test",
+     "model": {"task": "audio2vec_cbow", "task_config": {},
+               "encoder": {"preset": "tiny", "config": {}, "num_params": 9},
+               "frontend": {}, "sample_rate": ${FakeSizes.RATE},
                "example_samples": ${FakeSizes.EXAMPLE}, "patch_samples": ${FakeSizes.PATCH},
-               "embedding_dim": ${FakeSizes.DIM}},
+               "embedding_dim": ${FakeSizes.DIM}, "multimodal": false},
+     "embed_batch": "dynamic", "operators": ["ADD"], "flex_ops": [], "ops_sets": ["TFLITE_BUILTINS"],
+     "source": {"kind": "fresh"}, "mode": "$mode", "quantization": {"type": "float32"},
      "batch_size": ${FakeSizes.BATCH}, "example_samples": ${FakeSizes.EXAMPLE},
+     "optimizer": {"name": "sgd", "hyperparameters": {"learning_rate": 0.1}}, "random_seed": 0,
      "signatures": {
        "train": {"inputs": {"waveform": {"dtype": "float32", "shape": $trainShape}},
                  "outputs": {"loss": {"dtype": "float32", "shape": []}}},
@@ -38,7 +51,7 @@ fun fakeManifestJson(mode: String = "builtin", getWeightsInputs: String = "", tr
        "get_weights": {"inputs": {$getWeightsInputs}, "outputs": {$tensorTable}},
        "set_weights": {"inputs": {$tensorTable}, "outputs": {"ok": {"dtype": "int32", "shape": []}}}
      },
-     "variables": [$variableList]}
+     "variables": [$variableList], "variable_bytes": 12, "verification": {}}
   """.trimIndent()
 }
 

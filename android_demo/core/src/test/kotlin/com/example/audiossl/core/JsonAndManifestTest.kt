@@ -60,8 +60,36 @@ class JsonAndManifestTest {
   }
 
   @Test
+  fun readsEveryFieldOfTheLayout() {
+    val manifest = Manifest.parse(fakeManifestJson())
+    assertEquals(1, manifest.formatVersion)
+    assertEquals("training/model.tflite", manifest.path)
+    assertEquals(10L, manifest.file.bytes)
+    assertEquals(9L, manifest.model.encoder.numParams)
+    assertEquals(false, manifest.model.multimodal)
+    assertEquals(null, manifest.model.imageShape)
+    assertEquals(listOf("ADD"), manifest.operators)
+    assertEquals(emptyList<String>(), manifest.flexOps)
+    assertEquals("float32", manifest.quantization.type)
+    assertEquals(null, manifest.quantization.notes)
+    assertEquals("sgd", manifest.optimizer.name)
+    assertEquals(0.1, manifest.optimizer.hyperparameters.values["learning_rate"])
+    assertEquals(listOf(4L, 4L, 4L), manifest.variables.map { it.bytes })
+    assertEquals(12L, manifest.variableBytes)
+    assertEquals(null, manifest.delegation)
+  }
+
+  @Test
   fun rejectsManifestsTheAppCannotDrive() {
     assertTrue(failure<ManifestException> { Manifest.parse(fakeManifestJson(mode = "flex")) }.message!!.contains("builtin"))
+    assertEquals(
+      "manifest.kind is 'embed': the app needs a 'training' model",
+      failure<ManifestException> { Manifest.parse(fakeManifestJson(kind = "embed")) }.message
+    )
+    assertEquals(
+      "manifest.format_version is 2: this app reads layout 1",
+      failure<ManifestException> { Manifest.parse(fakeManifestJson(formatVersion = 2)) }.message
+    )
     val shape = failure<ManifestException> { Manifest.parse(fakeManifestJson(trainShape = "[3, 12]")) }
     assertEquals("'train' tensor 'waveform' is float32 [3, 12], expected float32 [2, 12]", shape.message)
     val renamed = fakeManifestJson().replace("\"embed\":", "\"embed_v2\":")
