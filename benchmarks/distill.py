@@ -24,6 +24,7 @@ from model.datasets.audio import decode_clips
 from model.datasets.clips import ClipTable
 from model.encoders import ENCODERS, Encoder, EncoderConfig
 from model.features import FrontendConfig
+from model.saved_model import SavedModel, saved_model_dir
 from model.ssl_model import ModelSpec, load_model
 from model.tasks import SSL_TASKS, TaskConfig
 from model.tasks.distillation import load_teacher
@@ -36,7 +37,7 @@ from tff_sim.simulation import (SimulationConfig, SimulationResult,
 
 __all__ = ["PARAMS", "MFLOPS", "MEAN", "PERCENT_OF_TEACHER", "QUANT_DELTA",
            "FLOPS_GOAL", "RETENTION_GOAL", "QUANT_GOAL_PTS", "DistillConfig",
-           "DistillResult", "resolve_model_dir", "run_distill_benchmark"]
+           "DistillResult", "run_distill_benchmark"]
 
 #: Columns of the results table besides the per-task probe accuracies.
 PARAMS = "params"
@@ -173,29 +174,13 @@ class DistillResult:
   export: ExportResult
 
 
-def resolve_model_dir(path: str) -> str:
-  """The saved-model directory of a run directory or of a model directory.
-
-  Raises:
-    FileNotFoundError: Neither ``<path>/model/model.json`` nor
-      ``<path>/model.json`` exists.
-  """
-  for directory in (os.path.join(path, "model"), path):
-    if os.path.exists(os.path.join(directory, "model.json")):
-      return os.path.abspath(directory)
-  raise FileNotFoundError(
-      f"{path}: no saved model; expected {path}/model/model.json (a run "
-      f"directory) or {path}/model.json (a saved-model directory)")
-
-
 def _saved_encoder(model_dir: str) -> tuple[Encoder, str]:
   """A saved model's encoder (as trainable weights) and its training task."""
   frozen = load_teacher(model_dir)
   encoder = Encoder(frozen.config)
   for variable, value in zip(encoder.weights, frozen.values):
     variable.assign(value)
-  with open(os.path.join(model_dir, "model.json")) as f:
-    return encoder, json.load(f)["task"]
+  return encoder, SavedModel.read(model_dir).task
 
 
 def _command_line(config: DistillConfig) -> str:
@@ -395,7 +380,7 @@ def run_distill_benchmark(config: DistillConfig, *, show_progress: bool = True
   frontend = scratch_spec.frontend
   training: dict[str, dict[str, float]] = {}
   if config.teacher_dirs:
-    teacher_dirs = tuple(resolve_model_dir(d) for d in config.teacher_dirs)
+    teacher_dirs = tuple(saved_model_dir(d) for d in config.teacher_dirs)
   else:
     spec = ModelSpec(task=config.teacher_task,
                      encoder=ENCODERS[config.teacher_encoder],

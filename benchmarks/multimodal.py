@@ -42,6 +42,7 @@ from model.datasets.images import load_digits_images
 from model.encoders import ENCODERS, Encoder
 from model.multimodal import (MultimodalTrainConfig, image_embeddings,
                               probe_images, train_multimodal)
+from model.saved_model import is_saved_model
 from model.ssl_model import ModelSpec, SSLModel, load_model, save_model
 from model.tasks import SSL_TASKS, require_image_task
 from tff_sim.algorithms import ALGORITHMS, AlgorithmConfig
@@ -212,8 +213,7 @@ def _train_or_reuse(run_dir: str, key: dict,
   if os.path.exists(path):
     with open(path) as f:
       saved = json.load(f)
-    if saved["key"] == key and os.path.exists(os.path.join(model_dir,
-                                                           "model.json")):
+    if saved["key"] == key and is_saved_model(model_dir):
       logging.info("reusing the finished run %s", run_dir)
       return _Trained(load_model(model_dir), saved["examples"],
                       saved["wall_s"])

@@ -39,6 +39,7 @@ from export.verification import (VerifyConfig, verify_embed_model,
 from model import best_models
 from model.datasets.images import load_digits_images
 from model.encoders import ENCODERS
+from model.saved_model import SavedModel
 from model.ssl_model import ModelSpec, SSLModel, load_model
 from model.tasks import check_task_batch_size
 
@@ -119,26 +120,18 @@ def load_source(path: str, *, task: Optional[str] = None) -> Source:
 
   Raises:
     FileNotFoundError: Neither layout is found (the message names both).
+    ValueError: ``model.json`` is not a spec or the weights do not match.
   """
-  for directory in (os.path.join(path, "model"), path):
-    if os.path.exists(os.path.join(directory, "model.json")):
-      break
-  else:
-    raise FileNotFoundError(
-        f"{path}: no saved model; expected {path}/model/model.json (a run "
-        f"directory) or {path}/model.json (a saved-model directory)")
-  model = load_model(directory, task=task)
-  with open(os.path.join(directory, "model.json"), encoding="utf-8") as f:
-    saved_task = json.load(f)["task"]
+  saved = SavedModel.read(path)
+  model = load_model(saved.directory, task=task)
   description = {
       "kind": "saved_model",
-      "path": os.path.abspath(directory),
-      "weights_sha256": manifest_lib.sha256_file(
-          os.path.join(directory, "weights.npz")),
-      "saved_task": saved_task,
-      "head": "saved" if model.spec.task == saved_task else "fresh",
+      "path": saved.directory,
+      "weights_sha256": manifest_lib.sha256_file(saved.weights_path),
+      "saved_task": saved.task,
+      "head": "saved" if model.spec.task == saved.task else "fresh",
   }
-  selection = os.path.join(directory, best_models.SELECTION_FILE)
+  selection = os.path.join(saved.directory, best_models.SELECTION_FILE)
   if os.path.exists(selection):  # A run's best model for some metric.
     with open(selection, encoding="utf-8") as f:
       description["best_for"] = json.load(f)

@@ -23,6 +23,7 @@ import os
 import shutil
 from typing import Mapping
 
+from model.saved_model import SPEC_FILE, is_saved_model
 from model.ssl_model import SSLModel, save_model
 
 __all__ = ["BEST_DIR", "INDEX_FILE", "SELECTION_FILE", "BestModels",
@@ -72,8 +73,8 @@ def best_model_dir(run_dir: str, metric: str) -> str:
     raise ValueError(f"best model for {metric!r}: not in {run_dir}; "
                      f"expected one of {sorted(index)}")
   directory = os.path.join(run_dir, BEST_DIR, metric)
-  if not os.path.exists(os.path.join(directory, "model.json")):
-    raise FileNotFoundError(f"{directory}/model.json: not found, although "
+  if not is_saved_model(directory):
+    raise FileNotFoundError(f"{directory}/{SPEC_FILE}: not found, although "
                             f"{INDEX_FILE} lists {metric!r}")
   return directory
 
@@ -169,7 +170,7 @@ class BestModels:
       if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
           recorded = json.load(f)["round"]
-      elif os.path.exists(os.path.join(directory, "model.json")):
+      elif is_saved_model(directory):
         # Saved before selection records existed, at that round.
         recorded = round_num
         _write_json(path, {"metric": metric, "round": int(round_num),

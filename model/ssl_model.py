@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from model.encoders import ENCODERS, Encoder, EncoderConfig
 from model.features import FrontendConfig, log_mel
+from model.saved_model import SPEC_FILE, WEIGHTS_FILE, SavedModel
 from model.tasks import TASKS, SSLTask, TaskConfig, require_image_task
 
 __all__ = ["ModelSpec", "SSLModel", "save_model", "load_model", "assign_weights"]
@@ -154,10 +155,6 @@ class SSLModel(tf.Module):
     return self.encoder(images)
 
 
-_SPEC_FILE = "model.json"
-_WEIGHTS_FILE = "weights.npz"
-
-
 def save_model(model: SSLModel, directory: str) -> None:
   """Saves ``model.json`` (the spec) and ``weights.npz`` (weights by name).
 
@@ -168,13 +165,13 @@ def save_model(model: SSLModel, directory: str) -> None:
   os.makedirs(directory, exist_ok=True)
   weights = {name: v.numpy() for name, v in zip(model.weight_names,
                                                  model.weights)}
-  tmp = os.path.join(directory, _WEIGHTS_FILE + ".tmp.npz")
+  tmp = os.path.join(directory, WEIGHTS_FILE + ".tmp.npz")
   np.savez(tmp, **weights)
-  os.replace(tmp, os.path.join(directory, _WEIGHTS_FILE))
-  tmp = os.path.join(directory, _SPEC_FILE + ".tmp")
+  os.replace(tmp, os.path.join(directory, WEIGHTS_FILE))
+  tmp = os.path.join(directory, SPEC_FILE + ".tmp")
   with open(tmp, "w") as f:
     json.dump(model.spec.to_dict(), f, indent=2)
-  os.replace(tmp, os.path.join(directory, _SPEC_FILE))
+  os.replace(tmp, os.path.join(directory, SPEC_FILE))
 
 
 def assign_weights(model: SSLModel, weights: Mapping[str, np.ndarray], *,
@@ -218,27 +215,21 @@ def load_model(directory: str, *, task: Optional[str] = None) -> SSLModel:
   """Loads a model saved by :func:`save_model`.
 
   Args:
-    directory: Holds ``model.json`` and ``weights.npz``.
+    directory: Holds ``model.json`` and ``weights.npz`` (or a run directory
+      holding them in ``model/``).
     task: Use the saved encoder under a different SSL task (the new head is
       freshly initialized); default: the saved task with its head.
 
   Raises:
     FileNotFoundError: A file is missing (the message names it).
-    ValueError: The weights do not match the spec.
+    ValueError: ``model.json`` is not a spec, or the weights do not match it.
   """
-  spec_path = os.path.join(directory, _SPEC_FILE)
-  weights_path = os.path.join(directory, _WEIGHTS_FILE)
-  for path in (spec_path, weights_path):
-    if not os.path.exists(path):
-      raise FileNotFoundError(f"{path}: not found; expected a model saved by "
-                              f"model.ssl_model.save_model")
-  with open(spec_path) as f:
-    spec = ModelSpec.from_dict(json.load(f))
+  saved = SavedModel.read(directory)
+  spec = ModelSpec.from_dict(dict(saved.spec))
   same_task = task is None or task == spec.task
   if not same_task:
     spec = dataclasses.replace(spec, task=task)
   model = SSLModel(spec)
-  with np.load(weights_path) as data:
-    assign_weights(model, dict(data), source=weights_path,
-                   encoder_only=not same_task)
+  assign_weights(model, saved.weights(), source=saved.weights_path,
+                 encoder_only=not same_task)
   return model

@@ -12,9 +12,10 @@ import tensorflow as tf
 
 from export.corpus import load_corpus
 from benchmarks.distill import (MEAN, MFLOPS, PARAMS, PERCENT_OF_TEACHER,
-                            QUANT_DELTA, DistillConfig, resolve_model_dir,
+                            QUANT_DELTA, DistillConfig,
                             run_distill_benchmark)
 from model import randomness
+from model.saved_model import saved_model_dir
 from model.ssl_model import SSLModel, load_model
 from tff_sim.simulation import training_segments
 
@@ -54,7 +55,7 @@ def test_table_rows_and_columns(first_run):
 
 def test_distillation_lowers_the_regression_loss(first_run):
   config, _ = first_run
-  trained = load_model(resolve_model_dir(
+  trained = load_model(saved_model_dir(
       os.path.join(config.out_dir, "runs", "student_distilled")))
   initial = SSLModel(trained.spec)
   batch = training_segments(
@@ -108,4 +109,4 @@ def test_config_rejects_bad_values():
   with pytest.raises(ValueError, match="student_encoder"):
     DistillConfig(student_encoder="huge")
   with pytest.raises(FileNotFoundError, match="no saved model"):
-    resolve_model_dir("/nonexistent")
+    saved_model_dir("/nonexistent")

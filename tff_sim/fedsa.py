@@ -31,8 +31,6 @@ knowledge-amalgamation baseline.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
 from typing import Callable, Optional, Sequence
 
@@ -48,6 +46,7 @@ from model import evaluation
 from model import ops
 from model.encoders import Encoder, EncoderConfig, encode, glorot_uniform
 from model.features import FrontendConfig
+from model.saved_model import SavedModel
 from model.tasks.distillation import load_teacher
 
 __all__ = [
@@ -411,11 +410,10 @@ def check_teacher(teacher: FedSATeacher, student: EncoderConfig,
   patch shape (``patch_frames`` x ``num_mel_bins``) and as many conv blocks
   (so hint feature maps align).
   """
-  path = os.path.join(teacher.model_dir, "model.json")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"teacher {teacher.name!r}: {path} not found")
-  with open(path) as f:
-    spec = json.load(f)
+  try:
+    spec = SavedModel.read(teacher.model_dir).spec
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f"teacher {teacher.name!r}: {e}") from e
   got = spec.get("frontend", {})
   expected = dataclasses.asdict(frontend)
   differing = {k: (got.get(k), v) for k, v in expected.items()

@@ -13,14 +13,11 @@ signature.
 
 from __future__ import annotations
 
-import json
-import os
-
-import numpy as np
 import tensorflow as tf
 
 from model.encoders import Encoder, EncoderConfig, FrozenEncoder
 from model.heads import MLPHead
+from model.saved_model import SavedModel
 from model.tasks.base import (SSLTask, TaskConfig, crop_frames, random_offsets,
                               static_batch)
 
@@ -32,20 +29,17 @@ def load_teacher(directory: str) -> FrozenEncoder:
 
   Raises:
     FileNotFoundError: ``model.json`` or ``weights.npz`` is missing.
-    ValueError: The weights do not match the saved encoder config.
+    ValueError: ``model.json`` is not a spec, or the weights do not match the
+      saved encoder config.
   """
-  spec_path = os.path.join(directory, "model.json")
-  weights_path = os.path.join(directory, "weights.npz")
-  for path in (spec_path, weights_path):
-    if not os.path.exists(path):
-      raise FileNotFoundError(f"teacher {directory!r}: {path} not found; "
-                              f"expected a saved model directory")
-  with open(spec_path) as f:
-    encoder = dict(json.load(f)["encoder"])
+  try:
+    saved = SavedModel.read(directory)
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f"teacher {directory!r}: {e}") from e
+  encoder = dict(saved.encoder)
   encoder["base_channels"] = tuple(encoder["base_channels"])
-  with np.load(weights_path) as weights:
-    return FrozenEncoder(EncoderConfig(**encoder), dict(weights),
-                         source=weights_path)
+  return FrozenEncoder(EncoderConfig(**encoder), saved.weights(),
+                       source=saved.weights_path)
 
 
 class Distillation(SSLTask):
