@@ -17,6 +17,7 @@ from absl import app
 from absl import flags
 
 from benchmarks.quality import QualityConfig, run_quality_benchmark
+from benchmarks.quality_seeds import run_quality_seeds
 from model.datasets import synthetic
 from model.encoders import ENCODERS, POOLINGS
 from model.tasks import SSL_TASKS
@@ -60,6 +61,10 @@ _SEED = flags.DEFINE_integer("seed", _DEFAULT.seed,
                              "Seed of splits, weights and batch order.")
 _OUT_DIR = flags.DEFINE_string("out_dir", _DEFAULT.out_dir,
                                "Output directory.")
+_SEEDS = flags.DEFINE_list(
+    "seeds", [], "Several seeds: one run per seed in <out_dir>/seed_<s> and "
+    "the table as mean ± std (report_seeds.md, seeds.csv, quality_seeds.png); "
+    "replaces --seed.")
 
 
 def config_from_flags() -> QualityConfig:
@@ -80,8 +85,18 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config = config_from_flags()
-  run_quality_benchmark(config)
-  with open(os.path.join(config.out_dir, "report.md")) as f:
+  if _SEEDS.value:
+    try:
+      seeds = [int(seed) for seed in _SEEDS.value]
+    except ValueError as error:
+      raise app.UsageError(f"--seeds must be integers, got "
+                           f"{_SEEDS.value}") from error
+    run_quality_seeds(config, seeds)
+    report = "report_seeds.md"
+  else:
+    run_quality_benchmark(config)
+    report = "report.md"
+  with open(os.path.join(config.out_dir, report)) as f:
     print(f.read())
 
 

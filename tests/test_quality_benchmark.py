@@ -106,3 +106,46 @@ def test_rerun_reuses_finished_runs(first_run):
 def test_config_rejects_invalid_values(change):
   with pytest.raises(ValueError, match="QualityConfig"):
     QualityConfig(**change)
+
+
+def test_seeds_statistics_and_table_keep_cells_every_seed_has():
+  from benchmarks import quality_seeds  # pylint: disable=g-import-not-at-top
+  tables = [{"a": {"keyword": 0.5, "speaker": 0.2}},
+            {"a": {"keyword": 0.7}}, {"a": {"keyword": 0.9}}]
+  rows = quality_seeds._statistics(tables)  # pylint: disable=protected-access
+  assert list(rows["a"]) == ["keyword"]
+  assert rows["a"]["keyword"].mean == pytest.approx(0.7)
+  assert rows["a"]["keyword"].std == pytest.approx(0.2)
+  assert "| a | 0.700 ± 0.200 |" in quality_seeds.format_seeds_table(rows)
+
+
+@pytest.mark.slow
+def test_seeds_table_is_mean_and_std_of_the_seed_runs(tmp_path):
+  from benchmarks import quality_seeds  # pylint: disable=g-import-not-at-top
+  config = QualityConfig(corpus="tiny", encoder="tiny", tasks=("triplet",),
+                         steps=2, batch_size=4, supervised_steps=2,
+                         fine_tune_blocks=(0,), out_dir=str(tmp_path))
+  rows = quality_seeds.run_quality_seeds(config, [0, 1],
+                                         show_progress=False)
+  per_seed = {}
+  for seed in (0, 1):
+    table = _read_csv(tmp_path / f"seed_{seed}" / "results.csv")
+    per_seed[seed] = {r[0]: dict(zip(table[0][1:], r[1:])) for r in table[1:]}
+  cell = rows["triplet"]["keyword"]
+  values = [float(per_seed[s]["triplet"]["keyword"]) for s in (0, 1)]
+  assert cell.values == pytest.approx(values, abs=1e-6)
+  assert cell.mean == pytest.approx(sum(values) / 2, abs=1e-6)
+  assert cell.std == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5,
+                                   abs=1e-6)
+  assert {RANDOM_INIT, LOGMEL_BASELINE, "triplet"} <= set(rows)
+  # One corpus serves every seed.
+  assert not os.path.exists(tmp_path / "seed_1" / "corpus")
+  report = (tmp_path / "report_seeds.md").read_text()
+  assert f"{cell.mean:.3f} ± {cell.std:.3f}" in report
+  assert "--seeds=0,1" in report and "--seed=" not in report
+  lines = _read_csv(tmp_path / "seeds.csv")
+  assert lines[0][:5] == ["model", "column", "mean", "std", "seeds"]
+  with open(tmp_path / "quality_seeds.png", "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  with pytest.raises(ValueError, match="distinct"):
+    quality_seeds.run_quality_seeds(config, [3, 3], show_progress=False)
