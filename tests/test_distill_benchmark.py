@@ -15,8 +15,8 @@ from benchmarks.distill import (MEAN, MFLOPS, PARAMS, PERCENT_OF_TEACHER,
                             QUANT_DELTA, DistillConfig, resolve_model_dir,
                             run_distill_benchmark)
 from model import randomness
+from model.datasets.pipeline import training_segments
 from model.ssl_model import SSLModel, load_model
-from tff_sim.simulation import training_segments
 
 TASKS = ["content", "keyword", "speaker"]  # 4 instrument clips: not split.
 
