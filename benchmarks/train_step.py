@@ -172,7 +172,8 @@ def _train_rows(preset: str, task: str, batch_size: int,
   """The train variants of one configuration, timed interleaved."""
   model = fresh_source(preset, task).model
   corpus = load_corpus()
-  batch = corpus.segments(model.spec, batch_size)
+  batch = corpus.segments(model.example_samples, batch_size,
+                          min_samples=model.spec.frontend.patch_samples)
   x = tf.constant(batch)
   files: dict[str, bytes] = {}
   calls, meta = {}, {}

@@ -11,10 +11,9 @@ import numpy as np
 from model.datasets.audio import decode_clips
 from model.datasets.clips import ClipTable
 from model.datasets.loaders import load_dataset
-from model.datasets.pipeline import training_segments
+from model.datasets.pipeline import make_segments
 from model.datasets.synthetic import CORPUS_PRESETS, generate_corpus
 from model.features import FrontendConfig
-from model.ssl_model import ModelSpec
 
 __all__ = ["DEFAULT_CORPUS_PRESET", "Corpus", "default_corpus_dir",
            "load_corpus", "waveform_patches"]
@@ -37,15 +36,22 @@ class Corpus:
   waveforms: list[np.ndarray]
   source: str
 
-  def segments(self, spec: ModelSpec, count: int, *, seed: int = 0
-               ) -> np.ndarray:
-    """``count`` training examples of ``spec``, ``[count, example_samples]``.
+  def segments(self, samples: int, count: int, *, min_samples: int,
+               seed: int = 0) -> np.ndarray:
+    """``count`` training examples of ``samples`` samples, ``[count, samples]``.
 
-    Segments are cut from the clips as every trainer cuts them
-    (:func:`model.datasets.pipeline.training_segments`) and drawn without
+    Segments are cut from the clips (clips shorter than ``samples`` but at
+    least ``min_samples`` long are zero-padded) and drawn without
     replacement where there are enough, in a seeded order.
+
+    These are check inputs, not training data: the windows do not overlap
+    (unlike :func:`model.datasets.pipeline.training_segments`), so a small
+    batch holds distinct audio. With the training policy's overlapping
+    windows, the export's few-step "train lowers the loss" check failed for
+    the batch-statistics tasks (Barlow Twins, SimSiam) at batch 2.
     """
-    segments = training_segments(self.waveforms, spec).waveforms
+    segments = make_segments(self.waveforms, samples,
+                             min_samples=min_samples).waveforms
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(segments))
     if count > len(segments):

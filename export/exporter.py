@@ -452,8 +452,8 @@ def _export_into(staging: str, source: Source, config: ExportConfig,
   model = source.model
   frontend = model.spec.frontend
   batches = corpus.segments(
-      model.spec, config.verify.num_batches * config.batch_size,
-      seed=config.seed).reshape(
+      model.example_samples, config.verify.num_batches * config.batch_size,
+      min_samples=frontend.patch_samples, seed=config.seed).reshape(
           config.verify.num_batches, config.batch_size, -1)
   patches, owner = corpus.patches(frontend)
   training = _export_training(

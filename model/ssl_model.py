@@ -33,7 +33,8 @@ class ModelSpec:
   Attributes:
     task: Key of ``model.tasks.TASKS``.
     encoder: Encoder architecture.
-    frontend: Log-mel front-end parameters.
+    frontend: Log-mel front-end parameters; the only owner of the patch
+      shape (the encoder's input, the tasks' slices, the exported tensors).
     task_config: Task hyper-parameters.
     seed: Seed of the initial weights.
     multimodal: The model also trains on and embeds images (the task must
@@ -277,7 +278,9 @@ def read_spec(directory: str, *, what: str = "") -> ModelSpec:
   with open(path, encoding="utf-8") as f:
     try:
       return ModelSpec.from_dict(json.load(f))
-    except (KeyError, TypeError, ValueError) as e:
+    except KeyError as e:
+      raise ValueError(f"{prefix}{path}: missing field {e}") from e
+    except (TypeError, ValueError) as e:
       raise ValueError(f"{prefix}{path}: {e}") from e
 
 
