@@ -36,6 +36,7 @@ from model import evaluation
 from model.cli import quiet_logging
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
+from model.datasets.pipeline import training_segments
 from model.encoders import ENCODERS, Encoder
 from model.ssl_model import ModelSpec
 from model.tasks import SSL_TASKS
@@ -43,7 +44,7 @@ from model.train import TrainConfig, train_centralized
 from tff_sim.algorithms import AlgorithmConfig
 from tff_sim.partition import PartitionConfig
 from tff_sim.report import plot_quality_vs_cost
-from tff_sim.simulation import SimulationConfig, run_simulation, training_segments
+from tff_sim.simulation import SimulationConfig, run_simulation
 
 _OUT_DIR = flags.DEFINE_string("out_dir", "demo_output", "Output directory.")
 _CORPUS = flags.DEFINE_enum("corpus", "demo", list(synthetic.CORPUS_PRESETS),

@@ -22,10 +22,11 @@ from model import evaluation
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
 from model.datasets.clips import ClipTable
+from model.datasets.pipeline import training_segments
 from model.encoders import ENCODERS, Encoder, EncoderConfig
 from model.features import FrontendConfig
-from model.saved_model import SavedModel, saved_model_dir
-from model.ssl_model import ModelSpec, load_model
+from model.saved_model import saved_model_dir
+from model.ssl_model import ModelSpec, load_model, read_spec
 from model.tasks import SSL_TASKS, TaskConfig
 from model.tasks.distillation import load_teacher
 from model.train import TrainConfig, TrainResult, train_centralized
@@ -33,7 +34,7 @@ from tff_sim.algorithms import CLIENT_OPTIMIZERS, AlgorithmConfig
 from tff_sim.partition import PartitionConfig
 from tff_sim.report import read_release_csv
 from tff_sim.simulation import (SimulationConfig, SimulationResult,
-                                run_simulation, training_segments)
+                                run_simulation)
 
 __all__ = ["PARAMS", "MFLOPS", "MEAN", "PERCENT_OF_TEACHER", "QUANT_DELTA",
            "FLOPS_GOAL", "RETENTION_GOAL", "QUANT_GOAL_PTS", "DistillConfig",
@@ -180,7 +181,7 @@ def _saved_encoder(model_dir: str) -> tuple[Encoder, str]:
   encoder = Encoder(frozen.config)
   for variable, value in zip(encoder.weights, frozen.values):
     variable.assign(value)
-  return encoder, SavedModel.read(model_dir).task
+  return encoder, read_spec(model_dir).task
 
 
 def _command_line(config: DistillConfig) -> str:
@@ -222,10 +223,11 @@ def _probe(encoder: Encoder, table: ClipTable,
                                   retrieval_task=None, seed=seed).accuracy
 
 
-def _row(encoder_config: EncoderConfig, accuracy: Mapping[str, float]
-         ) -> dict[str, float]:
+def _row(encoder_config: EncoderConfig, frontend: FrontendConfig,
+         accuracy: Mapping[str, float]) -> dict[str, float]:
   return {PARAMS: float(encoder_config.num_params),
-          MFLOPS: encoder_config.forward_mflops(), **accuracy,
+          MFLOPS: encoder_config.forward_mflops(frontend.patch_shape),
+          **accuracy,
           MEAN: float(np.mean(list(accuracy.values())))}
 
 
@@ -397,7 +399,7 @@ def run_distill_benchmark(config: DistillConfig, *, show_progress: bool = True
     encoder, task = _saved_encoder(directory)
     name = (f"teacher{f' {i + 1}' if len(teacher_dirs) > 1 else ''} "
             f"({encoder.config.name}, {task})")
-    rows[name] = _row(encoder.config,
+    rows[name] = _row(encoder.config, frontend,
                       _probe(encoder, table, waveforms, frontend, config.seed))
   teacher = max(rows, key=lambda name: rows[name][MEAN])
 
@@ -426,7 +428,7 @@ def run_distill_benchmark(config: DistillConfig, *, show_progress: bool = True
       "wall_s": federated.totals["wall_s"]}
 
   label = config.student_encoder
-  rows[f"student random init ({label})"] = _row(student, _probe(
+  rows[f"student random init ({label})"] = _row(student, frontend, _probe(
       Encoder(student, seed=config.seed), table, waveforms, frontend,
       config.seed))
   students = [f"student scratch ({label}, {config.student_task})",
@@ -435,15 +437,15 @@ def run_distill_benchmark(config: DistillConfig, *, show_progress: bool = True
   for name, encoder in zip(students, (
       scratch.model.encoder, central.model.encoder,
       load_model(federated.model_dir).encoder)):
-    rows[name] = _row(student, _probe(encoder, table, waveforms, frontend,
-                                      config.seed))
+    rows[name] = _row(student, frontend, _probe(encoder, table, waveforms,
+                                                frontend, config.seed))
 
   logging.info("exporting the distilled student")
   export = _export(config, central, table, waveforms)
   quantized = []
   for variant in export.quantization:
     name = f"student distilled, TFLite {variant.variant} ({label})"
-    rows[name] = {**_row(student, variant.accuracy),
+    rows[name] = {**_row(student, frontend, variant.accuracy),
                   QUANT_DELTA: 100 * float(np.mean(
                       list(variant.accuracy_delta.values())))}
     quantized.append(name)

@@ -28,6 +28,7 @@ from model.config_checks import require_choice
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
 from model.datasets.clips import ClipTable
+from model.datasets.pipeline import training_segments
 from model.encoders import ENCODERS, Encoder
 from model.features import FrontendConfig
 from model.ssl_model import ModelSpec, load_model
@@ -37,7 +38,7 @@ from tff_sim.algorithms import ALGORITHMS, AlgorithmConfig
 from tff_sim.partition import PartitionConfig
 from tff_sim.report import read_release_csv
 from tff_sim.simulation import (RETRIEVAL_METRIC, SimulationConfig,
-                                run_simulation, training_segments)
+                                run_simulation)
 
 __all__ = ["FEATURE_MATCHING", "PREDICTIVE", "TIE", "PREDICTIVE_TASKS",
            "QUICK",

@@ -12,6 +12,7 @@ from model.config_checks import require_choice
 from model import evaluation
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
+from model.datasets.pipeline import training_segments
 from model.encoders import ENCODERS, Encoder
 from model.ssl_model import ModelSpec, SSLModel
 from model.tasks import SSL_TASKS
@@ -21,7 +22,7 @@ from tff_sim.costs import CostModel
 from tff_sim.partition import PartitionConfig
 from tff_sim.report import plot_quality_vs_cost_runs, read_release_csv
 from tff_sim.simulation import (RETRIEVAL_METRIC, SimulationConfig,
-                                run_simulation, training_segments)
+                                run_simulation)
 
 __all__ = ["CENTRALIZED", "CENTRALIZED_CLIENT_SGD", "COST_COLUMNS",
            "EXAMPLES", "FEDAVG_GOAL",

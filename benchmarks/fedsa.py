@@ -34,6 +34,7 @@ from model.config_checks import require_choice
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
 from model.datasets.clips import ClipTable
+from model.datasets.pipeline import training_segments
 from model.encoders import ENCODERS, Encoder, EncoderConfig
 from model.features import FrontendConfig, log_mel
 from model.ssl_model import ModelSpec
@@ -43,7 +44,6 @@ from model.train import TrainConfig, train_centralized
 from tff_sim.fedsa import (FedSAConfig, FedSAResult, FedSATeacher, ProbeSet,
                            make_probe_set, prepare_sites, run_fedsa,
                            train_on_probe_set)
-from tff_sim.simulation import training_segments
 
 __all__ = ["FedSAStudyConfig", "StudyResult", "parse_teacher",
            "labelled_subset", "run_fedsa_study"]

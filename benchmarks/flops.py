@@ -153,7 +153,7 @@ def analytic_flops(manifest: Manifest, signature: str, *,
                    batch: int = 1) -> int:
   """The analytic count: encoder convs + dense only.
 
-  ``embed``: ``2 x EncoderConfig.forward_macs() x N``. ``train``: the
+  ``embed``: ``2 x EncoderConfig.forward_macs(patch_shape) x N``. ``train``: the
   federated simulation's per-example cost (``tff_sim.costs.CostModel``:
   3 x the encoder's forward FLOPs x patches per example) x ``B``.
 
@@ -162,7 +162,8 @@ def analytic_flops(manifest: Manifest, signature: str, *,
   """
   model = _model_from_manifest(manifest)
   if signature == "embed":
-    return 2 * model.spec.encoder.forward_macs() * batch
+    return (2 * model.spec.encoder.forward_macs(model.spec.frontend.patch_shape)
+            * batch)
   if signature == "train":
     costs = importlib.import_module("tff_sim.costs")
     return int(costs.CostModel.for_model(model).flops_per_example

@@ -39,6 +39,7 @@ from model.config_checks import require_choice
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
 from model.datasets.images import load_digits_images
+from model.datasets.pipeline import training_segments
 from model.encoders import ENCODERS, Encoder
 from model.multimodal import (MultimodalTrainConfig, image_embeddings,
                               probe_images, train_multimodal)
@@ -48,7 +49,6 @@ from model.tasks import SSL_TASKS, require_image_task
 from tff_sim.algorithms import ALGORITHMS, AlgorithmConfig
 from tff_sim.multimodal import (ClientMix, MultimodalSimulationConfig,
                                 run_multimodal_simulation)
-from tff_sim.simulation import training_segments
 
 __all__ = ["SHARED_FEDERATED", "SEPARATE_FEDERATED", "SHARED_CENTRALIZED",
            "RANDOM_INIT", "DIGITS", "PARAMS", "AUDIO_SHARE",
@@ -364,8 +364,7 @@ def run_multimodal_benchmark(config: MultimodalBenchmarkConfig, *,
           synthetic.CORPUS_PRESETS[config.corpus],
           show_progress=show_progress),
       sample_rate=spec.frontend.sample_rate, show_progress=show_progress)
-  digits = load_digits_images(spec.encoder.patch_frames,
-                              spec.encoder.num_mel_bins,
+  digits = load_digits_images(*spec.frontend.patch_shape,
                               num_clients=config.digit_groups,
                               limit=config.max_digits)
   segments = training_segments(waveforms, spec)

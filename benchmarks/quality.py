@@ -18,9 +18,9 @@ from model import evaluation
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
 from model.datasets.clips import ClipTable
-from model.datasets.pipeline import make_segments
+from model.datasets.pipeline import SegmentPolicy, training_segments
 from model.encoders import ENCODERS, POOLINGS, Encoder, EncoderConfig
-from model.ssl_model import ModelSpec, SSLModel
+from model.ssl_model import ModelSpec
 from model.tasks import SSL_TASKS
 from model.train import TrainConfig, train_centralized
 
@@ -57,10 +57,12 @@ class QualityConfig:
     steps: SSL training steps per task.
     batch_size: SSL examples per step.
     learning_rate: SSL Adam step size.
-    segment_hop: Hop between SSL training segments, in patches (0.96 s).
+    segment_hop: Hop between SSL training segments, in patches (0.96 s):
+      ``SegmentPolicy.hop_patches`` (default: the policy every trainer uses).
     min_clip_fraction: Shortest clip used for SSL training, as a fraction of
       the task's example length; clips shorter than an example but at least
-      this long become one zero-padded segment (1.0: no padding).
+      this long become one zero-padded segment (1.0: no padding):
+      ``SegmentPolicy.min_example_fraction`` (default: the common policy's).
     supervised_steps: Steps of each supervised baseline and fine-tuning run
       (Adam, 64 patches per step).
     fine_tune_blocks: Top conv blocks unfrozen when fine-tuning the best SSL
@@ -78,8 +80,8 @@ class QualityConfig:
   steps: int = 1000
   batch_size: int = 16
   learning_rate: float = 1e-3
-  segment_hop: float = 0.5
-  min_clip_fraction: float = 1.0
+  segment_hop: float = SegmentPolicy().hop_patches
+  min_clip_fraction: float = SegmentPolicy().min_example_fraction
   supervised_steps: int = 500
   fine_tune_blocks: tuple[int, ...] = (1, 2)
   seed: int = 0
@@ -110,6 +112,12 @@ class QualityConfig:
     if not all(0 <= k <= num_blocks for k in self.fine_tune_blocks):
       raise ValueError(f"QualityConfig.fine_tune_blocks must be in "
                        f"[0, {num_blocks}], got {self.fine_tune_blocks}")
+
+  @property
+  def segment_policy(self) -> SegmentPolicy:
+    """How SSL training clips are cut (see :class:`SegmentPolicy`)."""
+    return SegmentPolicy(hop_patches=self.segment_hop,
+                         min_example_fraction=self.min_clip_fraction)
 
   @property
   def corpus_path(self) -> str:
@@ -158,11 +166,7 @@ def _train_ssl(config: QualityConfig, task: str,
   """Trains (or resumes, or reuses) one SSL task; its encoder and a summary."""
   spec = ModelSpec(task=task, encoder=config.encoder_config,
                    seed=config.seed)
-  example_samples = SSLModel(spec).example_samples
-  segments = make_segments(
-      waveforms, example_samples,
-      hop=max(1, round(config.segment_hop * spec.frontend.patch_samples)),
-      min_samples=round(config.min_clip_fraction * example_samples))
+  segments = training_segments(waveforms, spec, config.segment_policy)
   result = train_centralized(
       spec, TrainConfig(steps=config.steps, batch_size=config.batch_size,
                         learning_rate=config.learning_rate, seed=config.seed),

@@ -22,6 +22,7 @@ from model.config_checks import require_choice
 from model import randomness
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
+from model.datasets.pipeline import training_segments
 from model.encoders import ENCODERS
 from model.ssl_model import ModelSpec, SSLModel
 from model.tasks import SSL_TASKS
@@ -31,7 +32,6 @@ from tff_sim.client_data import (SegmentClientData, client_round_seed,
                                  round_dataset)
 from tff_sim.execution import execution_context
 from tff_sim.learning_model import model_fn_for
-from tff_sim.simulation import training_segments
 
 __all__ = ["COLUMNS", "OVERHEAD_GOAL", "RSS_GROWTH_GOAL", "CorpusClients",
            "Measurement",

@@ -43,6 +43,12 @@ class Corpus:
     Segments are cut from the clips (clips shorter than ``samples`` but at
     least ``min_samples`` long are zero-padded) and drawn without
     replacement where there are enough, in a seeded order.
+
+    These are check inputs, not training data: the windows do not overlap
+    (unlike :func:`model.datasets.pipeline.training_segments`), so a small
+    batch holds distinct audio. With the training policy's overlapping
+    windows, the export's few-step "train lowers the loss" check failed for
+    the batch-statistics tasks (Barlow Twins, SimSiam) at batch 2.
     """
     segments = make_segments(self.waveforms, samples,
                              min_samples=min_samples).waveforms

@@ -11,6 +11,7 @@ from absl import app
 from absl import flags
 
 from model.encoders import ENCODERS
+from model.features import FrontendConfig
 from model.gradcheck import gradient_errors
 from model.ssl_model import ModelSpec, SSLModel
 from model.tasks import SSL_TASKS
@@ -40,7 +41,7 @@ def main(argv: list[str]) -> None:
     config = ENCODERS[preset]
     row = [preset, "-".join(map(str, config.channels)),
            str(config.embedding_dim), f"{config.num_params:,}",
-           f"{config.forward_mflops():.2f}"]
+           f"{config.forward_mflops(FrontendConfig().patch_shape):.2f}"]
     if _CHECK.value:
       failed = []
       for task in _TASKS.value:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -35,13 +35,16 @@ POOLINGS: dict[str, int] = {"max": 1, "stats": 2, "max_stats": 3}
 class EncoderConfig:
   """Architecture of a conv encoder.
 
+  The weights do not depend on the input's size (the last feature map is
+  pooled globally), so the config holds no input shape: the patch shape is
+  the front-end's (``FrontendConfig.patch_shape``) and is passed to what
+  needs it (:meth:`check_patch_shape`, :meth:`forward_macs`).
+
   Attributes:
     name: Preset name (informational).
     width: Channel multiplier applied to ``base_channels``.
     base_channels: Output channels of each block at width 1.
     embedding_dim: Size of the output embedding.
-    patch_frames: Frames of one input patch (time axis).
-    num_mel_bins: Mel bins of one input patch (frequency axis).
     pooling: Key of :data:`POOLINGS`: how the last feature map becomes a
       vector before the embedding layer.
   """
@@ -50,8 +53,6 @@ class EncoderConfig:
   width: float = 1.0
   base_channels: tuple[int, ...] = (8, 16, 32, 64)
   embedding_dim: int = 128
-  patch_frames: int = 96
-  num_mel_bins: int = 64
   pooling: str = "max"
 
   def __post_init__(self):
@@ -59,15 +60,37 @@ class EncoderConfig:
     if self.pooling not in POOLINGS:
       raise ValueError(f"EncoderConfig {self.name!r}: unknown pooling "
                        f"{self.pooling!r}; expected one of {sorted(POOLINGS)}")
-    pools = 2 ** (len(self.base_channels) - 1)
-    if self.patch_frames % pools or self.num_mel_bins % pools:
-      raise ValueError(
-          f"EncoderConfig {self.name!r}: patch_frames ({self.patch_frames}) and "
-          f"num_mel_bins ({self.num_mel_bins}) must be divisible by {pools} "
-          f"for {len(self.base_channels)} blocks")
+    if not self.base_channels:
+      raise ValueError(f"EncoderConfig {self.name!r}: base_channels is empty")
     if self.width <= 0 or self.embedding_dim <= 0:
       raise ValueError(f"EncoderConfig {self.name!r}: width and embedding_dim "
                        f"must be positive")
+
+  @property
+  def downsampling(self) -> int:
+    """Factor by which the 2x2 pools shrink each axis of the input."""
+    return 2 ** (len(self.base_channels) - 1)
+
+  def check_patch_shape(self, patch_shape: Sequence[Optional[int]], *,
+                        source: str = "patch shape") -> None:
+    """Raises ValueError unless the encoder can take patches of this shape.
+
+    Args:
+      patch_shape: ``(frames, bins)`` of one patch (static sizes).
+      source: What has that shape (quoted in the error).
+
+    Raises:
+      ValueError: A size is unknown, not positive or not divisible by
+        :attr:`downsampling`; the message names the shape and the factor.
+    """
+    pools = self.downsampling
+    shape = tuple(patch_shape)
+    if len(shape) != 2 or any(n is None or n <= 0 or n % pools
+                              for n in shape):
+      raise ValueError(
+          f"encoder {self.name!r} ({len(self.base_channels)} blocks) needs "
+          f"patches [n, frames, bins] with static frames and bins divisible "
+          f"by {pools}; got {source} {list(shape)}")
 
   @property
   def channels(self) -> tuple[int, ...]:
@@ -97,10 +120,16 @@ class EncoderConfig:
   def num_params(self) -> int:
     return sum(math.prod(s) for _, s in self.layer_shapes())
 
-  def forward_macs(self) -> int:
-    """Multiply-accumulates of one forward pass on one patch (convs + dense)."""
+  def forward_macs(self, patch_shape: Sequence[int]) -> int:
+    """Multiply-accumulates of one forward pass on one patch (convs + dense).
+
+    Args:
+      patch_shape: ``(frames, bins)`` of the patch
+        (``FrontendConfig.patch_shape``).
+    """
+    self.check_patch_shape(patch_shape)
     macs = 0
-    height, width, cin = self.patch_frames, self.num_mel_bins, 1
+    (height, width), cin = patch_shape, 1
     for i, cout in enumerate(self.channels):
       macs += height * width * 3 * cin * cout   # 1x3 conv
       macs += height * width * 3 * cout * cout  # 3x1 conv
@@ -109,9 +138,9 @@ class EncoderConfig:
         height, width = height // 2, width // 2
     return macs + self.pooled_dim * self.embedding_dim
 
-  def forward_mflops(self) -> float:
+  def forward_mflops(self, patch_shape: Sequence[int]) -> float:
     """Forward MFLOPs per patch (2 FLOPs per multiply-accumulate)."""
-    return 2 * self.forward_macs() / 1e6
+    return 2 * self.forward_macs(patch_shape) / 1e6
 
 
 #: Named presets. ``small`` is the paper's encoder; ``large`` is 4x wider.
@@ -209,19 +238,23 @@ def encode(config: EncoderConfig, params: Sequence[tf.Tensor],
   Args:
     config: Architecture.
     params: Weights in the order of :meth:`EncoderConfig.layer_shapes`.
-    patches: float32 ``[n, patch_frames, num_mel_bins]`` log-mel.
+    patches: float32 ``[n, patch_frames, num_mel_bins]`` log-mel (the
+      front-end's patch shape; any static shape that
+      :meth:`EncoderConfig.check_patch_shape` accepts).
 
   Returns:
     float32 ``[n, embedding_dim]``.
 
   Raises:
-    ValueError: ``patches`` has the wrong shape (the message gives both).
+    ValueError: ``patches`` has a shape the encoder cannot take (the message
+      gives it).
   """
-  expected = (config.patch_frames, config.num_mel_bins)
-  if tuple(patches.shape[1:]) != expected:
-    raise ValueError(f"Encoder {config.name!r}: expected patches of "
-                     f"shape [n, {expected[0]}, {expected[1]}], got "
-                     f"{patches.shape}")
+  shape = tf.TensorShape(patches.shape)  # Also for numpy arrays.
+  if shape.rank != 3:
+    raise ValueError(f"encoder {config.name!r}: expected patches "
+                     f"[n, frames, bins], got shape {shape}")
+  config.check_patch_shape(shape[1:],
+                           source=f"patches {shape.as_list()}, i.e.")
   x = patches[..., tf.newaxis]
   w = iter(params)
   num_blocks = len(config.channels)

@@ -61,12 +61,8 @@ _RETRIEVAL_CHUNK = 1024
 
 def _check_compatible(config: EncoderConfig, frontend: FrontendConfig) -> None:
   """Raises ValueError if the front-end's patches do not fit the encoder."""
-  if (frontend.patch_frames, frontend.num_mel_bins) != (
-      config.patch_frames, config.num_mel_bins):
-    raise ValueError(
-        f"front-end patches are {frontend.patch_frames}x"
-        f"{frontend.num_mel_bins} (frames x mel bins) but encoder "
-        f"{config.name!r} expects {config.patch_frames}x{config.num_mel_bins}")
+  config.check_patch_shape(frontend.patch_shape,
+                           source="the front-end's patch shape")
 
 
 @functools.lru_cache(maxsize=4)
@@ -681,12 +677,14 @@ def train_classifier(encoder: Encoder, patches: np.ndarray, labels: np.ndarray,
   patches = np.asarray(patches, np.float32)
   labels = np.asarray(labels)
   config = encoder.config
-  expected = (config.patch_frames, config.num_mel_bins)
-  if patches.ndim != 3 or patches.shape[1:] != expected or (
-      labels.shape != (len(patches),)) or not len(patches):
+  if patches.ndim != 3 or (labels.shape != (len(patches),)) or not len(
+      patches):
     raise ValueError(
-        f"train_classifier: need patches [n > 0, {expected[0]}, {expected[1]}] "
-        f"and labels [n], got {patches.shape} and {labels.shape}")
+        f"train_classifier: need patches [n > 0, frames, bins] and labels "
+        f"[n], got {patches.shape} and {labels.shape}")
+  config.check_patch_shape(patches.shape[1:],
+                           source="train_classifier: patches")
+  expected = patches.shape[1:]
   if not np.issubdtype(labels.dtype, np.integer):
     raise ValueError(f"train_classifier: labels must be integers, got "
                      f"{labels.dtype}")

@@ -9,16 +9,29 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["FrontendConfig", "log_mel", "frames_to_patches", "mel_matrix"]
+__all__ = ["FrontendConfig", "PatchShape", "log_mel", "frames_to_patches",
+           "mel_matrix"]
+
+
+class PatchShape(NamedTuple):
+  """The shape of one log-mel patch: the encoder's input, ``[frames, bins]``."""
+
+  frames: int
+  bins: int
 
 
 @dataclasses.dataclass(frozen=True)
 class FrontendConfig:
   """Parameters of the log-mel front-end (defaults follow the paper).
+
+  The front-end is the one owner of the patch shape (:attr:`patch_shape`):
+  the encoder's input shape, the tasks' slice lengths and the exported
+  models' tensor shapes all derive from it.
 
   Attributes:
     sample_rate: Input sample rate in Hz (waveforms must already be at it).
@@ -29,7 +42,8 @@ class FrontendConfig:
     fmin: Lowest mel band edge in Hz.
     fmax: Highest mel band edge in Hz.
     log_offset: ``log(mel + log_offset)``.
-    patch_frames: Frames per patch (96 frames = 0.96 s).
+    patch_frames: Frames per patch (96 frames = 0.96 s): the time axis of
+      the encoder's input and of every slice the tasks cut.
   """
 
   sample_rate: int = 16000
@@ -43,6 +57,10 @@ class FrontendConfig:
   patch_frames: int = 96
 
   def __post_init__(self):
+    for field in ("sample_rate", "fft_length", "num_mel_bins", "patch_frames"):
+      if getattr(self, field) <= 0:
+        raise ValueError(f"FrontendConfig.{field} must be positive, got "
+                         f"{getattr(self, field)}")
     if self.window_samples > self.fft_length:
       raise ValueError(f"FrontendConfig: window of {self.window_samples} samples "
                        f"exceeds fft_length {self.fft_length}")
@@ -68,6 +86,11 @@ class FrontendConfig:
   def samples_for_frames(self, num_frames: int) -> int:
     """Fewest samples that yield ``num_frames`` frames."""
     return self.window_samples + self.hop_samples * (num_frames - 1)
+
+  @property
+  def patch_shape(self) -> PatchShape:
+    """``(patch_frames, num_mel_bins)``: one patch, the encoder's input."""
+    return PatchShape(self.patch_frames, self.num_mel_bins)
 
   @property
   def patch_samples(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 __all__ = ["RunConfigMismatch", "write_or_check_config"]
 
@@ -13,8 +13,9 @@ class RunConfigMismatch(ValueError):
   """A run directory holds a run with a different configuration."""
 
 
-def write_or_check_config(run_dir: str, config: dict, *,
-                          extendable: Sequence[str] = ()) -> None:
+def write_or_check_config(
+    run_dir: str, config: dict, *, extendable: Sequence[str] = (),
+    upgrade: Optional[Callable[[dict], dict]] = None) -> None:
   """Writes ``<run_dir>/config.json``, or checks it matches an existing one.
 
   Args:
@@ -23,6 +24,9 @@ def write_or_check_config(run_dir: str, config: dict, *,
     extendable: Dotted paths of fields a rerun may change (e.g.
       ``"train.steps"`` to train longer, or execution resources that do not
       change results); the file is then updated.
+    upgrade: Rewrites an existing file's configuration into the current
+      form before the comparison (e.g. drops fields that older versions
+      stored redundantly); it may raise ValueError for a contradiction.
 
   Raises:
     RunConfigMismatch: The directory holds a run whose configuration differs
@@ -33,6 +37,8 @@ def write_or_check_config(run_dir: str, config: dict, *,
   if os.path.exists(path):
     with open(path) as f:
       existing = json.load(f)
+    if upgrade is not None:
+      existing = json.loads(json.dumps(upgrade(existing)))
 
     def comparable(c: dict) -> dict:
       c = json.loads(json.dumps(c))

@@ -13,17 +13,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from model.encoders import ENCODERS, Encoder, EncoderConfig
-from model.features import FrontendConfig, log_mel
+from model.features import FrontendConfig, PatchShape, log_mel
 from model.saved_model import SPEC_FILE, WEIGHTS_FILE, SavedModel
 from model.tasks import TASKS, SSLTask, TaskConfig, require_image_task
 
-__all__ = ["ModelSpec", "SSLModel", "save_model", "load_model", "assign_weights"]
+__all__ = ["ModelSpec", "SSLModel", "save_model", "load_model", "read_spec",
+           "assign_weights", "upgrade_model_section"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +34,8 @@ class ModelSpec:
   Attributes:
     task: Key of ``model.tasks.TASKS``.
     encoder: Encoder architecture.
-    frontend: Log-mel front-end parameters.
+    frontend: Log-mel front-end parameters; the only owner of the patch
+      shape (the encoder's input, the tasks' slices, the exported tensors).
     task_config: Task hyper-parameters.
     seed: Seed of the initial weights.
     multimodal: The model also trains on and embeds images (the task must
@@ -56,27 +58,69 @@ class ModelSpec:
         require_image_task(self.task)
       except ValueError as e:
         raise ValueError(f"ModelSpec.multimodal: {e}") from None
-    if self.frontend.num_mel_bins != self.encoder.num_mel_bins:
-      raise ValueError(
-          f"ModelSpec: front-end has {self.frontend.num_mel_bins} mel bins but "
-          f"encoder {self.encoder.name!r} expects {self.encoder.num_mel_bins}")
-    if self.frontend.patch_frames != self.encoder.patch_frames:
-      raise ValueError(
-          f"ModelSpec: front-end patches have {self.frontend.patch_frames} "
-          f"frames but encoder expects {self.encoder.patch_frames}")
+    self.encoder.check_patch_shape(
+        self.frontend.patch_shape, source="the front-end's patch shape")
+
+  @property
+  def example_frames(self) -> int:
+    """Log-mel frames of one training example of the task."""
+    return TASKS[self.task].frames_per_example(self.task_config,
+                                               self.frontend.patch_frames)
+
+  @property
+  def example_samples(self) -> int:
+    """Samples ``S`` of one training example at the front-end's rate.
+
+    Computed from the spec alone: no model is built, no teacher loaded.
+    """
+    return self.frontend.samples_for_frames(self.example_frames)
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
 
   @classmethod
-  def from_dict(cls, d: dict) -> "ModelSpec":
-    """Inverse of :meth:`to_dict` (unknown fields are an error)."""
+  def from_dict(cls, d: Mapping[str, Any]) -> "ModelSpec":
+    """Inverse of :meth:`to_dict` (unknown fields are an error).
+
+    Specs saved before the front-end became the only owner of the patch
+    shape also carry ``encoder.patch_frames``, ``encoder.num_mel_bins`` and
+    ``task_config.slice_frames``: they are accepted and dropped when they
+    agree with the front-end.
+
+    Raises:
+      ValueError: Such a legacy field contradicts the front-end (the message
+        names both fields and values), or a field is invalid.
+    """
+    frontend = FrontendConfig(**d["frontend"])
     encoder = dict(d["encoder"])
     encoder["base_channels"] = tuple(encoder["base_channels"])
+    task_config = dict(d["task_config"])
+    for section, values, key, owner in (
+        ("encoder", encoder, "patch_frames", "patch_frames"),
+        ("encoder", encoder, "num_mel_bins", "num_mel_bins"),
+        ("task_config", task_config, "slice_frames", "patch_frames")):
+      if key in values:
+        value = values.pop(key)
+        if value != getattr(frontend, owner):
+          raise ValueError(
+              f"model spec: {section}.{key} is {value} but "
+              f"frontend.{owner} is {getattr(frontend, owner)}; the "
+              f"front-end owns the patch shape, so they must agree")
     return cls(task=d["task"], encoder=EncoderConfig(**encoder),
-               frontend=FrontendConfig(**d["frontend"]),
-               task_config=TaskConfig(**d["task_config"]), seed=d["seed"],
-               multimodal=bool(d.get("multimodal", False)))
+               frontend=frontend, task_config=TaskConfig(**task_config),
+               seed=d["seed"], multimodal=bool(d.get("multimodal", False)))
+
+
+def upgrade_model_section(config: dict) -> dict:
+  """``config`` with its ``"model"`` spec in the current form.
+
+  For ``model.run_dir.write_or_check_config(upgrade=...)``: a run directory
+  written before the front-end became the only owner of the patch shape
+  resumes (see :meth:`ModelSpec.from_dict`).
+  """
+  if "model" not in config:
+    return config
+  return {**config, "model": ModelSpec.from_dict(config["model"]).to_dict()}
 
 
 class SSLModel(tf.Module):
@@ -94,16 +138,16 @@ class SSLModel(tf.Module):
     self.spec = spec
     self.encoder = encoder or Encoder(spec.encoder, seed=spec.seed)
     self.task: SSLTask = TASKS[spec.task](
-        spec.task_config, spec.encoder, seed=spec.seed)
+        spec.task_config, spec.encoder, spec.frontend, seed=spec.seed)
 
   @property
   def example_frames(self) -> int:
-    return self.task.example_frames
+    return self.spec.example_frames
 
   @property
   def example_samples(self) -> int:
-    """Samples ``S`` of one training example at the front-end's rate."""
-    return self.spec.frontend.samples_for_frames(self.task.example_frames)
+    """Samples ``S`` of one training example (``ModelSpec.example_samples``)."""
+    return self.spec.example_samples
 
   @property
   def weights(self) -> list[tf.Variable]:
@@ -131,9 +175,9 @@ class SSLModel(tf.Module):
     return self.encoder(features[:, :self.spec.frontend.patch_frames])
 
   @property
-  def image_shape(self) -> tuple[int, int]:
+  def image_shape(self) -> PatchShape:
     """``(patch_frames, num_mel_bins)``: the shape of one image."""
-    return self.spec.encoder.patch_frames, self.spec.encoder.num_mel_bins
+    return self.spec.frontend.patch_shape
 
   def _check_images(self, images: tf.Tensor, method: str) -> None:
     if not self.spec.multimodal:
@@ -211,6 +255,31 @@ def assign_weights(model: SSLModel, weights: Mapping[str, np.ndarray], *,
     variable.assign(weights[name])
 
 
+def read_spec(directory: str, *, what: str = "") -> ModelSpec:
+  """The :class:`ModelSpec` of a model saved by :func:`save_model`.
+
+  Args:
+    directory: Holds ``model.json``.
+    what: What the directory is (e.g. ``"teacher 'dir'"``), quoted in errors.
+
+  Raises:
+    FileNotFoundError: ``model.json`` is missing (the message names it).
+    ValueError: ``model.json`` is not a valid spec (the message names the
+      file and the field).
+  """
+  prefix = f"{what}: " if what else ""
+  try:
+    saved = SavedModel.read(directory)
+  except (FileNotFoundError, ValueError) as e:
+    raise type(e)(f"{prefix}{e}") from e
+  try:
+    return ModelSpec.from_dict(dict(saved.spec))
+  except KeyError as e:
+    raise ValueError(f"{prefix}{saved.spec_path}: missing field {e}") from e
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"{prefix}{saved.spec_path}: {e}") from e
+
+
 def load_model(directory: str, *, task: Optional[str] = None) -> SSLModel:
   """Loads a model saved by :func:`save_model`.
 
@@ -225,7 +294,7 @@ def load_model(directory: str, *, task: Optional[str] = None) -> SSLModel:
     ValueError: ``model.json`` is not a spec, or the weights do not match it.
   """
   saved = SavedModel.read(directory)
-  spec = ModelSpec.from_dict(dict(saved.spec))
+  spec = read_spec(saved.directory)
   same_task = task is None or task == spec.task
   if not same_task:
     spec = dataclasses.replace(spec, task=task)

@@ -22,7 +22,8 @@ from tqdm import tqdm
 from model import randomness
 from model.datasets.pipeline import training_dataset
 from model.run_dir import write_or_check_config
-from model.ssl_model import ModelSpec, SSLModel, save_model
+from model.ssl_model import (ModelSpec, SSLModel, save_model,
+                             upgrade_model_section)
 from model.tasks import check_task_batch_size
 
 __all__ = ["TrainConfig", "OPTIMIZERS", "TrainResult", "train_centralized"]
@@ -133,7 +134,8 @@ def train_centralized(spec: ModelSpec, config: TrainConfig,
   write_or_check_config(run_dir, {
       "kind": "centralized", "model": spec.to_dict(),
       "train": dataclasses.asdict(config), "data": dataset_info or {},
-      "num_examples": int(len(waveforms))}, extendable=["train.steps"])
+      "num_examples": int(len(waveforms))}, extendable=["train.steps"],
+      upgrade=upgrade_model_section)
 
   optimizer = OPTIMIZERS[config.optimizer](config)
   optimizer.build(model.weights)

@@ -21,9 +21,9 @@ from model import evaluation
 from model.cli import quiet_logging
 from model.datasets.audio import decode_clips
 from model.datasets.loaders import DATASETS, load_dataset
-from model.datasets.pipeline import make_segments
+from model.datasets.pipeline import training_segments
 from model.encoders import ENCODERS, POOLINGS, Encoder
-from model.ssl_model import ModelSpec, SSLModel
+from model.ssl_model import ModelSpec
 from model.tasks import SSL_TASKS
 from model.train import OPTIMIZERS, TrainConfig, train_centralized
 
@@ -63,9 +63,7 @@ def main(argv: list[str]) -> None:
       load_dataset(_DATASET.value, _DATA_DIR.value),
       sample_rate=spec.frontend.sample_rate, show_progress=True)
   print(report.summary())
-  segments = make_segments(
-      waveforms, SSLModel(spec).example_samples,
-      min_samples=spec.frontend.patch_samples)
+  segments = training_segments(waveforms, spec)
   print(f"{len(segments)} training examples of "
         f"{segments.waveforms.shape[1] / spec.frontend.sample_rate:.2f} s "
         f"({segments.padded_clips} short clips padded, "

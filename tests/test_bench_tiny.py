@@ -52,7 +52,7 @@ def test_embed_flops_match_the_analytic_encoder_count(export_dir):
   manifest = Manifest.read(os.path.join(export_dir, "training"))
   frontend = FrontendConfig(**manifest.model.frontend)
   encoder = ENCODERS["tiny"]
-  analytic = n * (encoder.forward_macs()
+  analytic = n * (encoder.forward_macs(frontend.patch_shape)
                   + flops.frontend_macs(frontend, frontend.patch_frames))
   for variant in ("training", "embed_float32", "embed_int8"):
     counted = flops.count_flops(_content(export_dir, variant), "embed",
@@ -60,7 +60,7 @@ def test_embed_flops_match_the_analytic_encoder_count(export_dir):
     assert counted.examples == n
     assert counted.macs == analytic, variant
     assert 2 * analytic < counted.flops <= 1.06 * 2 * analytic, variant
-    conv_macs = n * (encoder.forward_macs()
+    conv_macs = n * (encoder.forward_macs(frontend.patch_shape)
                      - encoder.channels[-1] * encoder.embedding_dim)
     by_op = {o.op: o for o in counted.by_op}
     if variant == "training":  # im2col + FULLY_CONNECTED formulation.

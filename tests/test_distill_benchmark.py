@@ -15,9 +15,9 @@ from benchmarks.distill import (MEAN, MFLOPS, PARAMS, PERCENT_OF_TEACHER,
                             QUANT_DELTA, DistillConfig,
                             run_distill_benchmark)
 from model import randomness
+from model.datasets.pipeline import training_segments
 from model.saved_model import saved_model_dir
 from model.ssl_model import SSLModel, load_model
-from tff_sim.simulation import training_segments
 
 TASKS = ["content", "keyword", "speaker"]  # 4 instrument clips: not split.
 

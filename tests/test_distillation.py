@@ -28,7 +28,7 @@ def _spec(teachers, **kw):
 
 
 def _waveforms(spec, n=8):
-  samples = SSLModel(spec).example_samples
+  samples = spec.example_samples
   rng = np.random.default_rng(0)
   t = np.arange(samples) / 16000.0
   return np.stack([0.3 * np.sin(2 * np.pi * f * t) + 0.05 *

@@ -5,6 +5,10 @@ import pytest
 import tensorflow as tf
 
 from model.encoders import ENCODERS, Encoder, EncoderConfig
+from model.features import FrontendConfig
+from model.ssl_model import ModelSpec
+
+PATCH = FrontendConfig().patch_shape  # The default front-end's 96x64.
 
 # (parameters, forward FLOPs per 96x64 patch) of each preset.
 PINNED = {
@@ -20,7 +24,7 @@ def test_pinned_size_and_flops(preset):
   config = ENCODERS[preset]
   params, flops = PINNED[preset]
   assert config.num_params == params
-  assert 2 * config.forward_macs() == flops
+  assert 2 * config.forward_macs(PATCH) == flops
   encoder = Encoder(config)
   assert sum(int(np.prod(v.shape)) for v in encoder.weights) == params
   assert len(set(encoder.weight_names)) == len(encoder.weights)
@@ -40,8 +44,8 @@ def test_flops_match_tf_profiler():
   stats = model_analyzer.profile(
       fn.graph, options=option_builder.ProfileOptionBuilder.float_operation())
   # The profiler counts conv/matmul multiply-adds (plus bias adds etc.).
-  assert abs(stats.total_float_ops - 2 * config.forward_macs()) / (
-      2 * config.forward_macs()) < 0.10
+  assert abs(stats.total_float_ops - 2 * config.forward_macs(PATCH)) / (
+      2 * config.forward_macs(PATCH)) < 0.10
 
 
 def test_forward_shape_and_determinism():
@@ -54,10 +58,28 @@ def test_forward_shape_and_determinism():
 
 
 def test_bad_input_shape_names_expected():
-  with pytest.raises(ValueError, match=r"\[n, 96, 64\]"):
+  # The weights fit any patch shape the pools divide; 90 frames is not one.
+  with pytest.raises(ValueError, match=r"divisible by 8; got .*\[2, 90, 64\]"):
     Encoder(ENCODERS["tiny"])(tf.zeros([2, 90, 64]))
+  with pytest.raises(ValueError, match=r"\[n, frames, bins\]"):
+    Encoder(ENCODERS["tiny"])(tf.zeros([2, 96]))
 
 
 def test_config_validation():
+  # The front-end owns the patch shape; a spec whose encoder cannot take it
+  # is refused.
   with pytest.raises(ValueError, match="divisible"):
-    EncoderConfig(name="odd", patch_frames=100)
+    ModelSpec(encoder=ENCODERS["small"],
+              frontend=FrontendConfig(patch_frames=100))
+  with pytest.raises(ValueError, match="divisible"):
+    ENCODERS["tiny"].forward_macs((96, 60))
+  with pytest.raises(ValueError, match="pooling"):
+    EncoderConfig(pooling="avg")
+
+
+def test_flops_follow_the_front_end_patch_shape():
+  config = ENCODERS["tiny"]
+  # Every conv layer's cost scales with the map's area; the dense layer not.
+  dense = config.pooled_dim * config.embedding_dim
+  full = config.forward_macs((96, 64)) - dense
+  assert config.forward_macs((48, 32)) - dense == full // 4

@@ -22,10 +22,14 @@ from export.report import QUANTIZATION_CSV, REPORT_NAME
 from export.runtime import OnDeviceModel
 from export.verification import VerificationError, VerifyConfig
 from model import ops
+from model.datasets.pipeline import training_segments
 from model.datasets.synthetic import CORPUS_PRESETS, generate_corpus
-from model.ssl_model import save_model
+from model.encoders import ENCODERS
+from model.features import FrontendConfig
+from model.ssl_model import ModelSpec, save_model
 from model.tasks import SSL_TASKS
 from model.tflite_compat import select_tf_ops
+from model.train import TrainConfig, train_centralized
 
 BATCH = 2
 FAST = VerifyConfig(train_steps=4, num_batches=2, embed_patches=8)
@@ -360,3 +364,39 @@ def test_load_source_from_run_or_model_dir(tmp_path):
                                 model.encoder.weights[0].numpy())
   with pytest.raises(FileNotFoundError, match="no saved model"):
     load_source(str(tmp_path))
+
+
+def test_non_default_front_end_trains_exports_and_verifies(tmp_path, corpus):
+  """The front-end alone sets the patch shape: 48 mel bins, 64-frame patches
+  reach the encoder, the task, training, the .tflite and its verification."""
+  frontend = FrontendConfig(num_mel_bins=48, patch_frames=64)
+  spec = ModelSpec(task="triplet", encoder=ENCODERS["tiny"],
+                   frontend=frontend)
+  segments = training_segments(corpus.waveforms, spec).waveforms
+  assert segments.shape[1] == spec.example_samples == (
+      frontend.samples_for_frames(64 + spec.task_config.positive_span_frames))
+  trained = train_centralized(
+      spec, TrainConfig(steps=3, batch_size=BATCH, log_every=1), segments,
+      str(tmp_path / "run"), show_progress=False)
+  assert np.all(np.isfinite([loss for _, loss in trained.losses]))
+  result = export_model(load_source(str(tmp_path / "run")),
+                        str(tmp_path / "export"),
+                        ExportConfig(batch_size=BATCH,
+                                     optimizer=OPTIMIZERS["triplet"],
+                                     verify=FAST),
+                        corpus=corpus)
+  training = result.manifests[TRAINING_DIR]
+  checks = training["verification"]  # The file passed them (else it raises).
+  assert checks["embed"]["max_abs_error"] <= checks["embed"]["tolerance"]
+  assert checks["train"]["steps"] == FAST.train_steps
+  assert training["model"]["frontend"]["num_mel_bins"] == 48
+  assert training["model"]["patch_samples"] == frontend.patch_samples
+  signatures = training["signatures"]
+  assert signatures["train"]["inputs"]["waveform"]["shape"] == [
+      BATCH, spec.example_samples]
+  assert signatures["embed"]["inputs"]["waveform"]["shape"] == [
+      -1, frontend.samples_for_frames(64)]
+  patches = corpus.patches(frontend)[0][:4]
+  want = trained.model.embed_patches(patches).numpy()
+  np.testing.assert_allclose(_training(result).embed(patches), want,
+                             atol=1e-3 * max(1.0, np.max(np.abs(want))))

@@ -24,7 +24,7 @@ BATCH = 2
 
 @pytest.fixture(scope="module")
 def data():
-  samples = SSLModel(SPEC).example_samples
+  samples = SPEC.example_samples
   rng = np.random.default_rng(0)
   waveforms = (0.1 * rng.standard_normal((16, samples))).astype(np.float32)
   images = load_digits_images(96, 64).images[:24]

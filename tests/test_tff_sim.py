@@ -32,7 +32,7 @@ BATCH = 2
 
 @pytest.fixture(scope="module")
 def client_data():
-  samples = SSLModel(SPEC).example_samples
+  samples = SPEC.example_samples
   rng = np.random.default_rng(0)
   segments = Segments(
       waveforms=(0.1 * rng.standard_normal((12, samples))).astype(np.float32),
@@ -100,7 +100,8 @@ def test_cost_model_counts_encoder_flops_and_bytes():
   model = SSLModel(SPEC)
   costs = CostModel.for_model(model)
   params = sum(int(np.prod(w.shape)) for w in model.weights)
-  assert costs.flops_per_example == (2 * SPEC.encoder.forward_macs() * 2
+  patch = SPEC.frontend.patch_shape
+  assert costs.flops_per_example == (2 * SPEC.encoder.forward_macs(patch) * 2
                                      * TRAIN_FLOPS_FACTOR)
   cost = costs.round_cost([4, 6], wall_s=1.5)
   assert cost.examples == 10 and cost.clients == 2
@@ -113,6 +114,51 @@ def _sim_config(rounds, workers=1):
       model=SPEC, partition=PartitionConfig(method="natural"), rounds=rounds,
       clients_per_round=3, batch_size=BATCH, max_local_steps=2, eval_every=2,
       num_workers=workers)
+
+
+class _Captured(Exception):
+  """Stops an entry point once it has cut its training segments."""
+
+  def __init__(self, segments):
+    super().__init__("captured")
+    self.segments = segments
+
+
+def test_train_main_and_simulation_cut_the_same_segments(corpus, tmp_path,
+                                                        monkeypatch):
+  """A centralized run from train_main sees the federated run's examples."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from model import train_main  # pylint: disable=g-import-not-at-top
+  from tff_sim import simulation  # pylint: disable=g-import-not-at-top
+  table, waveforms = corpus
+
+  def central(spec, config, segments, run_dir, **kwargs):
+    del config, run_dir, kwargs
+    raise _Captured((spec, segments))
+
+  monkeypatch.setattr(train_main, "train_centralized", central)
+  flags.FLAGS(["train_main", f"--data_dir={table.root}",
+               f"--run_dir={tmp_path / 'central'}", "--task=audio2vec_cbow",
+               "--encoder=tiny", "--noevaluate"])
+  try:
+    with pytest.raises(_Captured) as caught:
+      train_main.main(["train_main"])
+  finally:
+    flags.FLAGS.unparse_flags()
+  spec, central_segments = caught.value.segments
+
+  def federated(segments, clients):
+    del clients
+    raise _Captured(segments)
+
+  monkeypatch.setattr(simulation, "SegmentClientData", federated)
+  with pytest.raises(_Captured) as caught:
+    run_simulation(SimulationConfig(model=spec, rounds=1, clients_per_round=1,
+                                    batch_size=BATCH),
+                   table, waveforms, str(tmp_path / "federated"))
+  sim = caught.value.segments
+  assert len(sim) and central_segments.shape == sim.waveforms.shape
+  np.testing.assert_array_equal(central_segments, sim.waveforms)
 
 
 def test_resume_gives_identical_metrics_and_files(corpus, tmp_path):

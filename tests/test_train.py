@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from model.encoders import ENCODERS
-from model.ssl_model import ModelSpec, SSLModel, load_model
+from model.ssl_model import ModelSpec, load_model
 from model.run_dir import RunConfigMismatch
 from model.train import TrainConfig, train_centralized
 
@@ -18,7 +18,7 @@ NT_XENT = ModelSpec(task="nt_xent", encoder=ENCODERS["tiny"])
 
 def _waveforms(n: int = 6, spec: ModelSpec = SPEC) -> np.ndarray:
   rng = np.random.default_rng(0)
-  samples = SSLModel(spec).example_samples
+  samples = spec.example_samples
   t = np.arange(samples) / 16000.0
   return np.stack([0.3 * np.sin(2 * np.pi * f * t)
                    + 0.05 * rng.standard_normal(samples)
@@ -97,4 +97,44 @@ def test_nan_weights_are_rejected_on_load(tmp_path):
   weights[name] = np.full_like(weights[name], np.nan)
   np.savez(path, **weights)
   with pytest.raises(ValueError, match=f"{name}.*non-finite"):
+    load_model(result.model_dir)
+
+
+def _legacy(path, **changes):
+  """Rewrites a saved spec as written before the front-end owned the patch
+  shape: the encoder and task config repeat it."""
+  with open(path) as f:
+    stored = json.load(f)
+  model = stored.get("model", stored)
+  model["encoder"].update(patch_frames=96, num_mel_bins=64)
+  model["task_config"]["slice_frames"] = 96
+  for dotted, value in changes.items():
+    section, field = dotted.split("__")
+    model[section][field] = value
+  with open(path, "w") as f:
+    json.dump(stored, f)
+
+
+def test_model_json_from_before_the_front_end_owned_the_shape(tmp_path):
+  result = train_centralized(SPEC, _config(2), _waveforms(), str(tmp_path),
+                             show_progress=False)
+  spec_path = os.path.join(result.model_dir, "model.json")
+  with open(spec_path) as f:
+    stored = json.load(f)
+  assert "patch_frames" not in stored["encoder"]
+  assert "slice_frames" not in stored["task_config"]
+  _legacy(spec_path)
+  assert load_model(result.model_dir).spec == SPEC
+  # An old run directory resumes (its config.json has the old keys too).
+  _legacy(os.path.join(tmp_path, "config.json"))
+  resumed = train_centralized(SPEC, _config(3), _waveforms(), str(tmp_path),
+                              show_progress=False)
+  assert resumed.resumed_from == 2
+  _legacy(spec_path, encoder__num_mel_bins=32)
+  with pytest.raises(ValueError, match=r"model.json: .*encoder.num_mel_bins "
+                     r"is 32 but frontend.num_mel_bins is 64"):
+    load_model(result.model_dir)
+  _legacy(spec_path, task_config__slice_frames=48)
+  with pytest.raises(ValueError, match=r"task_config.slice_frames is 48 but "
+                     r"frontend.patch_frames is 96"):
     load_model(result.model_dir)

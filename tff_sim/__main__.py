@@ -26,6 +26,7 @@ from model import evaluation
 from model.cli import quiet_logging
 from model.datasets.audio import decode_clips
 from model.datasets.loaders import DATASETS, load_dataset
+from model.datasets.pipeline import training_segments
 from model.encoders import ENCODERS, POOLINGS
 from model.ssl_model import ModelSpec
 from model.tasks import SSL_TASKS
@@ -34,7 +35,7 @@ from tff_sim.algorithms import ALGORITHMS, CLIENT_OPTIMIZERS, AlgorithmConfig
 from tff_sim.execution import WorkerLostError, WorkerUnreachableError
 from tff_sim.partition import PARTITIONERS, PartitionConfig
 from tff_sim.report import plot_quality_vs_cost
-from tff_sim.simulation import PopulationTooSmallError, SimulationConfig, run_simulation, training_segments
+from tff_sim.simulation import PopulationTooSmallError, SimulationConfig, run_simulation
 
 _DATASET = flags.DEFINE_enum("dataset", "synthetic", list(DATASETS),
                              "Layout of --data_dir.")

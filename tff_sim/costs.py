@@ -54,7 +54,8 @@ class CostModel:
   def for_model(cls, model: SSLModel, *, compressed: bool = False
                 ) -> "CostModel":
     """The cost model of ``model`` (encoder FLOPs; head FLOPs not counted)."""
-    flops = (2 * model.spec.encoder.forward_macs()
+    spec = model.spec
+    flops = (2 * spec.encoder.forward_macs(spec.frontend.patch_shape)
              * model.task.patches_per_example * TRAIN_FLOPS_FACTOR)
     num_params = sum(int(w.shape.num_elements()) for w in model.weights)
     return cls(flops_per_example=float(flops), model_bytes=4 * num_params,

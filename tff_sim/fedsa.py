@@ -345,8 +345,7 @@ def gradcam_maps(config: EncoderConfig, params: Sequence[np.ndarray],
   weights = tf.reduce_mean(tape.gradient(score, activations), axis=[1, 2],
                            keepdims=True)
   cam = tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))
-  cam = tf.image.resize(cam[..., tf.newaxis],
-                        [config.patch_frames, config.num_mel_bins],
+  cam = tf.image.resize(cam[..., tf.newaxis], probe.patches.shape[1:3],
                         method="bilinear")[..., 0]
   low = tf.reduce_min(cam, axis=[1, 2], keepdims=True)
   span = tf.reduce_max(cam, axis=[1, 2], keepdims=True) - low
@@ -406,9 +405,9 @@ def check_teacher(teacher: FedSATeacher, student: EncoderConfig,
                   frontend: FrontendConfig) -> None:
   """Raises ValueError if the teacher's front-end or input shape differs.
 
-  The teacher's ``model.json`` must record the student's front-end and
-  patch shape (``patch_frames`` x ``num_mel_bins``) and as many conv blocks
-  (so hint feature maps align).
+  The teacher's ``model.json`` must record the student's front-end (which
+  owns the patch shape, ``patch_frames`` x ``num_mel_bins``) and as many
+  conv blocks (so hint feature maps align).
   """
   try:
     spec = SavedModel.read(teacher.model_dir).spec
@@ -425,11 +424,6 @@ def check_teacher(teacher: FedSATeacher, student: EncoderConfig,
                      f"front-end field {field} is {theirs!r}, the student's "
                      f"is {ours!r}")
   encoder = spec["encoder"]
-  for field in ("patch_frames", "num_mel_bins"):
-    if encoder[field] != getattr(student, field):
-      raise ValueError(f"teacher {teacher.name!r} ({teacher.model_dir}): "
-                       f"input {field} is {encoder[field]}, the student's is "
-                       f"{getattr(student, field)}")
   blocks = len(encoder["base_channels"])
   if blocks != len(student.channels):
     raise ValueError(f"teacher {teacher.name!r}: {blocks} conv blocks, the "

@@ -26,9 +26,10 @@ from tqdm import tqdm
 from model import evaluation
 from model.best_models import BestModels
 from model.datasets.clips import ClipTable
-from model.datasets.pipeline import Segments, make_segments
+from model.datasets.pipeline import training_segments
 from model.run_dir import write_or_check_config
-from model.ssl_model import ModelSpec, SSLModel, assign_weights, save_model
+from model.ssl_model import (ModelSpec, SSLModel, assign_weights, save_model,
+                             upgrade_model_section)
 from model.tasks import check_task_batch_size
 from tff_sim import partition as partition_lib
 from tff_sim.algorithms import AlgorithmConfig, build_process
@@ -38,7 +39,7 @@ from tff_sim.execution import WorkerLostError, check_reachable, execution_contex
 from tff_sim.learning_model import model_fn_for
 
 __all__ = ["SimulationConfig", "SimulationResult", "run_simulation",
-           "training_segments", "RETRIEVAL_METRIC", "PopulationTooSmallError"]
+           "RETRIEVAL_METRIC", "PopulationTooSmallError"]
 
 #: Name of the retrieval score among the evaluation metrics.
 RETRIEVAL_METRIC = "retrieval_map"
@@ -129,19 +130,6 @@ class SimulationResult:
   run_dir: str
 
 
-def training_segments(waveforms: Sequence[np.ndarray], spec: ModelSpec
-                      ) -> Segments:
-  """Training examples of ``spec``'s task: windows overlapping by half a patch.
-
-  Clips shorter than half an example are skipped; longer ones shorter than an
-  example are zero-padded (see :func:`make_segments`).
-  """
-  samples = SSLModel(spec).example_samples
-  return make_segments(waveforms, samples,
-                       hop=spec.frontend.patch_samples // 2,
-                       min_samples=samples // 2)
-
-
 def _local_steps(num_examples: int, config: SimulationConfig) -> int:
   steps = math.ceil(config.local_epochs * num_examples / config.batch_size)
   return min(steps, config.max_local_steps) if config.max_local_steps else steps
@@ -216,7 +204,8 @@ def run_simulation(config: SimulationConfig, table: ClipTable,
                                            "clips": len(table)}},
                         extendable=["rounds", "num_workers",
                                     "max_concurrent_clients",
-                                    "worker_addresses"])
+                                    "worker_addresses"],
+                        upgrade=upgrade_model_section)
   summary = partition_lib.summarize(clients, table,
                                     label=config.partition.label)
   partition_lib.write_summary(summary, clients, run_dir)

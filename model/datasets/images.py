@@ -120,8 +120,8 @@ def to_patch(image: np.ndarray, frames: int, bins: int) -> np.ndarray:
 
   Args:
     image: ``[height, width]`` grayscale, any real range.
-    frames: Output rows (the encoder's ``patch_frames``).
-    bins: Output columns (the encoder's ``num_mel_bins``).
+    frames: Output rows (the front-end's ``patch_frames``).
+    bins: Output columns (the front-end's ``num_mel_bins``).
 
   Returns:
     float32 ``[frames, bins]`` with mean 0 and standard deviation 1.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from model.encoders import Encoder, EncoderConfig
+from model.features import FrontendConfig
 from model.heads import SliceDecoder
 from model.tasks.base import SSLTask, TaskConfig
 
@@ -26,15 +27,15 @@ def _decoder_channels(encoder_config: EncoderConfig) -> tuple[int, int, int]:
 class _Audio2Vec(SSLTask):
   """Shared slicing of an example into ``2N + 1`` slices."""
 
-  @property
-  def example_frames(self) -> int:
-    return (2 * self.config.num_neighbors + 1) * self.config.slice_frames
+  @classmethod
+  def frames_per_example(cls, config: TaskConfig, patch_frames: int) -> int:
+    return (2 * config.num_neighbors + 1) * patch_frames
 
   def _slices(self, features: tf.Tensor) -> tf.Tensor:
     """``[b, (2N+1)*s, bins]`` -> ``[b, 2N+1, s, bins]``."""
     bins = features.shape[-1]
     return tf.reshape(features, [-1, 2 * self.config.num_neighbors + 1,
-                                 self.config.slice_frames, bins])
+                                 self.patch_shape.frames, bins])
 
 
 class Audio2VecCBoW(_Audio2Vec):
@@ -44,18 +45,18 @@ class Audio2VecCBoW(_Audio2Vec):
   def patches_per_example(self) -> int:
     return 2 * self.config.num_neighbors
 
-  def __init__(self, config: TaskConfig, encoder_config: EncoderConfig, *,
-               seed: int = 0):
-    super().__init__(config, encoder_config, seed=seed)
+  def __init__(self, config: TaskConfig, encoder_config: EncoderConfig,
+               frontend: FrontendConfig, *, seed: int = 0):
+    super().__init__(config, encoder_config, frontend, seed=seed)
     n = config.num_neighbors
     self.decoder = SliceDecoder(
-        2 * n * encoder_config.embedding_dim, config.slice_frames,
-        encoder_config.num_mel_bins, 1, _decoder_channels(encoder_config),
+        2 * n * encoder_config.embedding_dim, *frontend.patch_shape, 1,
+        _decoder_channels(encoder_config),
         rng=self.rng, name="head/decoder")
     self.weights, self.weight_names = self.decoder.weights, self.decoder.weight_names
 
   def loss(self, encoder: Encoder, features: tf.Tensor) -> tf.Tensor:
-    n, s = self.config.num_neighbors, self.config.slice_frames
+    n, s = self.config.num_neighbors, self.patch_shape.frames
     slices = self._slices(features)
     bins = slices.shape[-1]
     context = tf.concat([slices[:, :n], slices[:, n + 1:]], axis=1)
@@ -70,12 +71,12 @@ class Audio2VecSkipGram(_Audio2Vec):
 
   patches_per_example = 1
 
-  def __init__(self, config: TaskConfig, encoder_config: EncoderConfig, *,
-               seed: int = 0):
-    super().__init__(config, encoder_config, seed=seed)
+  def __init__(self, config: TaskConfig, encoder_config: EncoderConfig,
+               frontend: FrontendConfig, *, seed: int = 0):
+    super().__init__(config, encoder_config, frontend, seed=seed)
     self.decoder = SliceDecoder(
-        encoder_config.embedding_dim, config.slice_frames,
-        encoder_config.num_mel_bins, 2 * config.num_neighbors,
+        encoder_config.embedding_dim, *frontend.patch_shape,
+        2 * config.num_neighbors,
         _decoder_channels(encoder_config), rng=self.rng, name="head/decoder")
     self.weights, self.weight_names = self.decoder.weights, self.decoder.weight_names
 

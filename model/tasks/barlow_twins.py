@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from model import ops
 from model.encoders import Encoder, EncoderConfig
+from model.features import FrontendConfig
 from model.heads import StandardizedMLP
 from model.tasks.base import TaskConfig
 from model.tasks.nt_xent import TwoViewTask
@@ -66,9 +67,9 @@ class BarlowTwins(TwoViewTask):
   (random init) to 0.495.
   """
 
-  def __init__(self, config: TaskConfig, encoder_config: EncoderConfig, *,
-               seed: int = 0):
-    super().__init__(config, encoder_config, seed=seed)
+  def __init__(self, config: TaskConfig, encoder_config: EncoderConfig,
+               frontend: FrontendConfig, *, seed: int = 0):
+    super().__init__(config, encoder_config, frontend, seed=seed)
     # The loss standardizes the output: no output bias (it would get no
     # gradient).
     self.projection = StandardizedMLP(

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from model import randomness
 from model.encoders import Encoder, EncoderConfig
+from model.features import FrontendConfig, PatchShape
 from model.modules import WeightModule
 
 __all__ = ["TaskConfig", "SSLTask", "random_offsets", "crop_frames",
@@ -30,9 +31,11 @@ __all__ = ["TaskConfig", "SSLTask", "random_offsets", "crop_frames",
 class TaskConfig:
   """Hyper-parameters of the self-supervised tasks (each uses a subset).
 
+  The frames of one slice fed to the encoder are not a task field: every
+  slice is one front-end patch (``FrontendConfig.patch_frames``). The
+  ``*_frames`` fields below are spans in frames with their own meaning.
+
   Attributes:
-    slice_frames: Frames of one slice fed to the encoder (must equal the
-      encoder's ``patch_frames``).
     num_neighbors: Audio2Vec: slices on each side of the middle one (N).
     max_gap_frames: TemporalGap: largest gap between the two slices' starts.
     positive_span_frames: Triplet: largest offset between anchor and positive.
@@ -63,7 +66,6 @@ class TaskConfig:
     image_noise_std: Image views: std of additive Gaussian noise.
   """
 
-  slice_frames: int = 96
   num_neighbors: int = 2
   max_gap_frames: int = 288
   positive_span_frames: int = 96
@@ -88,7 +90,7 @@ class TaskConfig:
 
   def __post_init__(self):
     object.__setattr__(self, "teacher_dirs", tuple(self.teacher_dirs))
-    for field in ("slice_frames", "num_neighbors", "max_gap_frames",
+    for field in ("num_neighbors", "max_gap_frames",
                   "positive_span_frames", "projection_dim", "hidden_dim",
                   "predictor_hidden_dim"):
       if getattr(self, field) <= 0:
@@ -114,7 +116,7 @@ class SSLTask(WeightModule, abc.ABC):
   """Base class of the self-supervised tasks (registry: ``SSL_TASKS``).
 
   Subclasses create their head weights in ``__init__`` and implement
-  :attr:`example_frames` and :meth:`loss`.
+  :meth:`frames_per_example` and :meth:`loss`.
 
   A task that can also learn from images (patch-shaped, see
   :mod:`model.datasets.images`) sets :attr:`accepts_images` and implements
@@ -129,22 +131,43 @@ class SSLTask(WeightModule, abc.ABC):
   #: Whether the task can train on images (:meth:`image_loss`).
   accepts_images: ClassVar[bool] = False
 
-  def __init__(self, config: TaskConfig, encoder_config: EncoderConfig, *,
-               seed: int = 0, name: str = "head"):
+  def __init__(self, config: TaskConfig, encoder_config: EncoderConfig,
+               frontend: FrontendConfig, *, seed: int = 0, name: str = "head"):
+    """Creates the head.
+
+    Args:
+      config: Task hyper-parameters.
+      encoder_config: The encoder's architecture.
+      frontend: The front-end; its patch shape is the shape of every slice
+        the task feeds the encoder.
+      seed: Seed of the head's initial weights.
+      name: Prefix of the head's weight names.
+    """
     super().__init__(name=name)
-    if config.slice_frames != encoder_config.patch_frames:
-      raise ValueError(
-          f"{type(self).__name__}: TaskConfig.slice_frames "
-          f"({config.slice_frames}) must equal EncoderConfig.patch_frames "
-          f"({encoder_config.patch_frames})")
     self.config = config
     self.encoder_config = encoder_config
+    self.frontend = frontend
     self.rng = np.random.default_rng(seed + 1_000_003)
 
   @property
+  def patch_shape(self) -> PatchShape:
+    """``(frames, bins)`` of one slice fed to the encoder."""
+    return self.frontend.patch_shape
+
+  @classmethod
   @abc.abstractmethod
+  def frames_per_example(cls, config: TaskConfig, patch_frames: int) -> int:
+    """Log-mel frames of one training example, without building the task.
+
+    Args:
+      config: Task hyper-parameters.
+      patch_frames: Frames of one patch (``FrontendConfig.patch_frames``).
+    """
+
+  @property
   def example_frames(self) -> int:
     """Log-mel frames of one training example."""
+    return self.frames_per_example(self.config, self.patch_shape.frames)
 
   @property
   @abc.abstractmethod
@@ -195,8 +218,7 @@ class SSLTask(WeightModule, abc.ABC):
     """
     if not self.accepts_images:
       raise ValueError(f"task {type(self).__name__} does not accept images")
-    expected = (self.encoder_config.patch_frames,
-                self.encoder_config.num_mel_bins)
+    expected = tuple(self.patch_shape)
     if images.shape.rank != 3 or tuple(images.shape[1:]) != expected:
       raise ValueError(f"{type(self).__name__}.image_loss: expected images "
                        f"[batch, {expected[0]}, {expected[1]}], got "

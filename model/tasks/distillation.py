@@ -13,9 +13,13 @@ signature.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Optional
+
 import tensorflow as tf
 
 from model.encoders import Encoder, EncoderConfig, FrozenEncoder
+from model.features import FrontendConfig
 from model.heads import MLPHead
 from model.saved_model import SavedModel
 from model.tasks.base import (SSLTask, TaskConfig, crop_frames, random_offsets,
@@ -24,22 +28,50 @@ from model.tasks.base import (SSLTask, TaskConfig, crop_frames, random_offsets,
 __all__ = ["Distillation", "load_teacher"]
 
 
-def load_teacher(directory: str) -> FrozenEncoder:
+def load_teacher(directory: str, *,
+                 frontend: Optional[FrontendConfig] = None) -> FrozenEncoder:
   """A frozen encoder from a model saved by ``model.ssl_model.save_model``.
+
+  Args:
+    directory: The saved model (``model.json`` + ``weights.npz``).
+    frontend: If given, the teacher's front-end must equal it (its
+      embeddings are only meaningful on the features it was trained on).
 
   Raises:
     FileNotFoundError: ``model.json`` or ``weights.npz`` is missing.
-    ValueError: ``model.json`` is not a spec, or the weights do not match the
-      saved encoder config.
+    ValueError: ``model.json`` is invalid, the front-ends differ (the message
+      names the first differing field and both values), or the weights do
+      not match the saved encoder config.
   """
-  try:
-    saved = SavedModel.read(directory)
-  except FileNotFoundError as e:
-    raise FileNotFoundError(f"teacher {directory!r}: {e}") from e
-  encoder = dict(saved.encoder)
-  encoder["base_channels"] = tuple(encoder["base_channels"])
-  return FrozenEncoder(EncoderConfig(**encoder), saved.weights(),
+  # Imported here: model.ssl_model imports this package.
+  from model.ssl_model import read_spec  # pylint: disable=g-import-not-at-top
+  spec = read_spec(directory, what=f"teacher {directory!r}")
+  if frontend is not None and spec.frontend != frontend:
+    field = next(f.name for f in dataclasses.fields(frontend)
+                 if getattr(spec.frontend, f.name) != getattr(frontend, f.name))
+    raise ValueError(
+        f"teacher {directory!r}: front-end field {field} is "
+        f"{getattr(spec.frontend, field)!r}, the student's is "
+        f"{getattr(frontend, field)!r}")
+  saved = SavedModel.read(directory)
+  return FrozenEncoder(spec.encoder, saved.weights(),
                        source=saved.weights_path)
+
+
+def _ssl_task_class(config: TaskConfig) -> Optional[type[SSLTask]]:
+  """The class of ``config.distill_ssl_task`` (None for "").
+
+  Raises:
+    ValueError: The name is not a self-supervised task.
+  """
+  if not config.distill_ssl_task:
+    return None
+  from model.tasks import SSL_TASKS  # pylint: disable=g-import-not-at-top
+  if config.distill_ssl_task not in SSL_TASKS:
+    raise ValueError(f"TaskConfig.distill_ssl_task: unknown "
+                     f"{config.distill_ssl_task!r}; expected one of "
+                     f"{sorted(SSL_TASKS)}")
+  return SSL_TASKS[config.distill_ssl_task]
 
 
 class Distillation(SSLTask):
@@ -47,42 +79,32 @@ class Distillation(SSLTask):
 
   patches_per_example = 1
 
-  def __init__(self, config: TaskConfig, encoder_config: EncoderConfig, *,
-               seed: int = 0):
-    super().__init__(config, encoder_config, seed=seed)
+  def __init__(self, config: TaskConfig, encoder_config: EncoderConfig,
+               frontend: FrontendConfig, *, seed: int = 0):
+    super().__init__(config, encoder_config, frontend, seed=seed)
     if not config.teacher_dirs:
       raise ValueError("Distillation needs TaskConfig.teacher_dirs (saved "
                        "teacher model directories)")
-    self.teachers = [load_teacher(d) for d in config.teacher_dirs]
-    for directory, teacher in zip(config.teacher_dirs, self.teachers):
-      if (teacher.config.patch_frames, teacher.config.num_mel_bins) != (
-          encoder_config.patch_frames, encoder_config.num_mel_bins):
-        raise ValueError(f"teacher {directory!r} takes patches "
-                         f"{teacher.config.patch_frames}x"
-                         f"{teacher.config.num_mel_bins}, the student "
-                         f"{encoder_config.patch_frames}x"
-                         f"{encoder_config.num_mel_bins}")
+    self.teachers = [load_teacher(d, frontend=frontend)
+                     for d in config.teacher_dirs]
     self.translators = [
         MLPHead((encoder_config.embedding_dim, t.config.embedding_dim),
                 rng=self.rng, name=f"head/translator{i}")
         for i, t in enumerate(self.teachers)]
-    self.ssl_task = None
-    if config.distill_ssl_task:
-      from model.tasks import SSL_TASKS  # pylint: disable=g-import-not-at-top
-      if config.distill_ssl_task not in SSL_TASKS:
-        raise ValueError(f"TaskConfig.distill_ssl_task: unknown "
-                         f"{config.distill_ssl_task!r}; expected one of "
-                         f"{sorted(SSL_TASKS)}")
-      self.ssl_task = SSL_TASKS[config.distill_ssl_task](
-          config, encoder_config, seed=seed)
+    ssl_task = _ssl_task_class(config)
+    self.ssl_task = (ssl_task(config, encoder_config, frontend, seed=seed)
+                     if ssl_task else None)
     parts = self.translators + ([self.ssl_task] if self.ssl_task else [])
     self.weights = [w for p in parts for w in p.weights]
     self.weight_names = [n for p in parts for n in p.weight_names]
 
-  @property
-  def example_frames(self) -> int:
-    frames = self.config.slice_frames + self.config.max_shift_frames
-    return max(frames, self.ssl_task.example_frames if self.ssl_task else 0)
+  @classmethod
+  def frames_per_example(cls, config: TaskConfig, patch_frames: int) -> int:
+    """A patch plus ``max_shift_frames``, or the own SSL task's example."""
+    ssl_task = _ssl_task_class(config)
+    return max(patch_frames + config.max_shift_frames,
+               ssl_task.frames_per_example(config, patch_frames)
+               if ssl_task else 0)
 
   def teacher_embeddings(self, patches: tf.Tensor) -> list[tf.Tensor]:
     """Each teacher's embedding of ``[n, frames, bins]`` patches."""
@@ -92,8 +114,8 @@ class Distillation(SSLTask):
     batch = static_batch(features)
     patches = crop_frames(
         features, random_offsets(batch, self.example_frames
-                                 - self.config.slice_frames),
-        self.config.slice_frames)
+                                 - self.patch_shape.frames),
+        self.patch_shape.frames)
     student = encoder(patches)
     losses = [tf.reduce_mean(tf.square(translate(student) - target))
               for translate, target in zip(self.translators,

@@ -16,6 +16,7 @@ from model import ops
 from model import randomness
 from model.datasets.images import augment_images
 from model.encoders import Encoder, EncoderConfig
+from model.features import FrontendConfig
 from model.heads import MLPHead
 from model.tasks.base import (SSLTask, TaskConfig, check_batch_size,
                               crop_frames, random_offsets, static_batch)
@@ -57,8 +58,8 @@ def augment(views: tf.Tensor, config: TaskConfig) -> tf.Tensor:
 class TwoViewTask(SSLTask):
   """Base of the feature-matching tasks: two augmented views of each example.
 
-  An example is ``slice_frames + max_shift_frames`` frames; each view is a
-  randomly shifted ``slice_frames`` crop with :func:`augment` applied.
+  An example is ``patch_frames + max_shift_frames`` frames; each view is a
+  randomly shifted one-patch crop with :func:`augment` applied.
   Subclasses implement :meth:`views_loss` on ``[2B, ...]`` views (the first
   views of the batch, then the second views).
 
@@ -73,16 +74,16 @@ class TwoViewTask(SSLTask):
   #: need at least two examples).
   min_batch_size = 2
 
-  @property
-  def example_frames(self) -> int:
-    return self.config.slice_frames + self.config.max_shift_frames
+  @classmethod
+  def frames_per_example(cls, config: TaskConfig, patch_frames: int) -> int:
+    return patch_frames + config.max_shift_frames
 
   def views(self, features: tf.Tensor) -> tf.Tensor:
-    """``[B, example_frames, bins]`` -> ``[2B, slice_frames, bins]``: the
+    """``[B, example_frames, bins]`` -> ``[2B, patch_frames, bins]``: the
     first views of the batch, then the second views."""
     batch = static_batch(features)
     check_batch_size(type(self), batch, "the features' static batch size")
-    s, shift = self.config.slice_frames, self.config.max_shift_frames
+    s, shift = self.patch_shape.frames, self.config.max_shift_frames
     return tf.concat(
         [augment(crop_frames(features, random_offsets(batch, shift), s),
                  self.config),
@@ -113,9 +114,9 @@ class NTXent(TwoViewTask):
   batch size must be at least 2 (more gives more negatives).
   """
 
-  def __init__(self, config: TaskConfig, encoder_config: EncoderConfig, *,
-               seed: int = 0):
-    super().__init__(config, encoder_config, seed=seed)
+  def __init__(self, config: TaskConfig, encoder_config: EncoderConfig,
+               frontend: FrontendConfig, *, seed: int = 0):
+    super().__init__(config, encoder_config, frontend, seed=seed)
     self.projection = MLPHead(
         (encoder_config.embedding_dim, config.hidden_dim, config.projection_dim),
         rng=self.rng, name="head/projection")

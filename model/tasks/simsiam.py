@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from model import ops
 from model.encoders import Encoder, EncoderConfig
+from model.features import FrontendConfig
 from model.heads import StandardizedMLP
 from model.tasks.base import TaskConfig
 from model.tasks.nt_xent import TwoViewTask
@@ -54,9 +55,9 @@ class SimSiam(TwoViewTask):
   (``min_batch_size``); smaller batches make its statistics noisier.
   """
 
-  def __init__(self, config: TaskConfig, encoder_config: EncoderConfig, *,
-               seed: int = 0):
-    super().__init__(config, encoder_config, seed=seed)
+  def __init__(self, config: TaskConfig, encoder_config: EncoderConfig,
+               frontend: FrontendConfig, *, seed: int = 0):
+    super().__init__(config, encoder_config, frontend, seed=seed)
     self.projector = StandardizedMLP(
         (encoder_config.embedding_dim, config.hidden_dim,
          config.projection_dim), standardize_hidden=False,

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from model import ops
 from model.encoders import Encoder, EncoderConfig
+from model.features import FrontendConfig
 from model.heads import MLPHead
 from model.tasks.base import (SSLTask, TaskConfig, crop_frames,
                               random_offsets, static_batch)
@@ -27,24 +28,24 @@ class TemporalGap(SSLTask):
 
   patches_per_example = 2
 
-  def __init__(self, config: TaskConfig, encoder_config: EncoderConfig, *,
-               seed: int = 0):
-    super().__init__(config, encoder_config, seed=seed)
+  def __init__(self, config: TaskConfig, encoder_config: EncoderConfig,
+               frontend: FrontendConfig, *, seed: int = 0):
+    super().__init__(config, encoder_config, frontend, seed=seed)
     self.mlp = MLPHead((2 * encoder_config.embedding_dim, config.hidden_dim, 1),
                        rng=self.rng, name="head/mlp")
     self.weights, self.weight_names = self.mlp.weights, self.mlp.weight_names
 
-  @property
-  def example_frames(self) -> int:
-    return self.config.slice_frames + self.config.max_gap_frames
+  @classmethod
+  def frames_per_example(cls, config: TaskConfig, patch_frames: int) -> int:
+    return patch_frames + config.max_gap_frames
 
   def loss(self, encoder: Encoder, features: tf.Tensor) -> tf.Tensor:
     batch = static_batch(features)
     first = random_offsets(batch, self.config.max_gap_frames)
     second = random_offsets(batch, self.config.max_gap_frames)
     slices = tf.concat(
-        [crop_frames(features, first, self.config.slice_frames),
-         crop_frames(features, second, self.config.slice_frames)], axis=0)
+        [crop_frames(features, first, self.patch_shape.frames),
+         crop_frames(features, second, self.patch_shape.frames)], axis=0)
     e1, e2 = tf.split(encoder(slices), 2, axis=0)
     pair = tf.concat([tf.abs(e1 - e2), e1 * e2], axis=-1)
     logit = tf.reshape(self.mlp(pair), [batch])

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from model import ops
 from model.encoders import Encoder, EncoderConfig
+from model.features import FrontendConfig
 from model.tasks.base import (SSLTask, TaskConfig, crop_frames,
                               random_offsets, static_batch)
 
@@ -20,17 +21,17 @@ class Triplet(SSLTask):
 
   patches_per_example = 2
 
-  def __init__(self, config: TaskConfig, encoder_config: EncoderConfig, *,
-               seed: int = 0):
-    super().__init__(config, encoder_config, seed=seed)
+  def __init__(self, config: TaskConfig, encoder_config: EncoderConfig,
+               frontend: FrontendConfig, *, seed: int = 0):
+    super().__init__(config, encoder_config, frontend, seed=seed)
 
-  @property
-  def example_frames(self) -> int:
-    return self.config.slice_frames + self.config.positive_span_frames
+  @classmethod
+  def frames_per_example(cls, config: TaskConfig, patch_frames: int) -> int:
+    return patch_frames + config.positive_span_frames
 
   def loss(self, encoder: Encoder, features: tf.Tensor) -> tf.Tensor:
     batch = static_batch(features)
-    span, s = self.config.positive_span_frames, self.config.slice_frames
+    span, s = self.config.positive_span_frames, self.patch_shape.frames
     anchor_at = random_offsets(batch, span)
     positive_at = random_offsets(batch, span)
     slices = tf.concat([crop_frames(features, anchor_at, s),
