@@ -295,8 +295,8 @@ def _checks(config: FasslConfig, rows: Mapping[str, Mapping[str, float]],
   keyword_map = RETRIEVAL_METRIC  # Keyword retrieval, as evaluated per round.
   column = map_column("keyword")
   if column not in columns:
-    return checks, lines + [f"- No `keyword` labels: the retrieval target "
-                            f"is not checked."]
+    return checks, lines + ["- No `keyword` labels: the retrieval target "
+                            "is not checked."]
   fm = config.feature_matching
   top = max(fm, key=lambda t: rows[_fed_row(t)][column])
   fed = rows[_fed_row(top)][column]

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any, Optional, Sequence
-
-import numpy as np
+from typing import Any
 
 # The flatbuffer counter lives in export (exports report delegated FLOPs);
 # this module adds the front-end model and the cross-checks.

@@ -39,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 

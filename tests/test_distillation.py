@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from model.encoders import ENCODERS, FrozenEncoder
 from model.ssl_model import ModelSpec, SSLModel, save_model

@@ -16,7 +16,7 @@ import dataclasses
 import math
 import os
 import time
-from typing import Optional, Sequence
+from typing import Sequence
 
 from absl import logging
 import numpy as np
