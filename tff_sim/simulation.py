@@ -27,6 +27,7 @@ from model import evaluation
 from model.best_models import BestModels
 from model.datasets.clips import ClipTable
 from model.datasets.pipeline import Segments, make_segments
+from model.errors import UserError
 from model.run_dir import write_or_check_config
 from model.ssl_model import ModelSpec, SSLModel, assign_weights, save_model
 from model.tasks import check_task_batch_size
@@ -45,7 +46,7 @@ RETRIEVAL_METRIC = "retrieval_map"
 _COST_FIELDS = ("examples", "client_flops", "bytes_down", "bytes_up", "wall_s")
 
 
-class PopulationTooSmallError(ValueError):
+class PopulationTooSmallError(ValueError, UserError):
   """More clients per round are asked for than the partition has."""
 
 
