@@ -43,14 +43,16 @@ from tff_sim.partition import PartitionConfig
 from tff_sim.report import plot_quality_vs_cost
 from tff_sim.simulation import SimulationConfig, run_simulation, training_segments
 
+_SIM = SimulationConfig()
+
 _OUT_DIR = cli.define("out_dir", "demo_output")
 _CORPUS = cli.define("corpus", "demo")
 _TASK = cli.define("task", "nt_xent")
 _ENCODER = cli.define("encoder", "small")
 _ROUNDS = cli.define("rounds", 30)
-_CLIENTS = cli.define("clients_per_round", SimulationConfig().clients_per_round)
+_CLIENTS = cli.define("clients_per_round", _SIM.clients_per_round)
 _LOCAL_STEPS = cli.define("max_local_steps", 8)
-_BATCH = cli.define("batch_size", SimulationConfig().batch_size)
+_BATCH = cli.define("batch_size", _SIM.batch_size)
 _DEVICE_STEPS = flags.DEFINE_integer(
     "device_steps", 5, "On-device train steps run on the exported model.")
 
@@ -69,7 +71,8 @@ def main() -> None:
   print("\n[1/4] federated pre-training in TensorFlow Federated "
         "(FedAvg, one client per speaker)")
   config = cli.build_config(
-      SimulationConfig, model=spec, algorithm=AlgorithmConfig(algorithm="fedavg"),
+      SimulationConfig, model=spec,
+      algorithm=AlgorithmConfig(algorithm="fedavg"),
       partition=PartitionConfig(method="natural"), rounds=_ROUNDS.value,
       clients_per_round=_CLIENTS.value, batch_size=_BATCH.value,
       max_local_steps=_LOCAL_STEPS.value, eval_every=max(1, _ROUNDS.value // 3))

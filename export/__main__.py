@@ -75,9 +75,9 @@ _QUANTIZATION = flags.DEFINE_list(
 _OUT_DIR = cli.define("out_dir", None, help="Export directory.",
                       required=True)
 _CORPUS_DIR = cli.define(
-    "corpus_dir", None, help="Audio for verification, int8 calibration and probes; "
-    "default: the tiny built-in synthetic corpus, generated into a cache "
-    "directory on first use.")
+    "corpus_dir", None, help="Audio for verification, int8 calibration and "
+    "probes; default: the tiny built-in synthetic corpus, generated into a "
+    "cache directory on first use.")
 _CORPUS_KIND = flags.DEFINE_enum("corpus_kind", "synthetic",
                                  cli.SHARED_FLAGS["dataset"].choices(),
                                  "Layout of --corpus_dir.")
