@@ -113,6 +113,7 @@ SHARED_FLAGS: Mapping[str, SharedFlag] = {
                              bounds={"lower_bound": 1}),
     "num_workers": SharedFlag("integer", "TFF worker processes per "
                               "federated run.", bounds={"lower_bound": 1}),
+    # Its choices come from export.runtime (model cannot import export).
     "runtime": SharedFlag("enum", "On-device runtime: LiteRT's "
                           "CompiledModel with XNNPACK, or tflite-runtime "
                           "2.14."),
@@ -148,6 +149,9 @@ def define(name: str, default: Any, *, help: str | None = None,  # pylint: disab
   shared = SHARED_FLAGS[name]
   text = help or shared.help
   if shared.kind == "enum":
+    if choices is None and shared.choices is None:
+      raise ValueError(f"--{name}: pass its choices (the registry of the "
+                       f"package that defines them)")
     return flags.DEFINE_enum(
         name, default, list(choices or shared.choices()), text,
         required=required)
