@@ -17,18 +17,18 @@ from __future__ import annotations
 import shlex
 import sys
 
-from absl import app
 from absl import flags
 
 from benchmarks import adb as adb_lib
 from benchmarks import arm64 as arm64_lib
 from benchmarks import latency as latency_lib
 from benchmarks import report as report_lib
+from model import cli
 
 _MODEL_DIR = flags.DEFINE_multi_string(
     "model_dir", [], "Export directory of `python -m export` (or one model "
     "directory with model.tflite + manifest.json); repeat for several.")
-_OUT_DIR = flags.DEFINE_string("out_dir", None, "Report directory.")
+_OUT_DIR = cli.define("out_dir", None, help="Report directory.")
 _RUN_DIR = flags.DEFINE_multi_string(
     "run_dir", [], "Federated run directory (eval.csv, metrics.csv) for the "
     "quality-vs-cost section; repeat for several.")
@@ -81,45 +81,45 @@ def _arm64_config() -> arm64_lib.Arm64Config:
 
 
 def _config() -> report_lib.ReportConfig:
-  """The report configuration from the flags (raises app.UsageError)."""
+  """The report configuration from the flags.
+
+  Raises:
+    cli.UserError: A flag value is invalid.
+    ValueError: The configuration fails validation.
+  """
   if unknown := [x for x in _XNNPACK.value if x not in ("on", "off")]:
-    raise app.UsageError(f"--xnnpack: expected on/off, got {unknown}")
-  try:
-    threads = tuple(int(t) for t in _THREADS.value)
-    adb = None
-    if _ADB.value:
-      if not _ADB_BINARY.value:
-        raise app.UsageError("--adb needs --adb_binary (a benchmark_model "
-                             "built for the device)")
-      adb = adb_lib.AdbConfig(
-          binary=_ADB_BINARY.value, adb=_ADB_PATH.value,
-          serial=_ADB_SERIAL.value, threads=threads[0],
-          xnnpack=_XNNPACK.value[0] == "on", warmup_runs=_WARMUP.value,
-          num_runs=_RUNS.value, op_profiling=_ADB_OP_PROFILING.value,
-          cpu_mask=_ADB_CPU_MASK.value, flex_binary=_ADB_FLEX_BINARY.value)
-    return report_lib.ReportConfig(
-        signatures=tuple(_SIGNATURES.value), runtimes=tuple(_RUNTIME.value),
-        threads=threads, xnnpack=tuple(x == "on" for x in _XNNPACK.value),
-        embed_batch=_EMBED_BATCH.value, warmup=_WARMUP.value,
-        runs=_RUNS.value, cross_check=_CROSS_CHECK.value, adb=adb,
-        arm64=_arm64_config() if _ARM64.value else None)
-  except ValueError as e:
-    raise app.UsageError(str(e)) from e
+    raise cli.UserError(f"--xnnpack: expected on/off, got {unknown}")
+  threads = tuple(int(t) for t in _THREADS.value)
+  adb = None
+  if _ADB.value:
+    if not _ADB_BINARY.value:
+      raise cli.UserError("--adb needs --adb_binary (a benchmark_model "
+                          "built for the device)")
+    adb = adb_lib.AdbConfig(
+        binary=_ADB_BINARY.value, adb=_ADB_PATH.value,
+        serial=_ADB_SERIAL.value, threads=threads[0],
+        xnnpack=_XNNPACK.value[0] == "on", warmup_runs=_WARMUP.value,
+        num_runs=_RUNS.value, op_profiling=_ADB_OP_PROFILING.value,
+        cpu_mask=_ADB_CPU_MASK.value, flex_binary=_ADB_FLEX_BINARY.value)
+  return report_lib.ReportConfig(
+      signatures=tuple(_SIGNATURES.value), runtimes=tuple(_RUNTIME.value),
+      threads=threads, xnnpack=tuple(x == "on" for x in _XNNPACK.value),
+      embed_batch=_EMBED_BATCH.value, warmup=_WARMUP.value,
+      runs=_RUNS.value, cross_check=_CROSS_CHECK.value, adb=adb,
+      arm64=_arm64_config() if _ARM64.value else None)
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+def main() -> None:
   if _SETUP_ARM64.value:
     try:
       python = arm64_lib.setup(_arm64_config())
     except arm64_lib.Arm64Unavailable as e:
-      raise SystemExit(f"arm64 set-up failed: {e}") from e
+      raise cli.UserError(f"arm64 set-up failed: {e}") from e
     print(f"emulated aarch64 Python ready: {' '.join(python.command)}")
     return
   if not _MODEL_DIR.value or not _OUT_DIR.value:
-    raise app.UsageError("--model_dir and --out_dir are required")
-  config = _config()
+    raise cli.UserError("--model_dir and --out_dir are required")
+  config = cli.build_config(_config)
   try:
     report = report_lib.build_report(
         _MODEL_DIR.value, _OUT_DIR.value, config, run_dirs=_RUN_DIR.value,
@@ -127,7 +127,7 @@ def main(argv: list[str]) -> None:
         progress=lambda line: print(line, flush=True))
   except (FileNotFoundError, latency_lib.BenchmarkError, adb_lib.AdbError,
           arm64_lib.Arm64Unavailable) as e:
-    raise SystemExit(f"benchmark failed: {e}") from e
+    raise cli.UserError(f"benchmark failed: {e}") from e
   print()
   print(report.headline)
   print()
@@ -136,7 +136,7 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
-  app.run(main)
+  cli.run(main, quiet=False)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import time
 
-from absl import app
 from absl import flags
 import numpy as np
 
@@ -32,40 +31,34 @@ from export.exporter import ExportConfig, export_model, load_source
 from export import manifest as manifest_lib
 from export import tflite_flops
 from export.runtime import OnDeviceModel
+from model import cli
 from model import evaluation
-from model.cli import quiet_logging
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
 from model.datasets.pipeline import training_segments
 from model.encoders import ENCODERS, Encoder
 from model.ssl_model import ModelSpec
-from model.tasks import SSL_TASKS
 from model.train import TrainConfig, train_centralized
 from tff_sim.algorithms import AlgorithmConfig
 from tff_sim.partition import PartitionConfig
 from tff_sim.report import plot_quality_vs_cost
 from tff_sim.simulation import SimulationConfig, run_simulation
 
-_OUT_DIR = flags.DEFINE_string("out_dir", "demo_output", "Output directory.")
-_CORPUS = flags.DEFINE_enum("corpus", "demo", list(synthetic.CORPUS_PRESETS),
-                            "Built-in corpus size.")
-_TASK = flags.DEFINE_enum("task", "nt_xent", list(SSL_TASKS),
-                          "Self-supervised task.")
-_ENCODER = flags.DEFINE_enum("encoder", "small", list(ENCODERS),
-                             "Encoder preset.")
-_ROUNDS = flags.DEFINE_integer("rounds", 30, "Federated rounds.")
-_CLIENTS = flags.DEFINE_integer("clients_per_round", 4, "Clients per round.")
-_LOCAL_STEPS = flags.DEFINE_integer("max_local_steps", 8,
-                                    "Local steps per client and round.")
-_BATCH = flags.DEFINE_integer("batch_size", 8, "Examples per step.")
+_SIM = SimulationConfig()
+
+_OUT_DIR = cli.define("out_dir", "demo_output")
+_CORPUS = cli.define("corpus", "demo")
+_TASK = cli.define("task", "nt_xent")
+_ENCODER = cli.define("encoder", "small")
+_ROUNDS = cli.define("rounds", 30)
+_CLIENTS = cli.define("clients_per_round", _SIM.clients_per_round)
+_LOCAL_STEPS = cli.define("max_local_steps", 8)
+_BATCH = cli.define("batch_size", _SIM.batch_size)
 _DEVICE_STEPS = flags.DEFINE_integer(
     "device_steps", 5, "On-device train steps run on the exported model.")
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  quiet_logging()
+def main() -> None:
   start = time.time()
   out_dir = _OUT_DIR.value
   table, waveforms, _ = decode_clips(
@@ -78,8 +71,9 @@ def main(argv: list[str]) -> None:
 
   print("\n[1/4] federated pre-training in TensorFlow Federated "
         "(FedAvg, one client per speaker)")
-  config = SimulationConfig(
-      model=spec, algorithm=AlgorithmConfig(algorithm="fedavg"),
+  config = cli.build_config(
+      SimulationConfig, model=spec,
+      algorithm=AlgorithmConfig(algorithm="fedavg"),
       partition=PartitionConfig(method="natural"), rounds=_ROUNDS.value,
       clients_per_round=_CLIENTS.value, batch_size=_BATCH.value,
       max_local_steps=_LOCAL_STEPS.value, eval_every=max(1, _ROUNDS.value // 3))
@@ -210,7 +204,7 @@ def _benchmark_export(export_dir: str, batch: np.ndarray,
 
 
 def run() -> None:
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

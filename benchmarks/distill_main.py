@@ -15,78 +15,65 @@ finished run. Prints the report.
 
 from __future__ import annotations
 
-import os
-
-from absl import app
 from absl import flags
 
-from export.conversion import QUANTIZATIONS
 from benchmarks.distill import DistillConfig, run_distill_benchmark
-from model.cli import quiet_logging
-from model.datasets import synthetic
-from model.encoders import ENCODERS
-from model.tasks import SSL_TASKS
+from export.conversion import QUANTIZATIONS
+from model import cli
 from tff_sim.algorithms import CLIENT_OPTIMIZERS
 
 _DEFAULT = DistillConfig()
 
 # Flags are named after the DistillConfig fields they set.
-_CORPUS = flags.DEFINE_enum("corpus", _DEFAULT.corpus,
-                            list(synthetic.CORPUS_PRESETS),
-                            "Built-in corpus size.")
-_CORPUS_DIR = flags.DEFINE_string(
-    "corpus_dir", None, "Corpus directory (default <out_dir>/corpus).")
+_CORPUS, _CORPUS_DIR = cli.define_corpus(_DEFAULT.corpus)
 _TEACHER_DIRS = flags.DEFINE_list(
     "teacher_dirs", [], "Saved teachers (run or model directories); empty: "
     "train --teacher_encoder with --teacher_task.")
 _TEACHER_ENCODER = flags.DEFINE_enum("teacher_encoder",
-                                     _DEFAULT.teacher_encoder, list(ENCODERS),
+                                     _DEFAULT.teacher_encoder,
+                                     cli.SHARED_FLAGS["encoder"].choices(),
                                      "Preset of the trained teacher.")
 _TEACHER_TASK = flags.DEFINE_enum("teacher_task", _DEFAULT.teacher_task,
-                                  list(SSL_TASKS),
+                                  cli.SHARED_FLAGS["task"].choices(),
                                   "SSL task of the trained teacher.")
 _TEACHER_STEPS = flags.DEFINE_integer("teacher_steps", _DEFAULT.teacher_steps,
                                       "Steps of the trained teacher.")
 _STUDENT_ENCODER = flags.DEFINE_enum("student_encoder",
-                                     _DEFAULT.student_encoder, list(ENCODERS),
+                                     _DEFAULT.student_encoder,
+                                     cli.SHARED_FLAGS["encoder"].choices(),
                                      "Preset of the student.")
 _STUDENT_TASK = flags.DEFINE_enum(
-    "student_task", _DEFAULT.student_task, list(SSL_TASKS),
+    "student_task", _DEFAULT.student_task, cli.SHARED_FLAGS["task"].choices(),
     "SSL task of the from-scratch student (and of the optional own loss).")
 _SSL_WEIGHT = flags.DEFINE_float(
     "distill_ssl_weight", _DEFAULT.distill_ssl_weight,
     "Weight of --student_task's loss added to the distillation loss.")
-_STEPS = flags.DEFINE_integer("steps", _DEFAULT.steps,
-                              "Steps of the scratch and distilled students.")
-_BATCH = flags.DEFINE_integer("batch_size", _DEFAULT.batch_size,
-                              "Examples per centralized step.")
-_LR = flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate,
-                         "Adam step size of the centralized runs.")
-_ROUNDS = flags.DEFINE_integer("rounds", _DEFAULT.rounds,
-                               "Federated distillation rounds.")
-_CLIENTS = flags.DEFINE_integer("clients_per_round",
-                                _DEFAULT.clients_per_round,
-                                "Clients per round.")
+_STEPS = cli.define("steps", _DEFAULT.steps,
+                     help="Steps of the scratch and distilled students.")
+_BATCH = cli.define("batch_size", _DEFAULT.batch_size,
+                    help="Examples per centralized step.")
+_LR = cli.define("learning_rate", _DEFAULT.learning_rate,
+                 help="Adam step size of the centralized runs.")
+_ROUNDS = cli.define("rounds", _DEFAULT.rounds,
+                     help="Federated distillation rounds.")
+_CLIENTS = cli.define("clients_per_round", _DEFAULT.clients_per_round)
 _CLIENT_BATCH = flags.DEFINE_integer(
     "client_batch_size", _DEFAULT.client_batch_size,
     "Client batch (and batch of the exported train signature).")
-_LOCAL_STEPS = flags.DEFINE_integer("max_local_steps",
-                                    _DEFAULT.max_local_steps,
-                                    "Local steps per client and round.")
+_LOCAL_STEPS = cli.define("max_local_steps", _DEFAULT.max_local_steps)
 _CLIENT_OPT = flags.DEFINE_enum("client_optimizer", _DEFAULT.client_optimizer,
                                 list(CLIENT_OPTIMIZERS), "Client optimizer.")
-_CLIENT_LR = flags.DEFINE_float("client_learning_rate",
-                                _DEFAULT.client_learning_rate,
-                                "Client step size.")
+_CLIENT_LR = cli.define("client_learning_rate",
+                        _DEFAULT.client_learning_rate,
+                        help="Client step size.")
 _QUANTIZATIONS = flags.DEFINE_list(
     "quantizations", list(_DEFAULT.quantizations),
     f"Quantized embed models to export and probe, of {list(QUANTIZATIONS)}.")
 _VERIFY_STEPS = flags.DEFINE_integer(
     "verify_steps", _DEFAULT.verify_steps,
     "train steps run on the exported file and on TF.")
-_SEED = flags.DEFINE_integer("seed", _DEFAULT.seed, "Seed.")
-_OUT_DIR = flags.DEFINE_string("out_dir", _DEFAULT.out_dir,
-                               "Output directory.")
+_SEED = cli.define("seed", _DEFAULT.seed)
+_OUT_DIR = cli.define("out_dir", _DEFAULT.out_dir)
 
 
 def config_from_flags() -> DistillConfig:
@@ -109,21 +96,8 @@ def config_from_flags() -> DistillConfig:
       out_dir=_OUT_DIR.value)
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  quiet_logging()
-  try:
-    config = config_from_flags()
-  except ValueError as e:
-    raise app.UsageError(str(e)) from e
-  run_distill_benchmark(config)
-  with open(os.path.join(config.out_dir, "report.md")) as f:
-    print(f.read())
-
-
 def run() -> None:
-  app.run(main)
+  cli.run_study(config_from_flags, run_distill_benchmark)
 
 
 if __name__ == "__main__":

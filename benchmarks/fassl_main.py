@@ -14,14 +14,10 @@ Rerunning the same command reuses the corpus and every finished run (more
 
 from __future__ import annotations
 
-import os
-
-from absl import app
 from absl import flags
 
 from benchmarks.fassl import QUICK, FasslConfig, run_fassl_benchmark
-from model.datasets import synthetic
-from model.encoders import ENCODERS
+from model import cli
 from model.train import OPTIMIZERS
 from tff_sim.algorithms import ALGORITHMS
 
@@ -31,40 +27,31 @@ _DEFAULT = FasslConfig()
 _QUICK = flags.DEFINE_bool(
     "quick", False, "Smallest setting (tiny corpus, 2 rounds, one task per "
     "family), overriding the other study flags; a smoke test.")
-_CORPUS = flags.DEFINE_enum("corpus", _DEFAULT.corpus,
-                            list(synthetic.CORPUS_PRESETS), "Built-in corpus.")
-_CORPUS_DIR = flags.DEFINE_string(
-    "corpus_dir", None, "Corpus directory (default <out_dir>/corpus).")
-_ENCODER = flags.DEFINE_enum("encoder", _DEFAULT.encoder, list(ENCODERS),
-                             "Encoder preset of every run.")
+_CORPUS, _CORPUS_DIR = cli.define_corpus(_DEFAULT.corpus)
+_ENCODER = cli.define("encoder", _DEFAULT.encoder,
+                      help="Encoder preset of every run.")
 _FM = flags.DEFINE_list("feature_matching", list(_DEFAULT.feature_matching),
                         "Feature-matching tasks.")
 _PREDICTIVE = flags.DEFINE_list("predictive", list(_DEFAULT.predictive),
                                 "Predictive tasks.")
 _ALGORITHM = flags.DEFINE_enum("algorithm", _DEFAULT.algorithm,
                                list(ALGORITHMS), "Federated algorithm.")
-_ROUNDS = flags.DEFINE_integer("rounds", _DEFAULT.rounds, "Federated rounds.")
-_CLIENTS = flags.DEFINE_integer("clients_per_round", _DEFAULT.clients_per_round,
-                                "Clients sampled per round.")
-_BATCH = flags.DEFINE_integer("batch_size", _DEFAULT.batch_size,
-                              "Client and centralized batch size.")
-_MAX_STEPS = flags.DEFINE_integer("max_local_steps", _DEFAULT.max_local_steps,
-                                  "Cap on local steps per round (0: none).")
-_CLIENT_LR = flags.DEFINE_float("client_learning_rate",
-                                _DEFAULT.client_learning_rate,
-                                "Client SGD step size.")
-_EVAL_EVERY = flags.DEFINE_integer("eval_every", _DEFAULT.eval_every,
-                                   "Rounds between federated probes.")
+_ROUNDS = cli.define("rounds", _DEFAULT.rounds)
+_CLIENTS = cli.define("clients_per_round", _DEFAULT.clients_per_round)
+_BATCH = cli.define("batch_size", _DEFAULT.batch_size,
+                    help="Client and centralized batch size.")
+_MAX_STEPS = cli.define("max_local_steps", _DEFAULT.max_local_steps)
+_CLIENT_LR = cli.define("client_learning_rate", _DEFAULT.client_learning_rate)
+_EVAL_EVERY = cli.define("eval_every", _DEFAULT.eval_every)
 _CENTRAL_OPT = flags.DEFINE_enum("centralized_optimizer",
                                  _DEFAULT.centralized_optimizer,
                                  list(OPTIMIZERS), "Centralized optimizer.")
 _CENTRAL_LR = flags.DEFINE_float("centralized_learning_rate",
                                  _DEFAULT.centralized_learning_rate,
                                  "Centralized step size.")
-_WORKERS = flags.DEFINE_integer("num_workers", _DEFAULT.num_workers,
-                                "TFF worker processes per federated run.")
-_SEED = flags.DEFINE_integer("seed", _DEFAULT.seed, "Seed.")
-_OUT_DIR = flags.DEFINE_string("out_dir", _DEFAULT.out_dir, "Output directory.")
+_WORKERS = cli.define("num_workers", _DEFAULT.num_workers)
+_SEED = cli.define("seed", _DEFAULT.seed)
+_OUT_DIR = cli.define("out_dir", _DEFAULT.out_dir)
 
 
 def config_from_flags() -> FasslConfig:
@@ -84,20 +71,8 @@ def config_from_flags() -> FasslConfig:
   return FasslConfig(**values)
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  try:
-    config = config_from_flags()
-  except ValueError as e:
-    raise app.UsageError(str(e)) from e
-  run_fassl_benchmark(config)
-  with open(os.path.join(config.out_dir, "report.md")) as f:
-    print(f.read())
-
-
 def run() -> None:
-  app.run(main)
+  cli.run_study(config_from_flags, run_fassl_benchmark)
 
 
 if __name__ == "__main__":

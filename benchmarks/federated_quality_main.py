@@ -11,45 +11,31 @@ Rerunning the same command reuses the corpus and every finished run (more
 
 from __future__ import annotations
 
-import os
-
-from absl import app
 from absl import flags
 
 from benchmarks.federated_quality import (FederatedQualityConfig,
                                           run_federated_quality_benchmark)
-from model.datasets import synthetic
-from model.encoders import ENCODERS
-from model.tasks import SSL_TASKS
+from model import cli
 from model.train import OPTIMIZERS
 from tff_sim.algorithms import ALGORITHMS
 
 _DEFAULT = FederatedQualityConfig()
 
 # Flags are named after the FederatedQualityConfig fields they set.
-_CORPUS = flags.DEFINE_enum("corpus", _DEFAULT.corpus,
-                            list(synthetic.CORPUS_PRESETS), "Built-in corpus.")
-_CORPUS_DIR = flags.DEFINE_string(
-    "corpus_dir", None, "Corpus directory (default <out_dir>/corpus).")
-_TASK = flags.DEFINE_enum("task", _DEFAULT.task, list(SSL_TASKS),
-                          "SSL task of every run.")
-_ENCODER = flags.DEFINE_enum("encoder", _DEFAULT.encoder, list(ENCODERS),
-                             "Encoder preset of every run.")
+_CORPUS, _CORPUS_DIR = cli.define_corpus(_DEFAULT.corpus)
+_TASK = cli.define("task", _DEFAULT.task, help="SSL task of every run.")
+_ENCODER = cli.define("encoder", _DEFAULT.encoder,
+                      help="Encoder preset of every run.")
 _ALGORITHMS = flags.DEFINE_list(
     "algorithms", list(_DEFAULT.algorithms),
     f"Federated algorithms, of {', '.join(ALGORITHMS)}.")
-_ROUNDS = flags.DEFINE_integer("rounds", _DEFAULT.rounds, "Federated rounds.")
-_CLIENTS = flags.DEFINE_integer("clients_per_round", _DEFAULT.clients_per_round,
-                                "Clients per round.")
-_BATCH = flags.DEFINE_integer("batch_size", _DEFAULT.batch_size,
-                              "Client and centralized batch size.")
-_MAX_STEPS = flags.DEFINE_integer("max_local_steps", _DEFAULT.max_local_steps,
-                                  "Cap on local steps per round (0: none).")
-_CLIENT_LR = flags.DEFINE_float("client_learning_rate",
-                                _DEFAULT.client_learning_rate,
-                                "Client SGD step size.")
-_EVAL_EVERY = flags.DEFINE_integer("eval_every", _DEFAULT.eval_every,
-                                   "Rounds between federated probes.")
+_ROUNDS = cli.define("rounds", _DEFAULT.rounds)
+_CLIENTS = cli.define("clients_per_round", _DEFAULT.clients_per_round)
+_BATCH = cli.define("batch_size", _DEFAULT.batch_size,
+                    help="Client and centralized batch size.")
+_MAX_STEPS = cli.define("max_local_steps", _DEFAULT.max_local_steps)
+_CLIENT_LR = cli.define("client_learning_rate", _DEFAULT.client_learning_rate)
+_EVAL_EVERY = cli.define("eval_every", _DEFAULT.eval_every)
 _CENTRAL_OPT = flags.DEFINE_enum("centralized_optimizer",
                                  _DEFAULT.centralized_optimizer,
                                  list(OPTIMIZERS), "Centralized optimizer.")
@@ -59,10 +45,9 @@ _CENTRAL_LR = flags.DEFINE_float("centralized_learning_rate",
 _MIXES = flags.DEFINE_list(
     "mixes", [], "mixed-partition knobs p (0 IID .. 1 natural), one extra "
     "FedAvg run each.")
-_WORKERS = flags.DEFINE_integer("num_workers", _DEFAULT.num_workers,
-                                "TFF worker processes per federated run.")
-_SEED = flags.DEFINE_integer("seed", _DEFAULT.seed, "Seed.")
-_OUT_DIR = flags.DEFINE_string("out_dir", _DEFAULT.out_dir, "Output directory.")
+_WORKERS = cli.define("num_workers", _DEFAULT.num_workers)
+_SEED = cli.define("seed", _DEFAULT.seed)
+_OUT_DIR = cli.define("out_dir", _DEFAULT.out_dir)
 
 
 def config_from_flags() -> FederatedQualityConfig:
@@ -79,17 +64,8 @@ def config_from_flags() -> FederatedQualityConfig:
       num_workers=_WORKERS.value, seed=_SEED.value, out_dir=_OUT_DIR.value)
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  config = config_from_flags()
-  run_federated_quality_benchmark(config)
-  with open(os.path.join(config.out_dir, "report.md")) as f:
-    print(f.read())
-
-
 def run() -> None:
-  app.run(main)
+  cli.run_study(config_from_flags, run_federated_quality_benchmark)
 
 
 if __name__ == "__main__":

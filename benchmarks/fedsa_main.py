@@ -15,26 +15,17 @@ the report.
 
 from __future__ import annotations
 
-import os
-
-from absl import app
 from absl import flags
 
 from benchmarks.fedsa import FedSAStudyConfig, run_fedsa_study
-from model.cli import quiet_logging
-from model.datasets import synthetic
-from model.encoders import ENCODERS
+from model import cli
 from tff_sim.fedsa import HINT_LAYERS, FedSAConfig
 
 _DEFAULT = FedSAStudyConfig()
 _LOOP = _DEFAULT.fedsa
 
 # Flags are named after the FedSAStudyConfig and FedSAConfig fields.
-_CORPUS = flags.DEFINE_enum("corpus", _DEFAULT.corpus,
-                            list(synthetic.CORPUS_PRESETS),
-                            "Built-in corpus size.")
-_CORPUS_DIR = flags.DEFINE_string(
-    "corpus_dir", None, "Corpus directory (default <out_dir>/corpus).")
+_CORPUS, _CORPUS_DIR = cli.define_corpus(_DEFAULT.corpus)
 _TEACHERS = flags.DEFINE_list("teachers", list(_DEFAULT.teachers),
                               "One preset:task per teacher.")
 _TEACHER_STEPS = flags.DEFINE_integer("teacher_steps", _DEFAULT.teacher_steps,
@@ -43,7 +34,8 @@ _TEACHER_BATCH = flags.DEFINE_integer(
     "teacher_batch_size", _DEFAULT.teacher_batch_size,
     "Batch size of the teachers' training.")
 _STUDENT_ENCODER = flags.DEFINE_enum("student_encoder",
-                                     _DEFAULT.student_encoder, list(ENCODERS),
+                                     _DEFAULT.student_encoder,
+                                     cli.SHARED_FLAGS["encoder"].choices(),
                                      "Preset of the student.")
 _DOWNSTREAM = flags.DEFINE_string("downstream_task", _DEFAULT.downstream_task,
                                   "Label column of the new task.")
@@ -59,7 +51,7 @@ _FINE_TUNE = flags.DEFINE_integer(
     "fine_tune_steps", _DEFAULT.fine_tune_steps,
     "0: score by linear probes; > 0: fine-tune every student with a new "
     "head on the labelled clips for this many steps.")
-_ROUNDS = flags.DEFINE_integer("rounds", _LOOP.rounds, "Rounds.")
+_ROUNDS = cli.define("rounds", _LOOP.rounds)
 _PERIOD = flags.DEFINE_integer(
     "selection_period", _LOOP.selection_period,
     "Rounds between teacher draws and head re-fits.")
@@ -74,17 +66,16 @@ _HINT = flags.DEFINE_enum("hint_layer", _LOOP.hint_layer, list(HINT_LAYERS),
                           "Layer of the hint loss.")
 _LOCAL_STEPS = flags.DEFINE_integer("local_steps", _LOOP.local_steps,
                                     "Local steps per draw per round.")
-_BATCH = flags.DEFINE_integer("batch_size", _LOOP.batch_size,
-                              "Patches per distillation step.")
-_LR = flags.DEFINE_float("learning_rate", _LOOP.learning_rate,
-                         "Adam step size (distillation and probe set).")
+_BATCH = cli.define("batch_size", _LOOP.batch_size,
+                    help="Patches per distillation step.")
+_LR = cli.define("learning_rate", _LOOP.learning_rate,
+                 help="Adam step size (distillation and probe set).")
 _PROBE_STEPS = flags.DEFINE_integer(
     "probe_steps", _LOOP.probe_steps,
     "Steps training the student on the labelled clips first.")
 _PROBE_BATCH = flags.DEFINE_integer("probe_batch_size", _LOOP.probe_batch_size,
                                     "Patches per probe-set step.")
-_OUT_DIR = flags.DEFINE_string("out_dir", _DEFAULT.out_dir,
-                               "Output directory.")
+_OUT_DIR = cli.define("out_dir", _DEFAULT.out_dir)
 
 
 def config_from_flags() -> FedSAStudyConfig:
@@ -109,21 +100,8 @@ def config_from_flags() -> FedSAStudyConfig:
       out_dir=_OUT_DIR.value)
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  quiet_logging()
-  try:
-    config = config_from_flags()
-  except ValueError as e:
-    raise app.UsageError(str(e)) from e
-  run_fedsa_study(config)
-  with open(os.path.join(config.out_dir, "report.md")) as f:
-    print(f.read())
-
-
 def run() -> None:
-  app.run(main)
+  cli.run_study(config_from_flags, run_fedsa_study)
 
 
 if __name__ == "__main__":

@@ -11,40 +11,32 @@ are recomputed. Prints the report's tables.
 
 from __future__ import annotations
 
-import os
-
-from absl import app
 from absl import flags
 
 from benchmarks.quality import QualityConfig, run_quality_benchmark
 from benchmarks.quality_seeds import run_quality_seeds
-from model.datasets import synthetic
-from model.encoders import ENCODERS, POOLINGS
+from model import cli
+from model.errors import UserError
 from model.tasks import SSL_TASKS
 
 _DEFAULT = QualityConfig()
 
 # Flags are named after the QualityConfig fields they set.
-_CORPUS = flags.DEFINE_enum("corpus", _DEFAULT.corpus,
-                            list(synthetic.CORPUS_PRESETS),
-                            "Built-in corpus size.")
-_CORPUS_DIR = flags.DEFINE_string(
-    "corpus_dir", None, "Corpus directory (default <out_dir>/corpus).")
-_ENCODER = flags.DEFINE_enum("encoder", _DEFAULT.encoder, list(ENCODERS),
-                             "Encoder preset of every row.")
-_POOLING = flags.DEFINE_enum("pooling", _DEFAULT.pooling, list(POOLINGS),
-                             "Encoder pooling: global max, mean+std, both.")
+_CORPUS, _CORPUS_DIR = cli.define_corpus(_DEFAULT.corpus)
+_ENCODER = cli.define("encoder", _DEFAULT.encoder,
+                      help="Encoder preset of every row.")
+_POOLING = cli.define("pooling", _DEFAULT.pooling)
 _TASKS = flags.DEFINE_list("tasks", list(_DEFAULT.tasks),
                            f"SSL tasks, of {', '.join(SSL_TASKS)}.")
 _DOWNSTREAM = flags.DEFINE_list(
     "downstream_tasks", [], "Label columns to probe (default: every one that "
     "can be split).")
-_STEPS = flags.DEFINE_integer("steps", _DEFAULT.steps,
-                              "SSL training steps per task.")
-_BATCH = flags.DEFINE_integer("batch_size", _DEFAULT.batch_size,
-                              "SSL examples per step.")
-_LR = flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate,
-                         "SSL learning rate.")
+_STEPS = cli.define("steps", _DEFAULT.steps,
+                     help="SSL training steps per task.")
+_BATCH = cli.define("batch_size", _DEFAULT.batch_size,
+                    help="SSL examples per step.")
+_LR = cli.define("learning_rate", _DEFAULT.learning_rate,
+                 help="SSL learning rate.")
 _HOP = flags.DEFINE_float("segment_hop", _DEFAULT.segment_hop,
                           "Hop between SSL training segments, in patches.")
 _MIN_CLIP = flags.DEFINE_float(
@@ -57,10 +49,9 @@ _SUPERVISED_STEPS = flags.DEFINE_integer(
 _BLOCKS = flags.DEFINE_list(
     "fine_tune_blocks", [str(k) for k in _DEFAULT.fine_tune_blocks],
     "Top conv blocks unfrozen when fine-tuning the best SSL encoder.")
-_SEED = flags.DEFINE_integer("seed", _DEFAULT.seed,
-                             "Seed of splits, weights and batch order.")
-_OUT_DIR = flags.DEFINE_string("out_dir", _DEFAULT.out_dir,
-                               "Output directory.")
+_SEED = cli.define("seed", _DEFAULT.seed,
+                    help="Seed of splits, weights and batch order.")
+_OUT_DIR = cli.define("out_dir", _DEFAULT.out_dir)
 _SEEDS = flags.DEFINE_list(
     "seeds", [], "Several seeds: one run per seed in <out_dir>/seed_<s> and "
     "the table as mean ± std (report_seeds.md, seeds.csv, quality_seeds.png); "
@@ -81,27 +72,24 @@ def config_from_flags() -> QualityConfig:
       seed=_SEED.value, out_dir=_OUT_DIR.value)
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  config = config_from_flags()
-  if _SEEDS.value:
-    try:
-      seeds = [int(seed) for seed in _SEEDS.value]
-    except ValueError as error:
-      raise app.UsageError(f"--seeds must be integers, got "
-                           f"{_SEEDS.value}") from error
-    run_quality_seeds(config, seeds)
-    report = "report_seeds.md"
-  else:
+def main() -> None:
+  config = cli.build_config(config_from_flags)
+  if not _SEEDS.value:
     run_quality_benchmark(config)
-    report = "report.md"
-  with open(os.path.join(config.out_dir, report)) as f:
-    print(f.read())
+    cli.print_report(config.out_dir)
+    return
+  try:
+    seeds = [int(seed) for seed in _SEEDS.value]
+  except ValueError as error:
+    raise UserError(f"--seeds must be integers, got {_SEEDS.value}") from error
+  if len(set(seeds)) < len(seeds):
+    raise UserError(f"--seeds must be distinct, got {_SEEDS.value}")
+  run_quality_seeds(config, seeds)
+  cli.print_report(config.out_dir, "report_seeds.md")
 
 
 def run() -> None:
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

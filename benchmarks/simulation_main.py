@@ -18,17 +18,13 @@ the shared flags default to the scale run's values unless given.
 
 from __future__ import annotations
 
-import os
-
-from absl import app
 from absl import flags
 
 from benchmarks.simulation import (SimulationBenchmarkConfig,
                                    run_simulation_benchmark)
 from benchmarks.simulation_scale import ScaleBenchmarkConfig, run_scale_benchmark
-from model.datasets import synthetic
+from model import cli
 from model.encoders import ENCODERS
-from model.tasks import SSL_TASKS
 
 _DEFAULT = SimulationBenchmarkConfig()
 _SCALE_DEFAULT = ScaleBenchmarkConfig()
@@ -37,33 +33,27 @@ _MODE = flags.DEFINE_enum(
     "mode", "standard", ["standard", "scale"],
     "standard: overhead, worker scaling and memory on a small corpus; "
     "scale: one long run over a large population.")
-_SCALE_ROUNDS = flags.DEFINE_integer("rounds", _SCALE_DEFAULT.rounds,
-                                     "Scale mode: rounds of the run.")
+_SCALE_ROUNDS = cli.define("rounds", _SCALE_DEFAULT.rounds,
+                           help="Scale mode: rounds of the run.")
 _PROBE_EVERY = flags.DEFINE_integer(
     "probe_every", _SCALE_DEFAULT.probe_every,
     "Scale mode: rounds between RSS probes / plain-loop comparisons.")
-_NUM_WORKERS = flags.DEFINE_integer("num_workers", _SCALE_DEFAULT.num_workers,
-                                    "Scale mode: local TFF workers.")
+_NUM_WORKERS = cli.define("num_workers", _SCALE_DEFAULT.num_workers,
+                          help="Scale mode: local TFF workers.")
 
 # Flags are named after the SimulationBenchmarkConfig fields they set.
-_CORPUS = flags.DEFINE_enum("corpus", _DEFAULT.corpus,
-                            list(synthetic.CORPUS_PRESETS),
-                            "Built-in corpus whose speakers are the clients.")
-_CORPUS_DIR = flags.DEFINE_string(
-    "corpus_dir", None, "Corpus directory (default <out_dir>/corpus).")
-_TASK = flags.DEFINE_enum("task", _DEFAULT.task, list(SSL_TASKS),
-                          "SSL task trained by the clients.")
+_CORPUS, _CORPUS_DIR = cli.define_corpus(_DEFAULT.corpus)
+_TASK = cli.define("task", _DEFAULT.task,
+                   help="SSL task trained by the clients.")
 _PRESETS = flags.DEFINE_list(
     "presets", list(_DEFAULT.presets),
     f"Encoder presets timed, of {', '.join(ENCODERS)}.")
-_CLIENTS = flags.DEFINE_integer("clients_per_round", _DEFAULT.clients_per_round,
-                                "Clients per round.")
+_CLIENTS = cli.define("clients_per_round", _DEFAULT.clients_per_round)
 _STEPS = flags.DEFINE_integer("local_steps", _DEFAULT.local_steps,
                               "Local steps per client and round.")
-_BATCH = flags.DEFINE_integer("batch_size", _DEFAULT.batch_size,
-                              "Client batch size.")
-_LR = flags.DEFINE_float("client_learning_rate", _DEFAULT.client_learning_rate,
-                         "Client SGD step size.")
+_BATCH = cli.define("batch_size", _DEFAULT.batch_size,
+                    help="Client batch size.")
+_LR = cli.define("client_learning_rate", _DEFAULT.client_learning_rate)
 _ROUNDS = flags.DEFINE_integer("timed_rounds", _DEFAULT.timed_rounds,
                                "Timed rounds after a warm-up round.")
 _WORKERS = flags.DEFINE_list("workers", [str(k) for k in _DEFAULT.workers],
@@ -77,8 +67,8 @@ _MEMORY_ROUNDS = flags.DEFINE_list(
 _MEMORY_CLIENTS = flags.DEFINE_integer("memory_clients",
                                        _DEFAULT.memory_clients,
                                        "Clients per round of the memory run.")
-_SEED = flags.DEFINE_integer("seed", _DEFAULT.seed, "Seed.")
-_OUT_DIR = flags.DEFINE_string("out_dir", _DEFAULT.out_dir, "Output directory.")
+_SEED = cli.define("seed", _DEFAULT.seed)
+_OUT_DIR = cli.define("out_dir", _DEFAULT.out_dir)
 
 
 def config_from_flags() -> SimulationBenchmarkConfig:
@@ -104,7 +94,7 @@ def scale_config_from_flags() -> ScaleBenchmarkConfig:
   d = _SCALE_DEFAULT
   presets = _given_or(_PRESETS, [d.preset])
   if len(presets) != 1:
-    raise app.UsageError(f"--presets: scale mode runs one preset, got "
+    raise cli.UserError(f"--presets: scale mode runs one preset, got "
                          f"{presets}")
   return ScaleBenchmarkConfig(
       corpus=_given_or(_CORPUS, d.corpus), corpus_dir=_CORPUS_DIR.value,
@@ -118,21 +108,20 @@ def scale_config_from_flags() -> ScaleBenchmarkConfig:
       seed=_SEED.value, out_dir=_given_or(_OUT_DIR, d.out_dir))
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if _MODE.value == "scale":
-    config = scale_config_from_flags()
+def _mode_config():
+  return (scale_config_from_flags() if _MODE.value == "scale" else
+          config_from_flags())
+
+
+def _run_mode(config) -> None:
+  if isinstance(config, ScaleBenchmarkConfig):
     run_scale_benchmark(config)
   else:
-    config = config_from_flags()
     run_simulation_benchmark(config)
-  with open(os.path.join(config.out_dir, "report.md")) as f:
-    print(f.read())
 
 
 def run() -> None:
-  app.run(main)
+  cli.run_study(_mode_config, _run_mode)
 
 
 if __name__ == "__main__":

@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import os
 
-from absl import app
 from absl import flags
 
 from benchmarks import train_step
-from model.cli import quiet_logging
+from model import cli
 from model.encoders import ENCODERS
 from model.tasks import SSL_TASKS
 
 _DEFAULT = train_step.TrainStepConfig()
 
-_OUT_DIR = flags.DEFINE_string("out_dir", None, "Output directory.",
-                               required=True)
+_OUT_DIR = cli.define("out_dir", None, required=True)
 _PRESETS = flags.DEFINE_list("presets", list(_DEFAULT.presets),
                              f"Encoder presets, of {', '.join(ENCODERS)}.")
 _TASKS = flags.DEFINE_list("tasks", list(_DEFAULT.tasks),
@@ -40,35 +38,29 @@ _VARIANTS = flags.DEFINE_list(
 _QUANTIZATIONS = flags.DEFINE_list(
     "quantizations", list(_DEFAULT.quantizations),
     "Embed variants (empty: no embed rows).")
-_STEPS = flags.DEFINE_integer("steps", _DEFAULT.steps,
-                              "Timed calls per variant.", lower_bound=1)
+_STEPS = cli.define("steps", _DEFAULT.steps, help="Timed calls per variant.")
 _WARMUP = flags.DEFINE_integer("warmup", _DEFAULT.warmup,
                                "Untimed calls per variant.", lower_bound=0)
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+def main() -> None:
   if unknown := [p for p in _PRESETS.value if p not in ENCODERS]:
-    raise app.UsageError(f"--presets: unknown {unknown}; choose from "
-                         f"{list(ENCODERS)}")
+    raise cli.UserError(f"--presets: unknown {unknown}; choose from "
+                        f"{list(ENCODERS)}")
   if unknown := [t for t in _TASKS.value if t not in SSL_TASKS]:
-    raise app.UsageError(f"--tasks: unknown {unknown}; choose from "
-                         f"{list(SSL_TASKS)}")
+    raise cli.UserError(f"--tasks: unknown {unknown}; choose from "
+                        f"{list(SSL_TASKS)}")
   # TF's thread pools must be sized before TensorFlow runs anything.
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
   tf.config.threading.set_inter_op_parallelism_threads(_THREADS.value)
-  try:
-    config = train_step.TrainStepConfig(
-        presets=tuple(_PRESETS.value), tasks=tuple(_TASKS.value),
-        batch_sizes=tuple(int(b) for b in _BATCH_SIZES.value),
-        threads=_THREADS.value, variants=tuple(_VARIANTS.value),
-        quantizations=tuple(_QUANTIZATIONS.value), steps=_STEPS.value,
-        warmup=_WARMUP.value)
-  except ValueError as e:
-    raise app.UsageError(str(e)) from e
-  quiet_logging()
+  config = cli.build_config(lambda: train_step.TrainStepConfig(
+      presets=tuple(_PRESETS.value), tasks=tuple(_TASKS.value),
+      batch_sizes=tuple(int(b) for b in _BATCH_SIZES.value),
+      threads=_THREADS.value, variants=tuple(_VARIANTS.value),
+      quantizations=tuple(_QUANTIZATIONS.value), steps=_STEPS.value,
+      warmup=_WARMUP.value))
+  cli.quiet_logging()
   os.makedirs(_OUT_DIR.value, exist_ok=True)
   done = []
 
@@ -91,7 +83,8 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
-  app.run(main)
+  # quiet_logging imports TensorFlow: only after its thread pools are sized.
+  cli.run(main, quiet=False)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ under the on-device runtime before the directory appears.
 
 from __future__ import annotations
 
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -27,13 +26,16 @@ from export.exporter import (TRAINING_DIR, ExportConfig, export_model,
                              fresh_source, load_source)
 from export.ondevice_module import MODES
 from export.optimizers import OPTIMIZERS, OptimizerConfig
+from export.runtime import RUNTIMES
 from export.verification import VerificationError, VerifyConfig
+from model import cli
 from model.best_models import best_model_dir, read_best_index
-from model.cli import quiet_logging
-from model.datasets.loaders import DATASETS
-from model.encoders import ENCODERS
-from model.tasks import IMAGE_TASKS, SSL_TASKS
+from model.tasks import IMAGE_TASKS
 from model.tflite_compat import FlexOpsError
+
+_DEFAULT = ExportConfig()
+#: Runtimes of builtin files (tensorflow runs flex files).
+_ON_DEVICE_RUNTIMES = [r for r in RUNTIMES if r != "tensorflow"]
 
 _MODEL_DIR = flags.DEFINE_string(
     "model_dir", None, "Run directory (holding model/) or saved-model "
@@ -43,77 +45,82 @@ _BEST_FOR = flags.DEFINE_string(
     "downstream metric (<model_dir>/best/<metric>, listed in "
     "<model_dir>/best/best.json) instead of its final model.")
 _PRESET = flags.DEFINE_enum(
-    "preset", None, list(ENCODERS), "Export a freshly initialized encoder of "
-    "this preset instead of --model_dir (for benchmarks).")
-_TASK = flags.DEFINE_enum(
-    "task", None, list(SSL_TASKS), "SSL task of the train signature; default: "
-    "the saved task (audio2vec_cbow with --preset). Another task than the "
-    "saved one gets a fresh head.")
+    "preset", None, cli.SHARED_FLAGS["encoder"].choices(),
+    "Export a freshly initialized encoder of this preset instead of "
+    "--model_dir (for benchmarks).")
+_TASK = cli.define(
+    "task", None, help="SSL task of the train signature; default: the saved "
+    "task (audio2vec_cbow with --preset). Another task than the saved one "
+    "gets a fresh head.")
 _MULTIMODAL = flags.DEFINE_bool(
     "multimodal", False, "With --preset: a multimodal model (also "
     f"embed_image and train_image); the task must be one of "
     f"{list(IMAGE_TASKS)}. A saved multimodal model is exported as such.")
-_MODE = flags.DEFINE_enum("mode", "builtin", list(MODES),
+_MODE = flags.DEFINE_enum("mode", _DEFAULT.mode, list(MODES),
                           "builtin: TFLite builtin ops only (tflite_runtime, "
                           "ai_edge_litert); flex: TF's own gradients with "
                           "Select-TF ops and save/restore signatures.")
-_OPTIMIZER = flags.DEFINE_enum("optimizer", "adam", list(OPTIMIZERS),
-                               "On-device optimizer.")
-_LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Learning rate.")
-_MOMENTUM = flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 16,
-                                   "Static batch size of train.")
+_OPTIMIZER = flags.DEFINE_enum("optimizer", _DEFAULT.optimizer.name,
+                               list(OPTIMIZERS), "On-device optimizer.")
+_LEARNING_RATE = cli.define("learning_rate",
+                            _DEFAULT.optimizer.learning_rate)
+_MOMENTUM = flags.DEFINE_float("momentum", _DEFAULT.optimizer.momentum,
+                               "SGD momentum.")
+_BATCH_SIZE = cli.define("batch_size", _DEFAULT.batch_size,
+                         help="Static batch size of train.")
 _QUANTIZATION = flags.DEFINE_list(
-    "quantization", list(QUANTIZATIONS),
+    "quantization", list(_DEFAULT.quantizations),
     f"Embed-only variants to write, some of {list(QUANTIZATIONS)} (empty: "
     f"none).")
-_OUT_DIR = flags.DEFINE_string("out_dir", None, "Export directory.",
-                               required=True)
-_CORPUS_DIR = flags.DEFINE_string(
-    "corpus_dir", None, "Audio for verification, int8 calibration and probes; "
-    "default: the tiny built-in synthetic corpus, generated into a cache "
-    "directory on first use.")
-_CORPUS_KIND = flags.DEFINE_enum("corpus_kind", "synthetic", list(DATASETS),
+_OUT_DIR = cli.define("out_dir", None, help="Export directory.",
+                      required=True)
+_CORPUS_DIR = cli.define(
+    "corpus_dir", None, help="Audio for verification, int8 calibration and "
+    "probes; default: the tiny built-in synthetic corpus, generated into a "
+    "cache directory on first use.")
+_CORPUS_KIND = flags.DEFINE_enum("corpus_kind", "synthetic",
+                                 cli.SHARED_FLAGS["dataset"].choices(),
                                  "Layout of --corpus_dir.")
 _VERIFY_STEPS = flags.DEFINE_integer(
-    "verify_steps", 24, "train steps run on the file and on TF to verify it.")
-_RUNTIME = flags.DEFINE_enum(
-    "runtime", "ai_edge_litert", ["ai_edge_litert", "tflite_runtime"],
-    "Runtime that verifies builtin files (flex files: tf.lite): LiteRT's "
-    "CompiledModel with XNNPACK, or tflite-runtime 2.14.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the in-graph random ops.")
+    "verify_steps", _DEFAULT.verify.train_steps,
+    "train steps run on the file and on TF to verify it.")
+_RUNTIME = cli.define(
+    "runtime", _DEFAULT.verify.runtime, choices=_ON_DEVICE_RUNTIMES,
+    help="Runtime that verifies builtin files (flex files: tf.lite): "
+    "LiteRT's CompiledModel with XNNPACK, or tflite-runtime 2.14.")
+_SEED = cli.define("seed", _DEFAULT.seed,
+                   help="Seed of the in-graph random ops.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False,
                                "Replace an existing --out_dir.")
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+def _config() -> ExportConfig:
+  """The export configuration given by the parsed flags."""
+  return ExportConfig(
+      mode=_MODE.value,
+      optimizer=OptimizerConfig(_OPTIMIZER.value,
+                                learning_rate=_LEARNING_RATE.value,
+                                momentum=_MOMENTUM.value),
+      batch_size=_BATCH_SIZE.value, quantizations=tuple(_QUANTIZATION.value),
+      seed=_SEED.value,
+      verify=VerifyConfig(train_steps=_VERIFY_STEPS.value,
+                          runtime=_RUNTIME.value))
+
+
+def main() -> None:
   if (_MODEL_DIR.value is None) == (_PRESET.value is None):
-    raise app.UsageError("give exactly one of --model_dir and --preset")
+    raise cli.UserError("give exactly one of --model_dir and --preset")
   if _BEST_FOR.value is not None and _MODEL_DIR.value is None:
-    raise app.UsageError("--best_for needs --model_dir (a federated run)")
+    raise cli.UserError("--best_for needs --model_dir (a federated run)")
   task = _TASK.value or "audio2vec_cbow"
   if _MULTIMODAL.value and (_PRESET.value is None or task not in IMAGE_TASKS):
-    raise app.UsageError(f"--multimodal needs --preset and a --task that "
-                         f"can train on images: one of {list(IMAGE_TASKS)} "
-                         f"(got --task={task})")
+    raise cli.UserError(f"--multimodal needs --preset and a --task that "
+                        f"can train on images: one of {list(IMAGE_TASKS)} "
+                        f"(got --task={task})")
   if unknown := [q for q in _QUANTIZATION.value if q not in QUANTIZATIONS]:
-    raise app.UsageError(f"--quantization: unknown {unknown}; choose from "
-                         f"{list(QUANTIZATIONS)}")
-  try:
-    config = ExportConfig(
-        mode=_MODE.value,
-        optimizer=OptimizerConfig(_OPTIMIZER.value,
-                                  learning_rate=_LEARNING_RATE.value,
-                                  momentum=_MOMENTUM.value),
-        batch_size=_BATCH_SIZE.value, quantizations=tuple(_QUANTIZATION.value),
-        seed=_SEED.value,
-        verify=VerifyConfig(train_steps=_VERIFY_STEPS.value,
-                            runtime=_RUNTIME.value))
-  except ValueError as e:
-    raise app.UsageError(str(e)) from e
-  quiet_logging()
+    raise cli.UserError(f"--quantization: unknown {unknown}; choose from "
+                        f"{list(QUANTIZATIONS)}")
+  config = cli.build_config(_config)
   print(f"Exporting to {_OUT_DIR.value}; every file is converted, then "
         f"verified (--verbosity=0 shows each step)", flush=True)
   try:
@@ -134,7 +141,7 @@ def main(argv: list[str]) -> None:
                           overwrite=_OVERWRITE.value)
   except (FileExistsError, FileNotFoundError, FlexOpsError,
           VerificationError, ValueError) as e:
-    raise SystemExit(f"export failed, nothing written: {e}") from e
+    raise cli.UserError(f"export failed, nothing written: {e}") from e
   training = result.manifests[TRAINING_DIR]
   train = training.verification["train"]
   print(f"Exported to {result.out_dir}:")
@@ -151,7 +158,7 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

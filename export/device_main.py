@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import os
 
-from absl import app
 from absl import flags
 
 from export.audio_buffers import NotEnoughAudioError
 from export.device_session import VirtualDevice, nearest_neighbours
-from model.cli import quiet_logging
+from export.runtime import DEFAULT_RUNTIME, RUNTIMES
+from model import cli
 
 _MODEL_DIR = flags.DEFINE_string(
     "model_dir", None, "Directory of model.tflite + manifest.json (a builtin "
@@ -31,33 +31,25 @@ _WAV_DIR = flags.DEFINE_string("wav_dir", None, "Folder of WAV files: the "
 _STATE_DIR = flags.DEFINE_string("state_dir", None, "The device's storage "
                                  "(weights, buffer, update).", required=True)
 _STEPS = flags.DEFINE_integer("steps", 10, "Training steps.", lower_bound=0)
-_RUNTIME = flags.DEFINE_enum(
-    "runtime", "ai_edge_litert", ["ai_edge_litert", "tflite_runtime"],
-    "On-device runtime: LiteRT's CompiledModel with XNNPACK, or "
-    "tflite-runtime 2.14.")
+_RUNTIME = cli.define("runtime", DEFAULT_RUNTIME,
+                      choices=[r for r in RUNTIMES if r != "tensorflow"])
 _BUFFER_WINDOWS = flags.DEFINE_integer(
     "buffer_windows", 32, "Training windows the buffer keeps.", lower_bound=1)
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  quiet_logging()
+def main() -> None:
   try:
     device = VirtualDevice(_MODEL_DIR.value, _STATE_DIR.value,
                            buffer_windows=_BUFFER_WINDOWS.value,
                            runtime=_RUNTIME.value)
   except (FileNotFoundError, ValueError) as e:
-    raise SystemExit(f"cannot load the model: {e}") from e
+    raise cli.UserError(f"cannot load the model: {e}") from e
   for message in (*device.restored.problems, *device.notes):
     print(f"warning: {message}")
   print(f"weights: {device.restored.source} ({device.examples} training "
         f"examples behind them)")
 
-  try:
-    heard = device.listen(_WAV_DIR.value)
-  except FileNotFoundError as e:
-    raise SystemExit(str(e)) from e
+  heard = device.listen(_WAV_DIR.value)
   for path, reason in heard.skipped:
     print(f"skipped {path}: {reason}")
   print(f"microphone: {len(heard.recordings)} usable WAV files, "
@@ -84,7 +76,7 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,9 @@ Usage:
 
 from __future__ import annotations
 
-from absl import app
 from absl import flags
 
+from model import cli
 from model.encoders import ENCODERS
 from model.features import FrontendConfig
 from model.gradcheck import gradient_errors
@@ -25,12 +25,10 @@ _CHECK = flags.DEFINE_bool(
     "Convert one SGD step of every preset x task with TFLITE_BUILTINS only.")
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+def main() -> None:
   for name in _PRESETS.value + _TASKS.value:
     if name not in ENCODERS and name not in SSL_TASKS:
-      raise app.UsageError(f"unknown preset or task {name!r}; presets: "
+      raise cli.UserError(f"unknown preset or task {name!r}; presets: "
                            f"{sorted(ENCODERS)}, tasks: {sorted(SSL_TASKS)}")
   header = ["preset", "channels", "embedding", "params", "MFLOPs/patch"]
   if _CHECK.value:
@@ -59,7 +57,7 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,176 @@
-"""Shared set-up of the command-line launchers."""
+"""Shared set-up of the command-line launchers.
+
+Every launcher (``*_main.py``, ``__main__.py``) reads: flags -> config ->
+library call -> report. The flags many launchers have (``--seed``,
+``--batch_size``, ``--out_dir``, ``--corpus``, ...) are defined here once,
+by name, help text and kind, with the default taken from the launcher's
+config dataclass (:func:`define`, :func:`define_corpus`); :func:`run` is the
+common tail: it parses the flags, and prints a user's mistake as one line
+``error: ...`` on stderr with exit status 2 (flag values, configs that fail
+validation, missing files or folders, :class:`model.errors.UserError`),
+while unexpected errors keep their traceback.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import shlex
-from typing import Any, Mapping
+import sys
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
+from absl import app
 from absl import flags
 from absl import logging
 
-__all__ = ["quiet_logging", "command_line"]
+from model.errors import UserError
+
+# Flags defined by the functions below belong to the launcher that calls them
+# (its --helpshort lists them).
+flags.disclaim_key_flags()
+
+__all__ = [
+    "SHARED_FLAGS", "SharedFlag", "UserError", "build_config",
+    "command_line", "define", "define_corpus", "define_dataset",
+    "print_report", "quiet_logging", "run", "run_study",
+]
+
+T = TypeVar("T")
+
+
+def _encoders() -> list[str]:
+  from model.encoders import ENCODERS  # pylint: disable=import-outside-toplevel
+  return list(ENCODERS)
+
+
+def _poolings() -> list[str]:
+  from model.encoders import POOLINGS  # pylint: disable=import-outside-toplevel
+  return list(POOLINGS)
+
+
+def _tasks() -> list[str]:
+  from model.tasks import SSL_TASKS  # pylint: disable=import-outside-toplevel
+  return list(SSL_TASKS)
+
+
+def _corpora() -> list[str]:
+  from model.datasets.synthetic import CORPUS_PRESETS  # pylint: disable=import-outside-toplevel
+  return list(CORPUS_PRESETS)
+
+
+def _datasets() -> list[str]:
+  from model.datasets.loaders import DATASETS  # pylint: disable=import-outside-toplevel
+  return list(DATASETS)
+
+
+@dataclasses.dataclass(frozen=True)
+class SharedFlag:
+  """One flag that several launchers define.
+
+  Attributes:
+    kind: ``integer``, ``float``, ``string``, ``bool``, ``list`` or ``enum``.
+    help: Help text (a launcher may give its own where the meaning differs).
+    choices: For ``enum``: the registry's keys, read when the flag is defined.
+    bounds: ``lower_bound`` (and ``upper_bound``) of numeric flags.
+  """
+  kind: str
+  help: str
+  choices: Callable[[], list[str]] | None = None
+  bounds: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+
+#: The flags launchers share, by name. Defaults come from each launcher's
+#: config dataclass (:func:`define`'s ``default``).
+SHARED_FLAGS: Mapping[str, SharedFlag] = {
+    "seed": SharedFlag("integer", "Seed of weights, data order and "
+                       "partitions."),
+    "batch_size": SharedFlag("integer", "Examples per step.",
+                             bounds={"lower_bound": 1}),
+    "out_dir": SharedFlag("string", "Output directory."),
+    "corpus": SharedFlag("enum", "Built-in synthetic corpus preset.",
+                         choices=_corpora),
+    "corpus_dir": SharedFlag("string", "Corpus directory (default "
+                             "<out_dir>/corpus)."),
+    "dataset": SharedFlag("enum", "Layout of --data_dir.", choices=_datasets),
+    "data_dir": SharedFlag("string", "Dataset folder (or CSV)."),
+    "run_dir": SharedFlag("string", "Run directory; rerunning the same "
+                          "command resumes from its last checkpoint."),
+    "encoder": SharedFlag("enum", "Encoder preset.", choices=_encoders),
+    "pooling": SharedFlag("enum", "Encoder pooling: global max, mean+std, "
+                          "both.", choices=_poolings),
+    "task": SharedFlag("enum", "Self-supervised task.", choices=_tasks),
+    "steps": SharedFlag("integer", "Optimizer steps."),
+    "learning_rate": SharedFlag("float", "Learning rate."),
+    "rounds": SharedFlag("integer", "Federated rounds.",
+                         bounds={"lower_bound": 0}),
+    "clients_per_round": SharedFlag("integer", "Clients sampled per round.",
+                                    bounds={"lower_bound": 1}),
+    "max_local_steps": SharedFlag("integer", "Cap on local steps per client "
+                                  "and round (0: none).",
+                                  bounds={"lower_bound": 0}),
+    "client_learning_rate": SharedFlag("float", "Client SGD step size."),
+    "eval_every": SharedFlag("integer", "Rounds between federated probes.",
+                             bounds={"lower_bound": 1}),
+    "num_workers": SharedFlag("integer", "TFF worker processes per "
+                              "federated run.", bounds={"lower_bound": 1}),
+    # Its choices come from export.runtime (model cannot import export).
+    "runtime": SharedFlag("enum", "On-device runtime: LiteRT's "
+                          "CompiledModel with XNNPACK, or tflite-runtime "
+                          "2.14."),
+}
+
+_DEFINERS = {
+    "integer": flags.DEFINE_integer, "float": flags.DEFINE_float,
+    "string": flags.DEFINE_string, "bool": flags.DEFINE_bool,
+    "list": flags.DEFINE_list,
+}
+
+
+def define(name: str, default: Any, *, help: str | None = None,  # pylint: disable=redefined-builtin
+           choices: Sequence[str] | None = None,
+           required: bool = False) -> flags.FlagHolder:
+  """Defines the shared flag ``name`` with the launcher's default.
+
+  Args:
+    name: A key of :data:`SHARED_FLAGS`.
+    default: The default, from the launcher's config dataclass (``None``
+      for no default).
+    help: Replaces the shared help text where the flag means something
+      narrower in this launcher.
+    choices: Replaces the registry keys of an ``enum`` flag.
+    required: The flag must be given.
+
+  Returns:
+    The flag's holder.
+
+  Raises:
+    KeyError: ``name`` is not a shared flag.
+  """
+  shared = SHARED_FLAGS[name]
+  text = help or shared.help
+  if shared.kind == "enum":
+    if choices is None and shared.choices is None:
+      raise ValueError(f"--{name}: pass its choices (the registry of the "
+                       f"package that defines them)")
+    return flags.DEFINE_enum(
+        name, default, list(choices or shared.choices()), text,
+        required=required)
+  if shared.kind == "list" and default is not None:
+    default = [str(value) for value in default]
+  return _DEFINERS[shared.kind](name, default, text, required=required,
+                                **shared.bounds)
+
+
+def define_corpus(default: str) -> tuple[flags.FlagHolder, flags.FlagHolder]:
+  """``--corpus`` (built-in preset) and ``--corpus_dir`` of the studies."""
+  return define("corpus", default), define("corpus_dir", None)
+
+
+def define_dataset() -> tuple[flags.FlagHolder, flags.FlagHolder]:
+  """``--dataset`` (layout) and the required ``--data_dir`` of a dataset on
+  disk."""
+  return define("dataset", "synthetic"), define("data_dir", None,
+                                                required=True)
 
 
 def quiet_logging() -> None:
@@ -21,6 +183,107 @@ def quiet_logging() -> None:
     logging.set_verbosity(logging.WARNING)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.get_logger().setLevel("ERROR")
+
+
+def build_config(factory: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+  """Calls ``factory`` (a config dataclass or a function building one);
+  a ``ValueError`` of its validation becomes a
+  :class:`UserError`."""
+  try:
+    return factory(*args, **kwargs)
+  except ValueError as e:
+    if isinstance(e, UserError):
+      raise
+    raise UserError(str(e)) from e
+
+
+def print_report(out_dir: str, name: str = "report.md") -> None:
+  """Prints ``<out_dir>/<name>`` (a study's Markdown report)."""
+  with open(os.path.join(out_dir, name), encoding="utf-8") as f:
+    print(f.read())
+
+
+#: Built-in errors that are a user's mistake wherever they are raised.
+_USER_OS_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError,
+                   IsADirectoryError)
+
+
+def _one_line(error: BaseException) -> str:
+  """``error``'s message on one line (OS errors: reason: path)."""
+  if isinstance(error, OSError) and error.filename and error.strerror:
+    text = f"{error.strerror}: {error.filename}"
+  else:
+    text = str(error) or type(error).__name__
+  return " ".join(text.split())
+
+
+def _fail(error: BaseException | str) -> None:
+  message = error if isinstance(error, str) else _one_line(error)
+  sys.stdout.flush()
+  sys.stderr.write(f"error: {message}\n")
+  sys.stderr.flush()
+  sys.exit(2)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a bad flag reported as one ``error:`` line."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    _fail(e)
+    raise  # not reached
+
+
+def run(main: Callable[[], Any], *,
+        user_errors: tuple[type[BaseException], ...] = (),
+        quiet: bool = True) -> None:
+  """Runs a launcher: parses flags, calls ``main()``, reports user errors.
+
+  A bad flag, positional arguments, ``app.UsageError``,
+  :class:`UserError`, a missing file or folder, an existing output that
+  may not be replaced, or any of ``user_errors`` prints one line
+  ``error: <message>`` to stderr and exits with status 2. Anything else
+  propagates with its traceback.
+
+  Args:
+    main: The launcher's body (reads the parsed flags).
+    user_errors: Further exception types that mean wrong input here.
+    quiet: Call :func:`quiet_logging` first (imports TensorFlow).
+  """
+  caught = (UserError, app.UsageError, *_USER_OS_ERRORS, *user_errors)
+
+  def wrapped(argv: list[str]) -> None:
+    try:
+      if len(argv) > 1:
+        raise UserError(f"unexpected arguments {argv[1:]}; every option is "
+                        f"a --flag (see --helpshort)")
+      if quiet:
+        quiet_logging()
+      main()
+    except caught as e:
+      _fail(e)
+
+  app.run(wrapped, flags_parser=_parse_flags)
+
+
+def run_study(config_from_flags: Callable[[], Any],
+              run_fn: Callable[[Any], Any], **kwargs: Any) -> None:
+  """:func:`run` of a study: flags -> config -> ``run_fn(config)`` -> prints
+  ``<config.out_dir>/report.md``.
+
+  Args:
+    config_from_flags: Builds the study's config from the parsed flags
+      (its validation errors are user errors).
+    run_fn: The study (writes ``report.md`` into ``config.out_dir``).
+    **kwargs: Passed to :func:`run`.
+  """
+
+  def main() -> None:
+    config = build_config(config_from_flags)
+    run_fn(config)
+    print_report(config.out_dir)
+
+  run(main, **kwargs)
 
 
 def command_line(launcher: str, values: Mapping[str, Any]) -> str:

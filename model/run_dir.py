@@ -6,10 +6,12 @@ import json
 import os
 from typing import Callable, Optional, Sequence
 
+from model.errors import UserError
+
 __all__ = ["RunConfigMismatch", "write_or_check_config"]
 
 
-class RunConfigMismatch(ValueError):
+class RunConfigMismatch(ValueError, UserError):
   """A run directory holds a run with a different configuration."""
 
 

@@ -14,51 +14,43 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from absl import app
 from absl import flags
 
+from model import cli
 from model import evaluation
-from model.cli import quiet_logging
 from model.datasets.audio import decode_clips
-from model.datasets.loaders import DATASETS, load_dataset
+from model.datasets.loaders import load_dataset
 from model.datasets.pipeline import training_segments
-from model.encoders import ENCODERS, POOLINGS, Encoder
+from model.encoders import ENCODERS, Encoder
 from model.ssl_model import ModelSpec
-from model.tasks import SSL_TASKS
 from model.train import OPTIMIZERS, TrainConfig, train_centralized
 
-_DATASET = flags.DEFINE_enum("dataset", "synthetic", list(DATASETS),
-                             "Layout of --data_dir.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset folder (or CSV).",
-                                required=True)
-_TASK = flags.DEFINE_enum("task", "audio2vec_cbow", list(SSL_TASKS),
-                          "Self-supervised task.")
-_ENCODER = flags.DEFINE_enum("encoder", "small", list(ENCODERS),
-                             "Encoder preset.")
-_POOLING = flags.DEFINE_enum("pooling", "max", list(POOLINGS),
-                             "Encoder pooling: global max, mean+std, both.")
-_STEPS = flags.DEFINE_integer("steps", 300, "Optimizer steps.")
-_BATCH = flags.DEFINE_integer("batch_size", 16, "Examples per step.")
-_OPTIMIZER = flags.DEFINE_enum("optimizer", "adam", list(OPTIMIZERS),
-                               "Optimizer.")
-_LR = flags.DEFINE_float("learning_rate", 1e-3, "Learning rate.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of weights and batch order.")
-_RUN_DIR = flags.DEFINE_string("run_dir", None, "Run directory.",
-                               required=True)
+_TRAIN = TrainConfig()
+
+_DATASET, _DATA_DIR = cli.define_dataset()
+_TASK = cli.define("task", "audio2vec_cbow")
+_ENCODER = cli.define("encoder", "small")
+_POOLING = cli.define("pooling", ENCODERS["small"].pooling)
+_STEPS = cli.define("steps", _TRAIN.steps)
+_BATCH = cli.define("batch_size", _TRAIN.batch_size)
+_OPTIMIZER = flags.DEFINE_enum("optimizer", _TRAIN.optimizer,
+                               list(OPTIMIZERS), "Optimizer.")
+_LR = cli.define("learning_rate", _TRAIN.learning_rate)
+_SEED = cli.define("seed", _TRAIN.seed,
+                   help="Seed of weights and batch order.")
+_RUN_DIR = cli.define("run_dir", None, required=True)
 _EVALUATE = flags.DEFINE_bool("evaluate", True,
                               "Linear-probe the encoder after training.")
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  quiet_logging()
-  spec = ModelSpec(task=_TASK.value, encoder=dataclasses.replace(
-      ENCODERS[_ENCODER.value], pooling=_POOLING.value),
-                   seed=_SEED.value)
-  config = TrainConfig(steps=_STEPS.value, batch_size=_BATCH.value,
-                       optimizer=_OPTIMIZER.value,
-                       learning_rate=_LR.value, seed=_SEED.value)
+def main() -> None:
+  spec = cli.build_config(
+      ModelSpec, task=_TASK.value, encoder=dataclasses.replace(
+          ENCODERS[_ENCODER.value], pooling=_POOLING.value), seed=_SEED.value)
+  config = cli.build_config(TrainConfig, steps=_STEPS.value,
+                            batch_size=_BATCH.value,
+                            optimizer=_OPTIMIZER.value,
+                            learning_rate=_LR.value, seed=_SEED.value)
   table, waveforms, report = decode_clips(
       load_dataset(_DATASET.value, _DATA_DIR.value),
       sample_rate=spec.frontend.sample_rate, show_progress=True)
@@ -88,7 +80,7 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

@@ -197,6 +197,7 @@ def test_every_signature_is_timed_and_the_report_renders(export_dir,
   assert f"{train.flops_per_example / 1e6:,.1f}" in run_line
 
 
+@pytest.mark.slow
 def test_arm64_signatures_match_the_host(export_dir):
   try:
     python = arm64.setup()

@@ -70,6 +70,7 @@ def test_recovery_matches_the_saved_state(tmp_path):
     BestModels(run).recover(6, {"keyword": (6, 0.8)})
 
 
+@pytest.mark.slow
 def test_export_best_for_metric(tmp_path):
   run = tmp_path / "run"
   best = BestModels(str(run))

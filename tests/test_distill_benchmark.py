@@ -33,6 +33,7 @@ def first_run(tmp_path_factory):
   return config, run_distill_benchmark(config, show_progress=False)
 
 
+@pytest.mark.slow
 def test_table_rows_and_columns(first_run):
   _, result = first_run
   assert list(result.rows) == [
@@ -53,6 +54,7 @@ def test_table_rows_and_columns(first_run):
   assert len(result.goals) == 1 + 2 + 1
 
 
+@pytest.mark.slow
 def test_distillation_lowers_the_regression_loss(first_run):
   config, _ = first_run
   trained = load_model(saved_model_dir(
@@ -68,6 +70,7 @@ def test_distillation_lowers_the_regression_loss(first_run):
   assert loss(trained) < 0.7 * loss(initial)
 
 
+@pytest.mark.slow
 def test_student_exports_builtin_with_quantized_embed(first_run):
   config, result = first_run
   training = result.export.manifests["training"]
@@ -78,6 +81,7 @@ def test_student_exports_builtin_with_quantized_embed(first_run):
                                      "model.tflite"))
 
 
+@pytest.mark.slow
 def test_writes_report_csv_and_chart(first_run):
   config, result = first_run
   with open(os.path.join(config.out_dir, "results.csv"), newline="") as f:

@@ -53,6 +53,7 @@ def test_distillation_lowers_the_regression_loss(teachers, tmp_path):
   assert np.mean(losses[-2:]) < 0.7 * np.mean(losses[:2])
 
 
+@pytest.mark.slow
 def test_with_own_ssl_loss_converts_to_builtins(teachers):
   spec = _spec(teachers, distill_ssl_task="triplet", distill_ssl_weight=0.5)
   model = SSLModel(spec)

@@ -89,7 +89,11 @@ def _equal(a, b):
   return list(a) == list(b) and all(np.array_equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("task", sorted(SSL_TASKS))
+# audio2vec_cbow's export is shared by the fast tests below; every other
+# task's export takes ~10-25 s.
+@pytest.mark.parametrize("task", [
+    t if t == "audio2vec_cbow" else pytest.param(t, marks=pytest.mark.slow)
+    for t in sorted(SSL_TASKS)])
 def test_builtin_export_trains_under_tflite_runtime(task, exports):
   result = exports(task)
   path = os.path.join(result.out_dir, TRAINING_DIR, manifest_lib.MODEL_NAME)
@@ -127,6 +131,7 @@ def test_cbow_trajectory_tracks_tensorflow(exports):
   assert train["max_relative_gradient_error"] < 1e-2
 
 
+@pytest.mark.slow
 def test_ai_edge_litert_runs_the_same_file(exports):
   result = exports("temporal_gap")
   ours, theirs = _training(result), _training(result, "ai_edge_litert")
@@ -141,6 +146,7 @@ def test_ai_edge_litert_runs_the_same_file(exports):
   assert not _equal(theirs.get_weights(), ours.get_weights())
 
 
+@pytest.mark.slow
 def test_flex_export_runs_under_tf_lite_with_save_restore(tmp_path, corpus):
   result = export_model(
       fresh_source("tiny", "temporal_gap"), str(tmp_path / "flex"),
@@ -277,7 +283,8 @@ def test_manifest_matches_file(exports):
 
 
 @pytest.mark.parametrize("task, slots", [
-    ("audio2vec_cbow", ("m", "v")), ("audio2vec_skipgram", ("momentum",))])
+    ("audio2vec_cbow", ("m", "v")),
+    pytest.param("audio2vec_skipgram", ("momentum",), marks=pytest.mark.slow)])
 def test_optimizer_state_round_trips(task, slots, exports):
   result = exports(task)
   first = _training(result)
@@ -325,6 +332,7 @@ def test_quantized_embed_models(exports):
   assert "| int8 |" in report and "max relative loss difference" in report
 
 
+@pytest.mark.slow
 def test_wrong_gradient_fails_verification_and_leaves_nothing(
     tmp_path, corpus, monkeypatch):
   """The multi-axis REVERSE_V2 trap: right in TF, wrong in TFLite 2.14

@@ -37,6 +37,7 @@ def exported(tmp_path_factory):
   return source, result
 
 
+@pytest.mark.slow
 def test_manifest_lists_the_image_signatures(exported):
   _, result = exported
   manifest = result.manifests[TRAINING_DIR]
@@ -56,6 +57,7 @@ def test_manifest_lists_the_image_signatures(exported):
   assert len(train["losses"]) == 4
 
 
+@pytest.mark.slow
 def test_file_embeds_images_like_tensorflow_and_trains(exported):
   source, result = exported
   path = os.path.join(result.out_dir, TRAINING_DIR)
@@ -73,6 +75,7 @@ def test_file_embeds_images_like_tensorflow_and_trains(exported):
     lite.train_image(images[:3])
 
 
+@pytest.mark.slow
 def test_virtual_device_embeds_and_trains_images(exported, tmp_path):
   _, result = exported
   device = VirtualDevice(result.out_dir, str(tmp_path / "state"))
@@ -95,6 +98,7 @@ def test_audio_only_module_has_no_image_signatures():
   assert manifest_lib.MODEL_NAME == "model.tflite"
 
 
+@pytest.mark.slow
 def test_android_app_contract_holds_for_a_multimodal_export(exported):
   # The app ignores the image signatures; everything it names must still be
   # in a multimodal export's manifest.
@@ -103,6 +107,7 @@ def test_android_app_contract_holds_for_a_multimodal_export(exported):
   assert check_app(ANDROID, result.manifests[TRAINING_DIR]) == []
 
 
+@pytest.mark.slow
 def test_export_launcher_refuses_multimodal_with_an_audio_only_task(tmp_path):
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top

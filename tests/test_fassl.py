@@ -14,6 +14,7 @@ from benchmarks import fassl
 from model.best_models import read_best_index
 
 
+@pytest.mark.slow
 def test_quick_study_writes_consistent_outputs(tmp_path):
   config = fassl.FasslConfig(**fassl.QUICK, out_dir=str(tmp_path))
   result = fassl.run_fassl_benchmark(config, show_progress=False)

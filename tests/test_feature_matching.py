@@ -116,7 +116,8 @@ def test_batch_size_below_minimum_is_rejected_where_it_is_set(task, tmp_path):
     TaskConfig(barlow_lambda=-1.0)
 
 
-@pytest.mark.parametrize("task", ["barlow_twins", "simsiam"])
+@pytest.mark.parametrize("task", [
+    "barlow_twins", pytest.param("simsiam", marks=pytest.mark.slow)])
 def test_a_few_steps_lower_the_loss(task):
   model = SSLModel(ModelSpec(task=task, encoder=ENCODERS["tiny"]))
   rng = np.random.default_rng(0)

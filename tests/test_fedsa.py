@@ -165,6 +165,7 @@ def teachers(tmp_path_factory):
   return result
 
 
+@pytest.mark.slow
 def test_fedsa_run_end_to_end(probe, teachers):
   config = FedSAConfig(rounds=2, selection_period=1, top_k=3, local_steps=2,
                        batch_size=4, probe_steps=3, probe_batch_size=4)
@@ -213,6 +214,7 @@ def test_study_config_rejects_bad_values():
     FedSAConfig(hint_layer="block9")
 
 
+@pytest.mark.slow
 def test_quick_study_writes_the_table(tmp_path):
   config = FedSAStudyConfig(
       corpus="tiny", corpus_dir=str(tmp_path / "corpus"),

@@ -83,6 +83,7 @@ def test_config_rejects_invalid_values(change, match):
     MultimodalBenchmarkConfig(**change)
 
 
+@pytest.mark.slow
 def test_launcher_usage_error_names_the_image_tasks():
   # A fresh interpreter: launchers share flag names on the global FlagValues.
   result = subprocess.run(

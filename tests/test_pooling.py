@@ -56,6 +56,7 @@ def test_unknown_pooling_is_named():
     EncoderConfig(pooling="avg")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pooling", ["stats", "max_stats"])
 def test_train_step_with_pooling_is_builtin_and_tracks_tf(pooling):
   spec = ModelSpec(task="audio2vec_cbow", encoder=dataclasses.replace(

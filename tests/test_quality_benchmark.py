@@ -41,6 +41,7 @@ def _checkpoints(config: QualityConfig) -> dict[str, float]:
   return times
 
 
+@pytest.mark.slow
 def test_table_rows_columns_and_range(first_run):
   config, rows = first_run
   assert list(rows) == [RANDOM_INIT, LOGMEL_BASELINE, SUPERVISED, *TASKS]
@@ -54,6 +55,7 @@ def test_table_rows_columns_and_range(first_run):
   assert results[3][-1] == ""  # No retrieval score for the supervised row.
 
 
+@pytest.mark.slow
 def test_writes_report_fine_tuning_and_chart(first_run):
   config, rows = first_run
   with open(os.path.join(config.out_dir, "report.md")) as f:
@@ -72,6 +74,7 @@ def test_writes_report_fine_tuning_and_chart(first_run):
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_report_command_reproduces_the_config(first_run):
   config, _ = first_run
   with open(os.path.join(config.out_dir, "report.md")) as f:
@@ -90,6 +93,7 @@ def test_report_command_reproduces_the_config(first_run):
   assert parsed.stdout.strip().splitlines()[-1] == repr(config)
 
 
+@pytest.mark.slow
 def test_rerun_reuses_finished_runs(first_run):
   config, rows = first_run
   checkpoints = _checkpoints(config)

@@ -103,6 +103,7 @@ def _kill_after_first_round(run_dir, worker):
     time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_worker_lost_mid_run_fails_clearly_and_rerun_resumes(
     corpus, reference, tmp_path):
   ports = [portpicker.pick_unused_port() for _ in range(2)]
@@ -137,6 +138,7 @@ def _sh(*args):
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
                     reason="needs root and iproute2 to create network "
                            "namespaces joined by veth pairs")
+@pytest.mark.slow
 def test_workers_on_two_hosts_match_one_local_worker(
     corpus, reference, tmp_path):
   """Two 'hosts' (network namespaces, each joined to this one by a veth

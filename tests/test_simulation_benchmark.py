@@ -36,6 +36,7 @@ def _is_png(path):
     return f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_simulation_benchmark_measures_and_writes(corpus_dir, tmp_path):
   config = simulation.SimulationBenchmarkConfig(
       corpus="tiny", corpus_dir=corpus_dir, task="triplet", presets=("tiny",),
@@ -87,6 +88,7 @@ def test_simulation_config_rejects_invalid_values(change):
     simulation.SimulationBenchmarkConfig(**change)
 
 
+@pytest.mark.slow
 def test_federated_quality_benchmark_compares_runs(corpus_dir, tmp_path):
   config = fq.FederatedQualityConfig(
       corpus="tiny", corpus_dir=corpus_dir, task="triplet", encoder="tiny",
@@ -133,6 +135,7 @@ def test_federated_quality_config_rejects_invalid_values(change):
     fq.FederatedQualityConfig(**change)
 
 
+@pytest.mark.slow
 def test_scale_benchmark_probes_memory_and_time(corpus_dir, tmp_path):
   from benchmarks import simulation_scale  # pylint: disable=g-import-not-at-top
   config = simulation_scale.ScaleBenchmarkConfig(

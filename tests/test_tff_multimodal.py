@@ -80,6 +80,7 @@ def test_round_dataset_alternates_and_single_modality_sees_same_batches(data):
   assert none is None
 
 
+@pytest.mark.slow
 def test_tff_round_equals_the_plain_client_update(data):
   waveforms, _, images, _ = data
   client = MultimodalClient("both_00", np.arange(4), np.arange(4))
@@ -103,6 +104,7 @@ def test_tff_round_equals_the_plain_client_update(data):
     np.testing.assert_allclose(variable.numpy(), want, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_two_rounds_with_mixed_clients_change_weights(data, tmp_path):
   waveforms, audio_groups, images, image_groups = data
   config = MultimodalSimulationConfig(

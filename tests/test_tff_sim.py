@@ -66,13 +66,18 @@ def _train(process, client_data, rounds=2):
   return before, after, output.metrics["client_work"]["train"]
 
 
+# Each case builds and runs a TFF process (~7 s); FedAvg alone is fast.
 @pytest.mark.parametrize("options", [
-    *[dict(algorithm=a) for a in ALGORITHMS],
-    dict(algorithm="fedavg", client_optimizer="adam", client_learning_rate=1e-3),
-    dict(algorithm="fedavg", dp_noise_multiplier=0.1, dp_clip_norm=1.0),
-    dict(algorithm="fedavg", dp_noise_multiplier=0.1),
-    dict(algorithm="fedavg", compression=True),
-], ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+    options if options == dict(algorithm="fedavg") else
+    pytest.param(options, marks=pytest.mark.slow)
+    for options in [
+        *[dict(algorithm=a) for a in ALGORITHMS],
+        dict(algorithm="fedavg", client_optimizer="adam",
+             client_learning_rate=1e-3),
+        dict(algorithm="fedavg", dp_noise_multiplier=0.1, dp_clip_norm=1.0),
+        dict(algorithm="fedavg", dp_noise_multiplier=0.1),
+        dict(algorithm="fedavg", compression=True),
+    ]], ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
 def test_every_algorithm_trains_and_changes_weights(client_data, options):
   process = build_process(model_fn_for(SPEC, BATCH, weight_noise_std=0.01),
                           AlgorithmConfig(**options), clients_per_round=3)
@@ -142,7 +147,7 @@ def test_train_main_and_simulation_cut_the_same_segments(corpus, tmp_path,
                "--encoder=tiny", "--noevaluate"])
   try:
     with pytest.raises(_Captured) as caught:
-      train_main.main(["train_main"])
+      train_main.main()
   finally:
     flags.FLAGS.unparse_flags()
   spec, central_segments = caught.value.segments
@@ -161,6 +166,7 @@ def test_train_main_and_simulation_cut_the_same_segments(corpus, tmp_path,
   np.testing.assert_array_equal(central_segments, sim.waveforms)
 
 
+@pytest.mark.slow
 def test_resume_gives_identical_metrics_and_files(corpus, tmp_path):
   table, waveforms = corpus
   full = run_simulation(_sim_config(3), table, waveforms, str(tmp_path / "a"),

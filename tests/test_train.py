@@ -30,7 +30,9 @@ def _config(steps: int, **kw) -> TrainConfig:
                      log_every=1, **kw)
 
 
-@pytest.mark.parametrize("spec", [SPEC, NT_XENT], ids=lambda s: s.task)
+@pytest.mark.parametrize(
+    "spec", [SPEC, pytest.param(NT_XENT, marks=pytest.mark.slow)],
+    ids=lambda s: s.task)
 def test_resume_matches_uninterrupted_run(tmp_path, spec):
   x = _waveforms(spec=spec)
   full = train_centralized(spec, _config(6), x, str(tmp_path / "a"),

@@ -201,6 +201,7 @@ def test_not_enough_audio_is_a_clear_error(model_dir, tmp_path):
     phone.listen(str(tmp_path / "missing"))
 
 
+@pytest.mark.slow
 def test_launcher_runs_the_whole_loop(model_dir, wav_dir, tmp_path):
   _trained(model_dir, tmp_path, wav_dir, steps=1).persist()
   _flip(tmp_path / WEIGHTS_FILE)

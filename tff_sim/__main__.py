@@ -17,19 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 
-from absl import app
 from absl import flags
 
+from model import cli
 from model import evaluation
-from model.cli import quiet_logging
 from model.datasets.audio import decode_clips
-from model.datasets.loaders import DATASETS, load_dataset
+from model.datasets.loaders import load_dataset
 from model.datasets.pipeline import training_segments
-from model.encoders import ENCODERS, POOLINGS
+from model.encoders import ENCODERS
 from model.ssl_model import ModelSpec
-from model.tasks import SSL_TASKS
 from model.train import TrainConfig, train_centralized
 from tff_sim.algorithms import ALGORITHMS, CLIENT_OPTIMIZERS, AlgorithmConfig
 from tff_sim.execution import WorkerLostError, WorkerUnreachableError
@@ -37,20 +34,19 @@ from tff_sim.partition import PARTITIONERS, PartitionConfig
 from tff_sim.report import plot_quality_vs_cost
 from tff_sim.simulation import PopulationTooSmallError, SimulationConfig, run_simulation
 
-_DATASET = flags.DEFINE_enum("dataset", "synthetic", list(DATASETS),
-                             "Layout of --data_dir.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset folder (or CSV).",
-                                required=True)
-_RUN_DIR = flags.DEFINE_string("run_dir", None, "Run directory.", required=True)
-_TASK = flags.DEFINE_enum("task", "nt_xent", list(SSL_TASKS), "SSL task.")
-_ENCODER = flags.DEFINE_enum("encoder", "small", list(ENCODERS), "Preset.")
-_POOLING = flags.DEFINE_enum("pooling", "max", list(POOLINGS),
-                             "Encoder pooling: global max, mean+std, both.")
+_DEFAULT = SimulationConfig()
+
+_DATASET, _DATA_DIR = cli.define_dataset()
+_RUN_DIR = cli.define("run_dir", None, required=True)
+_TASK = cli.define("task", "nt_xent")
+_ENCODER = cli.define("encoder", "small")
+_POOLING = cli.define("pooling", ENCODERS["small"].pooling)
 _ALGORITHM = flags.DEFINE_enum("algorithm", "fedavg", list(ALGORITHMS),
                                "Federated algorithm.")
 _CLIENT_OPT = flags.DEFINE_enum("client_optimizer", "sgd",
                                 list(CLIENT_OPTIMIZERS), "Client optimizer.")
-_CLIENT_LR = flags.DEFINE_float("client_learning_rate", 0.05, "Client LR.")
+_CLIENT_LR = cli.define("client_learning_rate",
+                        _DEFAULT.algorithm.client_learning_rate)
 _SERVER_LR = flags.DEFINE_float("server_learning_rate", None,
                                 "Server LR (default: per algorithm).")
 _MU = flags.DEFINE_float("proximal_mu", 0.01, "FedProx proximal strength.")
@@ -70,17 +66,18 @@ _LABEL = flags.DEFINE_string("partition_label", "content",
                              "Label column of the Dirichlet skew / summary.")
 _QUANTITY_SKEW = flags.DEFINE_float("quantity_skew", 0.0,
                                     "Dirichlet client-size power law (0: off).")
-_ROUNDS = flags.DEFINE_integer("rounds", 20, "Federated rounds.")
-_CLIENTS = flags.DEFINE_integer("clients_per_round", 4, "Clients per round.")
-_BATCH = flags.DEFINE_integer("batch_size", 8, "Client batch size.")
+_ROUNDS = cli.define("rounds", _DEFAULT.rounds)
+_CLIENTS = cli.define("clients_per_round", _DEFAULT.clients_per_round)
+_BATCH = cli.define("batch_size", _DEFAULT.batch_size,
+                    help="Client batch size.")
 _EPOCHS = flags.DEFINE_integer("local_epochs", 1, "Local epochs.")
-_MAX_STEPS = flags.DEFINE_integer("max_local_steps", 10,
-                                  "Cap on local steps per round (0: none).")
+_MAX_STEPS = cli.define("max_local_steps", _DEFAULT.max_local_steps)
 _NOISE = flags.DEFINE_float("weight_noise_std", 0.0,
                             "Gaussian weight noise in local training.")
-_EVAL_EVERY = flags.DEFINE_integer("eval_every", 5, "Rounds between probes.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed.")
-_WORKERS = flags.DEFINE_integer("num_workers", 1, "TFF worker processes.")
+_EVAL_EVERY = cli.define("eval_every", _DEFAULT.eval_every)
+_SEED = cli.define("seed", _DEFAULT.seed)
+_WORKERS = cli.define("num_workers", _DEFAULT.num_workers,
+                      help="Local TFF worker processes.")
 _CONCURRENCY = flags.DEFINE_integer("max_concurrent_clients", -1,
                                     "Per-worker concurrent client updates.")
 _ADDRESSES = flags.DEFINE_list(
@@ -91,14 +88,12 @@ _COMPARE = flags.DEFINE_bool("compare_centralized", False,
                              "Also train centrally on as many examples.")
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  quiet_logging()
+def _config() -> SimulationConfig:
+  """The simulation's configuration given by the parsed flags."""
   spec = ModelSpec(task=_TASK.value, encoder=dataclasses.replace(
       ENCODERS[_ENCODER.value], pooling=_POOLING.value),
                    seed=_SEED.value)
-  config = SimulationConfig(
+  return SimulationConfig(
       model=spec,
       algorithm=AlgorithmConfig(
           algorithm=_ALGORITHM.value, client_optimizer=_CLIENT_OPT.value,
@@ -117,16 +112,16 @@ def main(argv: list[str]) -> None:
       num_workers=_WORKERS.value,
       max_concurrent_clients=_CONCURRENCY.value,
       worker_addresses=tuple(_ADDRESSES.value))
+
+
+def main() -> None:
+  config = cli.build_config(_config)
+  spec = config.model
   table, waveforms, report = decode_clips(
       load_dataset(_DATASET.value, _DATA_DIR.value),
       sample_rate=spec.frontend.sample_rate, show_progress=True)
   print(report.summary())
-  try:
-    result = run_simulation(config, table, waveforms, _RUN_DIR.value)
-  except (PopulationTooSmallError, WorkerUnreachableError,
-          WorkerLostError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  result = run_simulation(config, table, waveforms, _RUN_DIR.value)
   plot = plot_quality_vs_cost(_RUN_DIR.value)
   totals = result.totals
   print(f"{config.rounds} rounds: {totals['examples']:.0f} client examples, "
@@ -154,7 +149,10 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
-  app.run(main)
+  # A worker lost mid-run is reported like the user errors (one line, exit
+  # 2): the message names the worker; a traceback would add nothing.
+  cli.run(main, user_errors=(PopulationTooSmallError, WorkerUnreachableError,
+                             WorkerLostError))
 
 
 if __name__ == "__main__":

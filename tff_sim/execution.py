@@ -45,6 +45,7 @@ from tensorflow_federated.python.core.impl.executors import remote_executor
 from tensorflow_federated.python.core.impl.executors import remote_executor_grpc_stub
 from tensorflow_federated.python.core.impl.types import placements
 
+from model.errors import UserError
 from tff_sim.worker_binary import REQUIRED_TFF_VERSION, worker_binary_path, worker_env
 
 __all__ = ["worker_binary_path", "worker_env", "WorkerPool", "Workers",
@@ -67,7 +68,7 @@ context_stack_impl.context_stack.set_default_context(
     runtime_error_context.RuntimeErrorContext())
 
 
-class WorkerUnreachableError(ConnectionError):
+class WorkerUnreachableError(ConnectionError, UserError):
   """A remote worker address does not answer (or is not ``host:port``)."""
 
 

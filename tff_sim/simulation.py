@@ -27,6 +27,7 @@ from model import evaluation
 from model.best_models import BestModels
 from model.datasets.clips import ClipTable
 from model.datasets.pipeline import training_segments
+from model.errors import UserError
 from model.run_dir import write_or_check_config
 from model.ssl_model import (ModelSpec, SSLModel, assign_weights, save_model,
                              upgrade_model_section)
@@ -46,7 +47,7 @@ RETRIEVAL_METRIC = "retrieval_map"
 _COST_FIELDS = ("examples", "client_flops", "bytes_down", "bytes_up", "wall_s")
 
 
-class PopulationTooSmallError(ValueError):
+class PopulationTooSmallError(ValueError, UserError):
   """More clients per round are asked for than the partition has."""
 
 

@@ -15,11 +15,10 @@ start under another tensorflow-federated release than the driver's.
 from __future__ import annotations
 
 import os
-import sys
 
-from absl import app
 from absl import flags
 
+from model import cli
 from tff_sim.worker_binary import REQUIRED_TFF_VERSION, tff_version, worker_binary_path, worker_env
 
 _PORT = flags.DEFINE_integer("port", None, "TCP port to serve on.",
@@ -29,16 +28,15 @@ _CONCURRENCY = flags.DEFINE_integer(
     "Concurrent client updates on this worker (non-positive: unlimited).")
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+def main() -> None:
   if not 0 < _PORT.value < 65536:
-    raise app.UsageError(f"--port: expected 1..65535, got {_PORT.value}")
+    raise cli.UserError(f"--port: expected 1..65535, got {_PORT.value}")
   version = tff_version()
   if version != REQUIRED_TFF_VERSION:
-    sys.exit(f"error: tensorflow-federated {version or '(not installed)'} "
-             f"here, but workers must run {REQUIRED_TFF_VERSION} like the "
-             f"driver; install it as the Makefile does")
+    raise cli.UserError(
+        f"tensorflow-federated {version or '(not installed)'} here, but "
+        f"workers must run {REQUIRED_TFF_VERSION} like the driver; install "
+        f"it as the Makefile does")
   binary = worker_binary_path()
   print(f"TFF worker (tensorflow-federated {version}) serving on port "
         f"{_PORT.value}, pid {os.getpid()}", flush=True)
@@ -48,7 +46,7 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
-  app.run(main)
+  cli.run(main, quiet=False)
 
 
 if __name__ == "__main__":

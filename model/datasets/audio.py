@@ -14,6 +14,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from model.datasets.clips import ClipTable
+from model.errors import UserError
 
 __all__ = [
     "AudioDecodeError",
@@ -29,7 +30,7 @@ __all__ = [
 _REASONS_IN_ERROR = 5
 
 
-class AudioDecodeError(ValueError):
+class AudioDecodeError(ValueError, UserError):
   """An audio file could not be turned into a usable waveform.
 
   Attributes:
@@ -45,7 +46,7 @@ class AudioDecodeError(ValueError):
     self.reason = reason
 
 
-class EmptyDatasetError(ValueError):
+class EmptyDatasetError(ValueError, UserError):
   """A dataset has no usable clip left after scanning."""
 
 

@@ -15,7 +15,14 @@ import os
 import types
 from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
-__all__ = ["Clip", "ClipTable", "SPLITS", "read_manifest_csv"]
+from model.errors import UserError
+
+__all__ = ["Clip", "ClipTable", "DatasetError", "SPLITS", "read_manifest_csv"]
+
+
+class DatasetError(ValueError, UserError):
+  """A dataset on disk does not have the expected layout or content (the
+  message names the file or folder, expected vs got)."""
 
 #: Allowed values of :attr:`Clip.split` ("" means "not assigned").
 SPLITS = ("", "train", "validation", "test")
@@ -156,28 +163,29 @@ def read_manifest_csv(path: str, *, name: Optional[str] = None) -> ClipTable:
     fields = reader.fieldnames or []
     for required in ("path", "client_id"):
       if required not in fields:
-        raise ValueError(f"{path}: missing required column {required!r}; "
-                         f"got columns {fields}")
+        raise DatasetError(f"{path}: missing required column {required!r}; "
+                           f"got columns {fields}")
     label_cols = [k for k in fields if k not in _RESERVED]
     for line, row in enumerate(reader, start=2):
       if None in row or None in row.values():
-        raise ValueError(f"{path}:{line}: expected {len(fields)} fields "
-                         f"{fields}, got a row of another length")
+        raise DatasetError(f"{path}:{line}: expected {len(fields)} fields "
+                           f"{fields}, got a row of another length")
       if not row.get("path"):
-        raise ValueError(f"{path}:{line}: empty 'path'")
+        raise DatasetError(f"{path}:{line}: empty 'path'")
       if not row.get("client_id"):
-        raise ValueError(f"{path}:{line}: empty 'client_id'")
+        raise DatasetError(f"{path}:{line}: empty 'client_id'")
       try:
         duration = float(row.get("duration_s") or 0.0)
         if not math.isfinite(duration) or duration < 0:
           raise ValueError(duration)
       except ValueError as e:
-        raise ValueError(f"{path}:{line}: field 'duration_s' must be a number >= 0, "
-                         f"got {row.get('duration_s')!r}") from e
+        raise DatasetError(f"{path}:{line}: field 'duration_s' must be a "
+                           f"number >= 0, got {row.get('duration_s')!r}"
+                           ) from e
       split = row.get("split") or ""
       if split not in SPLITS:
-        raise ValueError(f"{path}:{line}: field 'split' must be one of "
-                         f"{SPLITS}, got {split!r}")
+        raise DatasetError(f"{path}:{line}: field 'split' must be one of "
+                           f"{SPLITS}, got {split!r}")
       labels = {k: row[k] for k in label_cols if row.get(k)}
       rows.append(Clip(path=row["path"], client_id=row["client_id"],
                        labels=labels, duration_s=duration, split=split))

@@ -9,25 +9,24 @@ Running it again with the same flags reuses the corpus already in ``--out``.
 import dataclasses
 import time
 
-from absl import app
 from absl import flags
 
+from model import cli
 from model.datasets import synthetic
 
 _OUT = flags.DEFINE_string("out", None, "Directory to write the corpus to.",
                            required=True)
 _SIZE = flags.DEFINE_enum("size", "demo", list(synthetic.CORPUS_PRESETS),
                           "Corpus preset.")
-_SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
+_SEED = cli.define("seed", synthetic.CorpusConfig().seed)
 _TTS = flags.DEFINE_bool("tts", False,
                          "Speak with espeak-ng voices in several languages.")
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  config = dataclasses.replace(synthetic.CORPUS_PRESETS[_SIZE.value],
-                               seed=_SEED.value, tts=_TTS.value)
+def main() -> None:
+  config = cli.build_config(
+      dataclasses.replace, synthetic.CORPUS_PRESETS[_SIZE.value],
+      seed=_SEED.value, tts=_TTS.value)
   start = time.perf_counter()
   table = synthetic.generate_corpus(_OUT.value, config)
   print(f"{len(table)} clips from {len(table.client_ids)} clients in "
@@ -36,5 +35,9 @@ def main(argv: list[str]) -> None:
     print(f"{task}: " + ", ".join(f"{value}={n}" for value, n in counts.items()))
 
 
+def run() -> None:
+  cli.run(main, quiet=False)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  run()

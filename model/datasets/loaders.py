@@ -8,7 +8,7 @@ from typing import Callable
 
 from absl import logging
 
-from model.datasets.clips import Clip, ClipTable, read_manifest_csv
+from model.datasets.clips import Clip, ClipTable, DatasetError, read_manifest_csv
 
 __all__ = [
     "DATASETS",
@@ -111,7 +111,7 @@ def load_speech_commands(root: str) -> ClipTable:
         "<speaker>_nohash_<n>.wav, e.g. %s", len(unmatched),
         ", ".join(unmatched[:_EXAMPLES]))
   if not clips:
-    raise ValueError(
+    raise DatasetError(
         f"Speech Commands folder {root!r}: expected "
         f"<keyword>/<speaker>_nohash_<n>.wav files, found {len(keywords)} "
         f"keyword folders {keywords[:_EXAMPLES]} and {len(unmatched)} files "
@@ -153,7 +153,7 @@ def load_librispeech(root: str) -> ClipTable:
           clips.append(Clip(path=f"{speaker}/{chapter}/{filename}",
                             client_id=speaker, labels={"speaker": speaker}))
   if not clips:
-    raise ValueError(
+    raise DatasetError(
         f"LibriSpeech folder {root!r}: expected <speaker>/<chapter>/*.flac "
         f"files, found none (subfolders: {speakers[:_EXAMPLES]}); pass a "
         "subset folder such as .../LibriSpeech/train-clean-100")
@@ -176,7 +176,7 @@ def _read_manifest(path: str, name: str) -> ClipTable:
     raise FileNotFoundError(f"manifest {path!r} does not exist")
   table = read_manifest_csv(path, name=name)
   if not len(table):
-    raise ValueError(f"manifest {path!r} lists no clips")
+    raise DatasetError(f"manifest {path!r} lists no clips")
   _check_files_exist(table, path)
   return table
 
@@ -249,6 +249,6 @@ def load_dataset(kind: str, path: str) -> ClipTable:
   try:
     loader = DATASETS[kind]
   except KeyError:
-    raise ValueError(f"unknown dataset kind {kind!r}; known kinds: "
-                     f"{', '.join(sorted(DATASETS))}") from None
+    raise DatasetError(f"unknown dataset kind {kind!r}; known kinds: "
+                       f"{', '.join(sorted(DATASETS))}") from None
   return loader(path)
