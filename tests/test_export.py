@@ -394,16 +394,16 @@ def test_non_default_front_end_trains_exports_and_verifies(tmp_path, corpus):
                                      verify=FAST),
                         corpus=corpus)
   training = result.manifests[TRAINING_DIR]
-  checks = training["verification"]  # The file passed them (else it raises).
+  checks = training.verification  # The file passed them (else it raises).
   assert checks["embed"]["max_abs_error"] <= checks["embed"]["tolerance"]
   assert checks["train"]["steps"] == FAST.train_steps
-  assert training["model"]["frontend"]["num_mel_bins"] == 48
-  assert training["model"]["patch_samples"] == frontend.patch_samples
-  signatures = training["signatures"]
-  assert signatures["train"]["inputs"]["waveform"]["shape"] == [
-      BATCH, spec.example_samples]
-  assert signatures["embed"]["inputs"]["waveform"]["shape"] == [
-      -1, frontend.samples_for_frames(64)]
+  assert training.model.frontend["num_mel_bins"] == 48
+  assert training.model.patch_samples == frontend.patch_samples
+  signatures = training.signatures
+  assert tuple(signatures["train"].inputs["waveform"].shape) == (
+      BATCH, spec.example_samples)
+  assert tuple(signatures["embed"].inputs["waveform"].shape) == (
+      -1, frontend.samples_for_frames(64))
   patches = corpus.patches(frontend)[0][:4]
   want = trained.model.embed_patches(patches).numpy()
   np.testing.assert_allclose(_training(result).embed(patches), want,
