@@ -99,7 +99,8 @@ class FederatedQualityConfig:
     num_workers: TFF worker processes of each federated run.
     seed: Seed of weights, partitions, sampling, batches and probe splits.
     out_dir: Output directory (``runs/``, ``report.md``, ``results.csv``,
-      ``validation.csv``, ``quality_vs_cost.png``, the corpus by default).
+      ``validation.csv``, ``pairings.csv``, ``quality_vs_cost.png``, the
+      corpus by default).
   """
 
   corpus: str = "full"
@@ -212,6 +213,10 @@ def _relative_column(column: str) -> str:
   return f"{column} % of centralized"
 
 
+def _pairing_column(task: str) -> str:
+  return f"{task} %"
+
+
 def _dir_name(label: str) -> str:
   return label.replace(",", "").replace(" ", "_")
 
@@ -255,7 +260,7 @@ def format_table(rows: Mapping[str, Mapping[str, float]]) -> str:
       return "-"
     if column in (EXAMPLES, "picked"):
       return f"{value:.0f}"
-    if column == WIRE_MB or column.endswith("% of centralized"):
+    if column == WIRE_MB or column.endswith(("%", "% of centralized")):
       return f"{value:.1f}"
     if column in (TFLOPS, "learning rate"):
       return f"{value:.4g}"
@@ -311,16 +316,16 @@ def _pairing_rows(rows: Mapping[str, Mapping[str, float]],
     reference = _reference(name, config)
     label = (f"{name} (server lr {picks[name]:g}) vs {reference} "
              f"(lr {picks[reference]:g})")
-    out[label] = {task: rows[name][_relative_column(task)] for task in tasks
-                  if _relative_column(task) in rows[name]}
+    out[label] = {_pairing_column(task): rows[name][_relative_column(task)]
+                  for task in tasks if _relative_column(task) in rows[name]}
   return out
 
 
 def _goal_lines(pairings: Mapping[str, Mapping[str, float]]) -> list[str]:
   lines = []
   for label, values in pairings.items():
-    below = [f"`{task}` {value:.1f}%" for task, value in values.items()
-             if value < FEDERATED_GOAL]
+    below = [f"`{column[:-2]}` {value:.1f}%"
+             for column, value in values.items() if value < FEDERATED_GOAL]
     verdict = ("met on every probe" if not below
                else "NOT met: " + ", ".join(below))
     lines.append(f"- {label}: goal >= {FEDERATED_GOAL:g}% {verdict}.")
@@ -354,7 +359,8 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
     ``retrieval_map``, :data:`COST_COLUMNS` and "% of centralized" against
     the paired centralized run on every probe and retrieval. Written to
     ``results.csv`` and ``report.md`` with ``quality_vs_cost.png``; every
-    run's validation scores to ``validation.csv``.
+    run's validation scores to ``validation.csv``; each pairing's "% of
+    centralized" per probe to ``pairings.csv``.
   """
   start = time.time()
   spec = config.spec
@@ -464,6 +470,8 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
   evaluation.write_csv(rows, os.path.join(config.out_dir, "results.csv"))
   evaluation.write_csv(validation, os.path.join(config.out_dir,
                                                 "validation.csv"))
+  evaluation.write_csv(pairings, os.path.join(config.out_dir,
+                                              "pairings.csv"))
   with open(os.path.join(config.out_dir, "report.md"), "w") as f:
     f.write(_report(config, rows, validation, pairings, picks, walls, steps,
                     time.time() - start))

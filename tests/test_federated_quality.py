@@ -103,8 +103,17 @@ def test_benchmark_tunes_on_validation_and_pairs_runs(corpus_dir, tmp_path):
     assert f"{prefix.replace(' server lr', '').replace(' lr', '')} " \
            f"{chosen:g}" in report, prefix
 
-  assert "fedavg (server lr" in report and f"vs {sgd} (lr" in report
-  assert "fedadam (server lr" in report and f"vs {adam} (lr" in report
+  pairings = _read_csv(os.path.join(config.out_dir, "pairings.csv"))
+  assert len(pairings) == 2
+  for pairing, (federated, central) in zip(
+      pairings, (("fedavg", sgd), ("fedadam", adam))):
+    assert pairing["model"].startswith(f"{federated} (server lr ")
+    assert f" vs {central} (lr " in pairing["model"]
+    assert pairing["model"] in report
+    for task in tasks:
+      if rows[central][task] > 0:
+        assert float(pairing[f"{task} %"]) == pytest.approx(
+            rows[federated][f"{task} % of centralized"])
   results = _read_csv(os.path.join(config.out_dir, "results.csv"))
   assert [r["model"] for r in results] == list(rows)
   with open(os.path.join(config.out_dir, "quality_vs_cost.png"), "rb") as f:
