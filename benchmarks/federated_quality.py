@@ -227,7 +227,7 @@ def _quality(scores: Mapping[str, float], tasks: Sequence[str]
           if column in scores}
 
 
-def _reference(row: str, config: FederatedQualityConfig) -> Optional[str]:
+def _reference(row: str) -> Optional[str]:
   """The centralized row that ``row`` is compared with (None: none)."""
   if row.startswith("centralized "):
     return row
@@ -237,13 +237,12 @@ def _reference(row: str, config: FederatedQualityConfig) -> Optional[str]:
   return None
 
 
-def _with_relative(rows: dict[str, dict[str, float]],
-                   config: FederatedQualityConfig, columns: Sequence[str]
+def _with_relative(rows: dict[str, dict[str, float]], columns: Sequence[str]
                    ) -> dict[str, dict[str, float]]:
   """Adds "% of centralized" (its paired centralized run) on ``columns``."""
   out = {}
   for name, values in rows.items():
-    reference = rows.get(_reference(name, config) or "", {})
+    reference = rows.get(_reference(name) or "", {})
     out[name] = {**values, **{
         _relative_column(column): 100.0 * values[column] / reference[column]
         for column in columns
@@ -313,7 +312,7 @@ def _pairing_rows(rows: Mapping[str, Mapping[str, float]],
   """Per federated row: its % of the paired centralized run per probe."""
   out = {}
   for name in config.algorithms:
-    reference = _reference(name, config)
+    reference = _reference(name)
     label = (f"{name} (server lr {picks[name]:g}) vs {reference} "
              f"(lr {picks[reference]:g})")
     out[label] = {_pairing_column(task): rows[name][_relative_column(task)]
@@ -421,6 +420,10 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
     walls[label] = result.totals["wall_s"]
 
   examples = federated[config.algorithms[0]][1][EXAMPLES]
+  seen = {a: federated[a][1][EXAMPLES] for a in config.algorithms}
+  if len(set(seen.values())) > 1:
+    raise RuntimeError(f"federated quality: the natural-partition runs saw "
+                       f"different numbers of examples: {seen}")
   steps = max(1, round(examples / config.batch_size))
   segments = training_segments(waveforms, spec).waveforms
   central_cost = _cost_row(steps * config.batch_size,
@@ -461,7 +464,7 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
                for label, scores in central.items()})
   rows.update({label: {**_quality(scores, tasks), **cost}
                for label, (scores, cost) in federated.items()})
-  rows = _with_relative(rows, config, [*tasks, RETRIEVAL_METRIC])
+  rows = _with_relative(rows, [*tasks, RETRIEVAL_METRIC])
   pairings = _pairing_rows(rows, config, tasks, picks)
 
   metrics = [*tasks, RETRIEVAL_METRIC]
