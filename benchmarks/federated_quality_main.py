@@ -4,10 +4,10 @@ Usage:
   python -m benchmarks.federated_quality_main --out_dir fedq_output
       [--corpus full] [--encoder small] [--rounds 30]
       [--algorithms fedavg,fedadam,fedyogi] [--mixes 0,0.5,1]
-      [--sgd_server_learning_rates 0.3,1,3]
-      [--adaptive_server_learning_rates 0.003,0.01,0.03]
+      [--sgd_server_learning_rates 1,3,10]
+      [--adaptive_server_learning_rates 0.01,0.03,0.1]
       [--centralized_sgd_learning_rates 0.015,0.05,0.15]
-      [--centralized_adam_learning_rates 0.0003,0.001,0.003]
+      [--centralized_adam_learning_rates 0.001,0.003,0.01]
 
 Rerunning the same command reuses the corpus and every finished run (more
 --rounds resumes them); the probes are recomputed. Prints the report.
