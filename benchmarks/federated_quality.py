@@ -1,4 +1,8 @@
-"""Federated (FedAvg, FedAdam, FedYogi) vs. centralized SSL quality at equal examples seen."""
+"""Federated (FedAvg, FedAdam, FedYogi) vs. centralized SSL quality, like with like.
+
+FedAvg is compared with centralized SGD, FedAdam and FedYogi with centralized
+Adam, at equal examples seen, each learning rate tuned on a validation split.
+"""
 
 from __future__ import annotations
 
@@ -8,48 +12,64 @@ import os
 import time
 from typing import Mapping, Optional, Sequence
 
+from absl import logging
+import numpy as np
+
 from model.config_checks import require_choice
 from model import evaluation
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
 from model.datasets.pipeline import training_segments
 from model.encoders import ENCODERS, Encoder
-from model.ssl_model import ModelSpec, SSLModel
+from model.ssl_model import ModelSpec, SSLModel, load_model
 from model.tasks import SSL_TASKS
-from model.train import OPTIMIZERS, TrainConfig, train_centralized
-from tff_sim.algorithms import ALGORITHMS, AlgorithmConfig
+from model.train import TrainConfig, train_centralized
+from tff_sim.algorithms import AlgorithmConfig
 from tff_sim.costs import CostModel
 from tff_sim.partition import PartitionConfig
 from tff_sim.report import plot_quality_vs_cost_runs, read_release_csv
 from tff_sim.simulation import (RETRIEVAL_METRIC, SimulationConfig,
                                 run_simulation)
 
-__all__ = ["CENTRALIZED", "CENTRALIZED_CLIENT_SGD", "COST_COLUMNS",
-           "EXAMPLES", "FEDAVG_GOAL",
-           "RANDOM_INIT", "RELATIVE_TASKS", "TFLOPS", "WIRE_MB",
-           "FederatedQualityConfig", "format_table", "mixed_label",
-           "run_federated_quality_benchmark"]
+__all__ = ["COST_COLUMNS", "EXAMPLES", "FEDERATED_GOAL", "PAIRED_OPTIMIZER",
+           "RANDOM_INIT", "TFLOPS", "VALIDATION_MEAN", "WIRE_MB",
+           "FederatedQualityConfig", "centralized_label", "format_table",
+           "mixed_label", "run_federated_quality_benchmark"]
 
-#: Row of the centralized run with as many examples as the federated runs.
-CENTRALIZED = "centralized"
-#: Row of the centralized run with the federated clients' optimizer (plain
-#: SGD at the client learning rate), as many examples: separates what
-#: federation costs from what the optimizer costs.
-CENTRALIZED_CLIENT_SGD = "centralized, client SGD"
+#: The centralized optimizer each federated algorithm is compared with (like
+#: with like: plain averaging of client SGD is SGD; an adaptive server
+#: optimizer over client SGD is compared with Adam).
+PAIRED_OPTIMIZER: dict[str, str] = {"fedavg": "sgd", "fedadam": "adam",
+                                    "fedyogi": "adam"}
 #: Row of the encoder at its initial (seeded) weights.
 RANDOM_INIT = "random init"
 #: Cost columns, after the quality columns.
 EXAMPLES, TFLOPS, WIRE_MB = "examples seen", "client TFLOPs", "MB on the wire"
 COST_COLUMNS = (EXAMPLES, TFLOPS, WIRE_MB)
-#: Downstream tasks that get a "% of centralized" column.
-RELATIVE_TASKS = ("keyword", "speaker")
-#: FedAvg's goal, in percent of the centralized score on RELATIVE_TASKS.
-FEDAVG_GOAL = 95.0
+#: Column of the validation table: mean validation probe accuracy, the
+#: learning-rate selection criterion.
+VALIDATION_MEAN = "mean"
+#: Goal of every federated run, in percent of its paired centralized run, on
+#: every probe.
+FEDERATED_GOAL = 95.0
+
+_SERVER_SGD = ("fedavg",)
+
+
+def centralized_label(optimizer: str) -> str:
+  """Row label of the centralized run with ``optimizer`` (tuned lr)."""
+  return f"centralized {optimizer}"
 
 
 @dataclasses.dataclass(frozen=True)
 class FederatedQualityConfig:
   """What the federated-vs-centralized benchmark runs.
+
+  Every federated algorithm is paired with a centralized optimizer
+  (:data:`PAIRED_OPTIMIZER`); each side's learning rate is chosen from a grid
+  of the same size by the mean linear-probe accuracy on a validation part of
+  the probes' train splits, and only the chosen runs are scored on the test
+  split.
 
   Attributes:
     corpus: Key of :data:`model.datasets.synthetic.CORPUS_PRESETS`.
@@ -57,23 +77,30 @@ class FederatedQualityConfig:
       ``<out_dir>/corpus``.
     task: SSL task (key of ``SSL_TASKS``) of every run.
     encoder: Encoder preset (key of ``ENCODERS``) of every run.
-    algorithms: Federated algorithms (keys of ``ALGORITHMS``), one natural
-      partition run each, with their default server learning rates.
+    algorithms: Federated algorithms (keys of :data:`PAIRED_OPTIMIZER`), one
+      natural partition run per server learning rate each.
     rounds: Federated rounds of every run.
     clients_per_round: Clients sampled per round.
     batch_size: Client (and centralized) batch size.
     max_local_steps: Cap on local steps per client and round.
-    client_learning_rate: Client SGD step size.
+    client_learning_rate: Client SGD step size (not tuned).
     eval_every: Rounds between the federated runs' probes (the quality-vs-
       cost curve).
-    centralized_optimizer: Key of ``model.train.OPTIMIZERS``.
-    centralized_learning_rate: Its step size.
+    sgd_server_learning_rates: Server learning-rate grid of FedAvg.
+    adaptive_server_learning_rates: Server learning-rate grid of FedAdam and
+      FedYogi.
+    centralized_sgd_learning_rates: Learning-rate grid of centralized SGD
+      (no momentum).
+    centralized_adam_learning_rates: Learning-rate grid of centralized Adam.
+    validation_fraction: Fraction of each probe's train split (train
+      speakers, or train clips for ``speaker``) held out for the choice.
     mixes: ``mixed`` partition knobs p (0 IID ... 1 natural), one extra
-      FedAvg run each (empty: no sweep).
+      FedAvg run each at FedAvg's chosen server learning rate (empty: none).
     num_workers: TFF worker processes of each federated run.
     seed: Seed of weights, partitions, sampling, batches and probe splits.
     out_dir: Output directory (``runs/``, ``report.md``, ``results.csv``,
-      ``quality_vs_cost.png``, the corpus by default).
+      ``validation.csv``, ``pairings.csv``, ``quality_vs_cost.png``, the
+      corpus by default).
   """
 
   corpus: str = "full"
@@ -87,15 +114,24 @@ class FederatedQualityConfig:
   max_local_steps: int = 10
   client_learning_rate: float = 0.05
   eval_every: int = 10
-  centralized_optimizer: str = "adam"
-  centralized_learning_rate: float = 1e-3
+  # Grids measured on the full corpus: around (0.3, 1, 3) and (3e-3, 1e-2,
+  # 3e-2) every federated pick sat on the upper edge, centralized SGD's
+  # inside, centralized Adam's on the upper edge.
+  sgd_server_learning_rates: tuple[float, ...] = (1.0, 3.0, 10.0)
+  adaptive_server_learning_rates: tuple[float, ...] = (1e-2, 3e-2, 1e-1)
+  centralized_sgd_learning_rates: tuple[float, ...] = (0.015, 0.05, 0.15)
+  centralized_adam_learning_rates: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
+  validation_fraction: float = 0.3
   mixes: tuple[float, ...] = ()
   num_workers: int = 1
   seed: int = 0
   out_dir: str = "federated_quality_output"
 
   def __post_init__(self):
-    for field in ("algorithms", "mixes"):
+    grids = ("sgd_server_learning_rates", "adaptive_server_learning_rates",
+             "centralized_sgd_learning_rates",
+             "centralized_adam_learning_rates")
+    for field in ("algorithms", "mixes", *grids):
       object.__setattr__(self, field, tuple(getattr(self, field)))
     require_choice(self, ["corpus"], synthetic.CORPUS_PRESETS)
     if self.task not in SSL_TASKS or self.encoder not in ENCODERS:
@@ -104,19 +140,31 @@ class FederatedQualityConfig:
                        f"{sorted(ENCODERS)}, got {self.task!r}, "
                        f"{self.encoder!r}")
     if (not self.algorithms or len(set(self.algorithms)) < len(self.algorithms)
-        or any(a not in ALGORITHMS for a in self.algorithms)):
+        or any(a not in PAIRED_OPTIMIZER for a in self.algorithms)):
       raise ValueError(f"FederatedQualityConfig.algorithms must be distinct "
-                       f"keys of {list(ALGORITHMS)}, got {self.algorithms}")
-    if self.centralized_optimizer not in OPTIMIZERS:
-      raise ValueError(f"FederatedQualityConfig.centralized_optimizer: "
-                       f"unknown {self.centralized_optimizer!r}; expected one "
-                       f"of {sorted(OPTIMIZERS)}")
+                       f"keys of {list(PAIRED_OPTIMIZER)}, got "
+                       f"{self.algorithms}")
+    for field in grids:
+      grid = getattr(self, field)
+      if not grid or len(set(grid)) < len(grid) or min(grid) <= 0:
+        raise ValueError(f"FederatedQualityConfig.{field} must be distinct "
+                         f"positive learning rates, got {grid}")
+    sizes = {field: len(getattr(self, field)) for field in grids}
+    if len(set(sizes.values())) > 1:
+      raise ValueError(f"FederatedQualityConfig: every learning-rate grid "
+                       f"must have the same size (same tuning budget on both "
+                       f"sides), got {sizes}")
     if not all(0.0 <= p <= 1.0 for p in self.mixes):
       raise ValueError(f"FederatedQualityConfig.mixes must be in [0, 1], got "
                        f"{self.mixes}")
+    if self.mixes and "fedavg" not in self.algorithms:
+      raise ValueError("FederatedQualityConfig.mixes needs 'fedavg' among "
+                       f"the algorithms, got {self.algorithms}")
+    if not 0 < self.validation_fraction < 1:
+      raise ValueError(f"FederatedQualityConfig.validation_fraction must be "
+                       f"in (0, 1), got {self.validation_fraction}")
     for field in ("rounds", "clients_per_round", "batch_size", "eval_every",
-                  "num_workers", "client_learning_rate",
-                  "centralized_learning_rate"):
+                  "num_workers", "client_learning_rate"):
       if getattr(self, field) <= 0:
         raise ValueError(f"FederatedQualityConfig.{field} must be positive, "
                          f"got {getattr(self, field)}")
@@ -134,14 +182,25 @@ class FederatedQualityConfig:
     return ModelSpec(task=self.task, encoder=ENCODERS[self.encoder],
                      seed=self.seed)
 
-  def simulation(self, algorithm: str, partition: PartitionConfig
-                 ) -> SimulationConfig:
+  def server_grid(self, algorithm: str) -> tuple[float, ...]:
+    """Server learning rates tried for ``algorithm``."""
+    return (self.sgd_server_learning_rates if algorithm in _SERVER_SGD
+            else self.adaptive_server_learning_rates)
+
+  def centralized_grid(self, optimizer: str) -> tuple[float, ...]:
+    """Learning rates tried for centralized ``optimizer``."""
+    return {"sgd": self.centralized_sgd_learning_rates,
+            "adam": self.centralized_adam_learning_rates}[optimizer]
+
+  def simulation(self, algorithm: str, partition: PartitionConfig,
+                 server_learning_rate: float) -> SimulationConfig:
     """The federated run of ``algorithm`` on ``partition``."""
     return SimulationConfig(
         model=self.spec,
         algorithm=AlgorithmConfig(
             algorithm=algorithm,
-            client_learning_rate=self.client_learning_rate),
+            client_learning_rate=self.client_learning_rate,
+            server_learning_rate=server_learning_rate),
         partition=partition, rounds=self.rounds,
         clients_per_round=self.clients_per_round, batch_size=self.batch_size,
         max_local_steps=self.max_local_steps, eval_every=self.eval_every,
@@ -153,8 +212,16 @@ def mixed_label(mix: float) -> str:
   return f"fedavg mixed p={mix:g}"
 
 
-def _relative_column(task: str) -> str:
-  return f"{task} % of centralized"
+def _relative_column(column: str) -> str:
+  return f"{column} % of centralized"
+
+
+def _pairing_column(task: str) -> str:
+  return f"{task} %"
+
+
+def _dir_name(label: str) -> str:
+  return label.replace(",", "").replace(" ", "_")
 
 
 def _quality(scores: Mapping[str, float], tasks: Sequence[str]
@@ -163,15 +230,27 @@ def _quality(scores: Mapping[str, float], tasks: Sequence[str]
           if column in scores}
 
 
-def _with_relative(rows: dict[str, dict[str, float]]
+def _reference(row: str) -> Optional[str]:
+  """The centralized row that ``row`` is compared with (None: none)."""
+  if row.startswith("centralized "):
+    return row
+  algorithm = "fedavg" if row.startswith("fedavg mixed") else row
+  if algorithm in PAIRED_OPTIMIZER:
+    return centralized_label(PAIRED_OPTIMIZER[algorithm])
+  return None
+
+
+def _with_relative(rows: dict[str, dict[str, float]], columns: Sequence[str]
                    ) -> dict[str, dict[str, float]]:
-  """Adds "% of centralized" on RELATIVE_TASKS to every row."""
-  reference = rows[CENTRALIZED]
-  return {name: {**values, **{
-      _relative_column(task): 100.0 * values[task] / reference[task]
-      for task in RELATIVE_TASKS
-      if task in values and reference.get(task, 0.0) > 0}}
-          for name, values in rows.items()}
+  """Adds "% of centralized" (its paired centralized run) on ``columns``."""
+  out = {}
+  for name, values in rows.items():
+    reference = rows.get(_reference(name) or "", {})
+    out[name] = {**values, **{
+        _relative_column(column): 100.0 * values[column] / reference[column]
+        for column in columns
+        if column in values and reference.get(column, 0.0) > 0}}
+  return out
 
 
 def format_table(rows: Mapping[str, Mapping[str, float]]) -> str:
@@ -181,11 +260,11 @@ def format_table(rows: Mapping[str, Mapping[str, float]]) -> str:
   def cell(column: str, value: Optional[float]) -> str:
     if value is None:
       return "-"
-    if column == EXAMPLES:
+    if column in (EXAMPLES, "picked"):
       return f"{value:.0f}"
-    if column == WIRE_MB or column.endswith("% of centralized"):
+    if column == WIRE_MB or column.endswith(("%", "% of centralized")):
       return f"{value:.1f}"
-    if column == TFLOPS:
+    if column in (TFLOPS, "learning rate"):
       return f"{value:.4g}"
     return f"{value:.3f}"
 
@@ -202,46 +281,88 @@ def _cost_row(examples: float, flops: float, wire_bytes: float
   return {EXAMPLES: examples, TFLOPS: flops / 1e12, WIRE_MB: wire_bytes / 1e6}
 
 
-def _goal_lines(rows: Mapping[str, Mapping[str, float]]) -> list[str]:
-  """FedAvg against the goal, and against the client-optimizer reference."""
+def _validation_tasks(table, seed: int, validation_fraction: float
+                      ) -> list[str]:
+  """Probe tasks that have a test, a validation and a fit part."""
+  tasks = []
+  for task in evaluation.default_tasks(table):
+    try:
+      evaluation.validation_split_for_task(
+          table, task, validation_fraction=validation_fraction, seed=seed)
+    except ValueError as error:
+      logging.warning("not probing %r: %s", task, error)
+      continue
+    tasks.append(task)
+  if not tasks:
+    raise ValueError(f"federated quality: no probe task of {table.name} can "
+                     f"be split into fit, validation and test parts")
+  return tasks
+
+
+def _pick(validation: dict[str, dict[str, float]], labels: Sequence[str]
+          ) -> str:
+  """The label with the best mean validation accuracy (first on ties)."""
+  best = max(labels, key=lambda label: (validation[label][VALIDATION_MEAN],
+                                        -labels.index(label)))
+  for label in labels:
+    validation[label]["picked"] = float(label == best)
+  return best
+
+
+def _pairing_rows(rows: Mapping[str, Mapping[str, float]],
+                  config: FederatedQualityConfig, tasks: Sequence[str],
+                  picks: Mapping[str, float]) -> dict[str, dict[str, float]]:
+  """Per federated row: its % of the paired centralized run per probe."""
+  out = {}
+  for name in config.algorithms:
+    reference = _reference(name)
+    label = (f"{name} (server lr {picks[name]:g}) vs {reference} "
+             f"(lr {picks[reference]:g})")
+    out[label] = {_pairing_column(task): rows[name][_relative_column(task)]
+                  for task in tasks if _relative_column(task) in rows[name]}
+  return out
+
+
+def _goal_lines(pairings: Mapping[str, Mapping[str, float]]) -> list[str]:
   lines = []
-  fedavg, same_optimizer = rows.get("fedavg", {}), rows[CENTRALIZED_CLIENT_SGD]
-  for task in RELATIVE_TASKS:
-    value = fedavg.get(_relative_column(task))
-    if value is not None:
-      verdict = "met" if value >= FEDAVG_GOAL else "NOT met"
-      line = (f"- FedAvg `{task}`: {value:.1f}% of `{CENTRALIZED}` (goal >= "
-              f"{FEDAVG_GOAL:g}%: {verdict})")
-      if same_optimizer.get(task, 0.0) > 0:
-        line += (f"; {100 * fedavg[task] / same_optimizer[task]:.1f}% of "
-                 f"`{CENTRALIZED_CLIENT_SGD}`")
-      lines.append(line + ".")
+  for label, values in pairings.items():
+    below = [f"`{column[:-2]}` {value:.1f}%"
+             for column, value in values.items() if value < FEDERATED_GOAL]
+    verdict = ("met on every probe" if not below
+               else "NOT met: " + ", ".join(below))
+    lines.append(f"- {label}: goal >= {FEDERATED_GOAL:g}% {verdict}.")
   return lines
 
 
 def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
                                     show_progress: bool = True
                                     ) -> dict[str, dict[str, float]]:
-  """Runs the federated algorithms and the centralized reference; writes all.
+  """Tunes and runs each pairing of federated and centralized training.
 
-  Every federated run is a :func:`tff_sim.simulation.run_simulation` on the
-  natural partition (plus FedAvg on each ``mixed`` partition of
-  ``config.mixes``); the centralized run trains the same task and encoder on
-  all training segments for as many examples as FedAvg saw. All are scored by
-  the same linear probes and keyword retrieval. Runs live in
-  ``<out_dir>/runs/<row>`` and are resumed or reused by a rerun.
+  Every federated algorithm runs :func:`tff_sim.simulation.run_simulation` on
+  the natural partition once per server learning rate of its grid; every
+  centralized optimizer of :data:`PAIRED_OPTIMIZER` trains the same task and
+  encoder on all training segments for as many examples as the federated
+  runs saw, once per learning rate of its grid (same grid size). Each run's
+  final encoder is probed on the validation parts
+  (:func:`model.evaluation.probe_validation`); the learning rate with the best
+  mean validation accuracy is picked, and only the picked runs are scored on
+  the test split (linear probes and keyword retrieval). FedAvg on each
+  ``mixed`` partition uses FedAvg's pick. Runs live in ``<out_dir>/runs/<run>``
+  and are resumed or reused by a rerun.
 
   Args:
     config: What to run.
     show_progress: Show progress bars.
 
   Returns:
-    Rows (:data:`RANDOM_INIT`, :data:`CENTRALIZED`,
-    :data:`CENTRALIZED_CLIENT_SGD`, the algorithms, then the mixed runs) of
-    downstream accuracies, ``retrieval_map``, :data:`COST_COLUMNS` and
-    "% of centralized" on :data:`RELATIVE_TASKS`.
-    Written to ``results.csv`` and ``report.md`` with
-    ``quality_vs_cost.png``.
+    Rows (:data:`RANDOM_INIT`, ``LOGMEL_BASELINE``, the centralized picks,
+    the federated picks, then the mixed runs) of test accuracies,
+    ``retrieval_map``, :data:`COST_COLUMNS` and "% of centralized" against
+    the paired centralized run on every probe and retrieval. Written to
+    ``results.csv`` and ``report.md`` with ``quality_vs_cost.png``; every
+    run's validation scores to ``validation.csv``; each pairing's "% of
+    centralized" per probe to ``pairings.csv``.
   """
   start = time.time()
   spec = config.spec
@@ -252,56 +373,91 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
       sample_rate=spec.frontend.sample_rate, show_progress=show_progress)
   runs_dir = os.path.join(config.out_dir, "runs")
   costs = CostModel.for_model(SSLModel(spec))
+  tasks = _validation_tasks(table, config.seed, config.validation_fraction)
+  probe = dict(table=table, waveforms=waveforms, frontend=spec.frontend,
+               seed=config.seed, tasks=tasks)
 
+  def validate(encoder: Encoder, learning_rate: float) -> dict[str, float]:
+    scores = evaluation.probe_validation(
+        encoder, table, waveforms, spec.frontend, tasks=tasks,
+        validation_fraction=config.validation_fraction, seed=config.seed)
+    return {"learning rate": learning_rate, **scores,
+            VALIDATION_MEAN: float(np.mean(list(scores.values())))}
+
+  validation, picks = {}, {}
   federated, curves, walls = {}, {}, {}
-  partitions = [(name, name, PartitionConfig(method="natural",
-                                             seed=config.seed))
-                for name in config.algorithms]
-  partitions += [(mixed_label(p), "fedavg",
-                  PartitionConfig(method="mixed", mix=p, seed=config.seed))
-                 for p in config.mixes]
-  for label, algorithm, partition in partitions:
-    run_dir = os.path.join(runs_dir, label.replace(" ", "_"))
-    result = run_simulation(config.simulation(algorithm, partition), table,
-                            waveforms, run_dir, show_progress=show_progress)
-    totals = result.totals
-    federated[label] = (result.final_metrics, _cost_row(
-        totals["examples"], totals["client_flops"],
-        totals["bytes_down"] + totals["bytes_up"]))
-    curves[label] = read_release_csv(os.path.join(run_dir, "eval.csv"))
-    walls[label] = totals["wall_s"]
 
-  examples = federated[partitions[0][0]][1][EXAMPLES]
+  def simulate(label: str, algorithm: str, partition: PartitionConfig,
+               learning_rate: float):
+    run_dir = os.path.join(runs_dir, _dir_name(label))
+    result = run_simulation(
+        config.simulation(algorithm, partition, learning_rate), table,
+        waveforms, run_dir, show_progress=show_progress)
+    totals = result.totals
+    cost = _cost_row(totals["examples"], totals["client_flops"],
+                     totals["bytes_down"] + totals["bytes_up"])
+    return result, cost
+
+  natural = PartitionConfig(method="natural", seed=config.seed)
+  for algorithm in config.algorithms:
+    candidates = {}
+    for lr in config.server_grid(algorithm):
+      label = f"{algorithm} server lr {lr:g}"
+      candidates[label] = simulate(label, algorithm, natural, lr)
+      logging.info("validating %s", label)
+      validation[label] = validate(
+          load_model(candidates[label][0].model_dir).encoder, lr)
+    chosen = _pick(validation, list(candidates))
+    result, cost = candidates[chosen]
+    picks[algorithm] = validation[chosen]["learning rate"]
+    federated[algorithm] = (result.final_metrics, cost)
+    curves[algorithm] = read_release_csv(os.path.join(result.run_dir,
+                                                      "eval.csv"))
+    walls[algorithm] = result.totals["wall_s"]
+  for p in config.mixes:
+    label = mixed_label(p)
+    result, cost = simulate(label, "fedavg", PartitionConfig(
+        method="mixed", mix=p, seed=config.seed), picks["fedavg"])
+    federated[label] = (result.final_metrics, cost)
+    curves[label] = read_release_csv(os.path.join(result.run_dir, "eval.csv"))
+    walls[label] = result.totals["wall_s"]
+
+  examples = federated[config.algorithms[0]][1][EXAMPLES]
+  seen = {a: federated[a][1][EXAMPLES] for a in config.algorithms}
+  if len(set(seen.values())) > 1:
+    raise RuntimeError(f"federated quality: the natural-partition runs saw "
+                       f"different numbers of examples: {seen}")
   steps = max(1, round(examples / config.batch_size))
   segments = training_segments(waveforms, spec).waveforms
-  probe = dict(table=table, waveforms=waveforms, frontend=spec.frontend,
-               seed=config.seed)
   central_cost = _cost_row(steps * config.batch_size,
                            steps * config.batch_size * costs.flops_per_example,
                            0)
   central = {}
-  for label, optimization in (
-      (CENTRALIZED, dict(optimizer=config.centralized_optimizer,
-                         learning_rate=config.centralized_learning_rate)),
-      (CENTRALIZED_CLIENT_SGD, dict(
-          optimizer="sgd", momentum=0.0,
-          learning_rate=config.client_learning_rate))):
-    result = train_centralized(
-        spec, TrainConfig(steps=steps, batch_size=config.batch_size,
-                          seed=config.seed, **optimization),
-        segments, os.path.join(runs_dir, label.replace(",", "")
-                               .replace(" ", "_")),
-        dataset_info={"kind": "synthetic", "preset": config.corpus},
-        show_progress=show_progress)
-    walls[label] = result.wall_s
-    central[label] = evaluation.evaluate_encoder(result.model.encoder, **probe)
-    curves[label] = [{**central[label], "cumulative_bytes_up": 0.0,
-                      "cumulative_client_flops": central_cost[TFLOPS] * 1e12}]
+  for optimizer in dict.fromkeys(PAIRED_OPTIMIZER[a]
+                                 for a in config.algorithms):
+    candidates = {}
+    for lr in config.centralized_grid(optimizer):
+      label = f"{centralized_label(optimizer)} lr {lr:g}"
+      candidates[label] = train_centralized(
+          spec, TrainConfig(steps=steps, batch_size=config.batch_size,
+                            seed=config.seed, optimizer=optimizer,
+                            learning_rate=lr, momentum=0.0),
+          segments, os.path.join(runs_dir, _dir_name(label)),
+          dataset_info={"kind": "synthetic", "preset": config.corpus},
+          show_progress=show_progress)
+      logging.info("validating %s", label)
+      validation[label] = validate(candidates[label].model.encoder, lr)
+    chosen = _pick(validation, list(candidates))
+    row = centralized_label(optimizer)
+    picks[row] = validation[chosen]["learning rate"]
+    walls[row] = candidates[chosen].wall_s
+    central[row] = evaluation.evaluate_encoder(
+        candidates[chosen].model.encoder, **probe)
+    curves[row] = [{**central[row], "cumulative_bytes_up": 0.0,
+                    "cumulative_client_flops": central_cost[TFLOPS] * 1e12}]
   random_scores = evaluation.evaluate_encoder(
       Encoder(spec.encoder, seed=config.seed), **probe)
   baseline_scores = evaluation.evaluate_logmel_baseline(**probe)
-  tasks = [t for t in evaluation.default_tasks(table)
-           if t in central[CENTRALIZED]]
 
   rows = {RANDOM_INIT: {**_quality(random_scores, tasks),
                         **_cost_row(0, 0, 0)},
@@ -311,41 +467,66 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
                for label, scores in central.items()})
   rows.update({label: {**_quality(scores, tasks), **cost}
                for label, (scores, cost) in federated.items()})
-  rows = _with_relative(rows)
+  rows = _with_relative(rows, [*tasks, RETRIEVAL_METRIC])
+  pairings = _pairing_rows(rows, config, tasks, picks)
 
   metrics = [*tasks, RETRIEVAL_METRIC]
   plot_quality_vs_cost_runs(curves, metrics, os.path.join(
       config.out_dir, "quality_vs_cost.png"))
   evaluation.write_csv(rows, os.path.join(config.out_dir, "results.csv"))
+  evaluation.write_csv(validation, os.path.join(config.out_dir,
+                                                "validation.csv"))
+  evaluation.write_csv(pairings, os.path.join(config.out_dir,
+                                              "pairings.csv"))
   with open(os.path.join(config.out_dir, "report.md"), "w") as f:
-    f.write(_report(config, rows, walls, steps, time.time() - start))
+    f.write(_report(config, rows, validation, pairings, picks, walls, steps,
+                    time.time() - start))
   return rows
 
 
 def _report(config: FederatedQualityConfig,
-            rows: Mapping[str, Mapping[str, float]], walls: Mapping[str, float],
+            rows: Mapping[str, Mapping[str, float]],
+            validation: Mapping[str, Mapping[str, float]],
+            pairings: Mapping[str, Mapping[str, float]],
+            picks: Mapping[str, float], walls: Mapping[str, float],
             steps: int, wall_s: float) -> str:
-  """The Markdown report: table, goal, runs, configuration."""
+  """The Markdown report: pairings, goal, test table, validation, runs."""
+  grids = [f"{a} server lr {config.server_grid(a)}" for a in config.algorithms]
+  grids += [f"{centralized_label(o)} lr {config.centralized_grid(o)}"
+            for o in dict.fromkeys(PAIRED_OPTIMIZER[a]
+                                   for a in config.algorithms)]
   return "\n".join([
       f"# Federated vs. centralized: {config.task}, {config.encoder} encoder, "
       f"{config.corpus} corpus", "",
-      "Linear-probe accuracy of the final encoders (test speakers unseen in "
+      "Like with like: " + ", ".join(
+          f"`{a}` vs `{centralized_label(PAIRED_OPTIMIZER[a])}`"
+          for a in config.algorithms) + ". Federated runs: "
+      f"{config.rounds} rounds x {config.clients_per_round} clients x <= "
+      f"{config.max_local_steps} local SGD steps (lr "
+      f"{config.client_learning_rate}) of batch {config.batch_size}, natural "
+      f"partition unless named. Centralized runs: {steps} steps of batch "
+      f"{config.batch_size} on all training segments, i.e. as many examples "
+      "as each federated run saw; their `client TFLOPs` is the same training "
+      "compute in one place, with nothing on the wire.", "",
+      "Learning rates (grids of the same size on both sides): "
+      + "; ".join(grids) + ". Each is picked by the mean linear-probe "
+      f"accuracy on a validation part ({config.validation_fraction:g} of each "
+      "probe's train speakers, or of its train clips for `speaker`) carved "
+      "out of the train split; the test split is used only to score the "
+      "picks: " + ", ".join(f"{name} {lr:g}" for name, lr in picks.items())
+      + ".", "",
+      "## % of the paired centralized run (test split)", "",
+      format_table(pairings), "",
+      *_goal_lines(pairings), "",
+      "## Test split", "",
+      "Linear-probe accuracy of the picked encoders (test speakers unseen in "
       "training except for `speaker`) and keyword retrieval mean average "
-      f"precision. Federated runs: {config.rounds} rounds x "
-      f"{config.clients_per_round} clients x <= {config.max_local_steps} "
-      f"local SGD steps (lr {config.client_learning_rate}) of batch "
-      f"{config.batch_size}, natural partition unless named. `{CENTRALIZED}`:"
-      f" {steps} {config.centralized_optimizer} steps (lr "
-      f"{config.centralized_learning_rate}) of batch {config.batch_size} on "
-      "all training segments, i.e. as many examples as FedAvg saw; its "
-      f"`{TFLOPS}` is the same training compute in one place, with nothing on "
-      f"the wire. `{CENTRALIZED_CLIENT_SGD}`: the same with the clients' "
-      f"optimizer (plain SGD, lr {config.client_learning_rate}), which "
-      "separates the cost of federation from that of the optimizer.", "",
+      "precision; % of centralized against each row's paired run.", "",
       format_table(rows), "",
-      *_goal_lines(rows), "",
-      "Training wall time per run (federated: cumulative over resumes; "
-      "centralized: this invocation only): " + ", ".join(
+      "## Validation (learning-rate choice)", "",
+      format_table(validation), "",
+      "Training wall time of the picked runs (federated: cumulative over "
+      "resumes; centralized: this invocation only): " + ", ".join(
           f"{name} {seconds:.0f} s" for name, seconds in walls.items())
       + f". Whole invocation: {wall_s:.0f} s.", "",
       "```json", json.dumps(dataclasses.asdict(config), indent=2), "```", ""])

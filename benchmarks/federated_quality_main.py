@@ -4,6 +4,10 @@ Usage:
   python -m benchmarks.federated_quality_main --out_dir fedq_output
       [--corpus full] [--encoder small] [--rounds 30]
       [--algorithms fedavg,fedadam,fedyogi] [--mixes 0,0.5,1]
+      [--sgd_server_learning_rates 1,3,10]
+      [--adaptive_server_learning_rates 0.01,0.03,0.1]
+      [--centralized_sgd_learning_rates 0.015,0.05,0.15]
+      [--centralized_adam_learning_rates 0.001,0.003,0.01]
 
 Rerunning the same command reuses the corpus and every finished run (more
 --rounds resumes them); the probes are recomputed. Prints the report.
@@ -13,11 +17,10 @@ from __future__ import annotations
 
 from absl import flags
 
-from benchmarks.federated_quality import (FederatedQualityConfig,
+from benchmarks.federated_quality import (PAIRED_OPTIMIZER,
+                                          FederatedQualityConfig,
                                           run_federated_quality_benchmark)
 from model import cli
-from model.train import OPTIMIZERS
-from tff_sim.algorithms import ALGORITHMS
 
 _DEFAULT = FederatedQualityConfig()
 
@@ -28,7 +31,7 @@ _ENCODER = cli.define("encoder", _DEFAULT.encoder,
                       help="Encoder preset of every run.")
 _ALGORITHMS = flags.DEFINE_list(
     "algorithms", list(_DEFAULT.algorithms),
-    f"Federated algorithms, of {', '.join(ALGORITHMS)}.")
+    f"Federated algorithms, of {', '.join(PAIRED_OPTIMIZER)}.")
 _ROUNDS = cli.define("rounds", _DEFAULT.rounds)
 _CLIENTS = cli.define("clients_per_round", _DEFAULT.clients_per_round)
 _BATCH = cli.define("batch_size", _DEFAULT.batch_size,
@@ -36,18 +39,35 @@ _BATCH = cli.define("batch_size", _DEFAULT.batch_size,
 _MAX_STEPS = cli.define("max_local_steps", _DEFAULT.max_local_steps)
 _CLIENT_LR = cli.define("client_learning_rate", _DEFAULT.client_learning_rate)
 _EVAL_EVERY = cli.define("eval_every", _DEFAULT.eval_every)
-_CENTRAL_OPT = flags.DEFINE_enum("centralized_optimizer",
-                                 _DEFAULT.centralized_optimizer,
-                                 list(OPTIMIZERS), "Centralized optimizer.")
-_CENTRAL_LR = flags.DEFINE_float("centralized_learning_rate",
-                                 _DEFAULT.centralized_learning_rate,
-                                 "Centralized step size.")
+_SGD_SERVER_LRS = flags.DEFINE_list(
+    "sgd_server_learning_rates",
+    [f"{lr:g}" for lr in _DEFAULT.sgd_server_learning_rates],
+    "FedAvg server learning-rate grid.")
+_ADAPTIVE_SERVER_LRS = flags.DEFINE_list(
+    "adaptive_server_learning_rates",
+    [f"{lr:g}" for lr in _DEFAULT.adaptive_server_learning_rates],
+    "FedAdam / FedYogi server learning-rate grid.")
+_CENTRAL_SGD_LRS = flags.DEFINE_list(
+    "centralized_sgd_learning_rates",
+    [f"{lr:g}" for lr in _DEFAULT.centralized_sgd_learning_rates],
+    "Centralized SGD learning-rate grid (same size as the server grids).")
+_CENTRAL_ADAM_LRS = flags.DEFINE_list(
+    "centralized_adam_learning_rates",
+    [f"{lr:g}" for lr in _DEFAULT.centralized_adam_learning_rates],
+    "Centralized Adam learning-rate grid (same size as the server grids).")
+_VALIDATION_FRACTION = flags.DEFINE_float(
+    "validation_fraction", _DEFAULT.validation_fraction,
+    "Fraction of each probe's train split held out to pick learning rates.")
 _MIXES = flags.DEFINE_list(
     "mixes", [], "mixed-partition knobs p (0 IID .. 1 natural), one extra "
     "FedAvg run each.")
 _WORKERS = cli.define("num_workers", _DEFAULT.num_workers)
 _SEED = cli.define("seed", _DEFAULT.seed)
 _OUT_DIR = cli.define("out_dir", _DEFAULT.out_dir)
+
+
+def _floats(values: list[str]) -> tuple[float, ...]:
+  return tuple(float(v) for v in values)
 
 
 def config_from_flags() -> FederatedQualityConfig:
@@ -58,8 +78,11 @@ def config_from_flags() -> FederatedQualityConfig:
       rounds=_ROUNDS.value, clients_per_round=_CLIENTS.value,
       batch_size=_BATCH.value, max_local_steps=_MAX_STEPS.value,
       client_learning_rate=_CLIENT_LR.value, eval_every=_EVAL_EVERY.value,
-      centralized_optimizer=_CENTRAL_OPT.value,
-      centralized_learning_rate=_CENTRAL_LR.value,
+      sgd_server_learning_rates=_floats(_SGD_SERVER_LRS.value),
+      adaptive_server_learning_rates=_floats(_ADAPTIVE_SERVER_LRS.value),
+      centralized_sgd_learning_rates=_floats(_CENTRAL_SGD_LRS.value),
+      centralized_adam_learning_rates=_floats(_CENTRAL_ADAM_LRS.value),
+      validation_fraction=_VALIDATION_FRACTION.value,
       mixes=tuple(float(p) for p in _MIXES.value),
       num_workers=_WORKERS.value, seed=_SEED.value, out_dir=_OUT_DIR.value)
 

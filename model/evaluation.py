@@ -25,6 +25,7 @@ from model.heads import MLPHead
 
 __all__ = [
     "SPEAKER_TASK",
+    "validation_split_for_task",
     "Classifier",
     "ProbeResult",
     "clip_embeddings",
@@ -35,6 +36,7 @@ __all__ = [
     "LOGMEL_BASELINE",
     "logmel_statistics",
     "probe_embeddings",
+    "probe_validation",
     "fine_tune",
     "format_markdown_table",
     "gap_recovered",
@@ -278,6 +280,95 @@ def split_for_task(table: ClipTable, task: str, *, test_fraction: float = 0.3,
         f"leaves {train_classes} classes in train and {test.size} usable test "
         f"clips; need at least 2 and 1")
   return np.sort(train), np.sort(test)
+
+
+def validation_split_for_task(table: ClipTable, task: str, *,
+                              validation_fraction: float = 0.3,
+                              test_fraction: float = 0.3, seed: int = 0
+                              ) -> tuple[np.ndarray, np.ndarray]:
+  """Carves a validation part out of :func:`split_for_task`'s train part.
+
+  The train clips of ``task`` are split again by :func:`split_for_task`'s
+  rules (within speakers for :data:`SPEAKER_TASK`, whole speakers otherwise),
+  so choices made on the validation part (learning rates, ...) never see a
+  test clip.
+
+  Args:
+    table: The clips.
+    task: Label column.
+    validation_fraction: Fraction of the train clips (speaker task) or train
+      speakers (other tasks) that go to validation.
+    test_fraction: As in :func:`split_for_task` (the test part left out).
+    seed: Seed of both splits.
+
+  Returns:
+    Sorted ``(fit, validation)`` indices into ``table.with_label(task)``,
+    disjoint from each other and from the test indices of
+    :func:`split_for_task` with the same ``test_fraction`` and ``seed``.
+
+  Raises:
+    ValueError: As :func:`split_for_task`, for either split.
+  """
+  train, _ = split_for_task(table, task, test_fraction=test_fraction,
+                            seed=seed)
+  train_table = table.with_label(task).select(train)
+  try:
+    fit, validation = split_for_task(train_table, task,
+                                     test_fraction=validation_fraction,
+                                     seed=seed)
+  except ValueError as error:
+    raise ValueError(f"task {task!r}: no validation split of its "
+                     f"{len(train)} train clips: {error}") from error
+  return np.sort(train[fit]), np.sort(train[validation])
+
+
+def probe_validation(encoder: Encoder, table: ClipTable,
+                     waveforms: Sequence[np.ndarray],
+                     frontend: FrontendConfig, *, tasks: Sequence[str],
+                     validation_fraction: float = 0.3, seed: int = 0,
+                     batch_size: int = 256) -> dict[str, float]:
+  """Linear-probe accuracy on the validation part of each task's train split.
+
+  For model selection: probes are fitted and scored on
+  :func:`validation_split_for_task`'s parts, never on a test clip.
+
+  Args:
+    encoder: The encoder (not modified).
+    table: The clips.
+    waveforms: One waveform per clip of ``table``, in table order.
+    frontend: Front-end parameters.
+    tasks: Label columns to probe.
+    validation_fraction: As in :func:`validation_split_for_task`.
+    seed: Seed of the splits (the test split's seed too).
+    batch_size: Patches per encoder call.
+
+  Returns:
+    Validation accuracy by task.
+
+  Raises:
+    ValueError: ``waveforms`` and ``table`` differ in length, or a task
+      cannot be split.
+  """
+  if len(waveforms) != len(table):
+    raise ValueError(f"probe_validation: {len(waveforms)} waveforms for a "
+                     f"table of {len(table)} clips")
+  splits = {task: (*_labels_and_rows(table, task), *validation_split_for_task(
+      table, task, validation_fraction=validation_fraction, seed=seed))
+            for task in tasks}
+  used = np.unique(np.concatenate(
+      [rows[np.concatenate([fit, validation])]
+       for _, rows, fit, validation in splits.values()] or [[]])
+                   ).astype(np.int64)
+  embeddings = clip_embeddings(encoder, [waveforms[i] for i in used], frontend,
+                               batch_size=batch_size)
+  position = {row: i for i, row in enumerate(used)}
+  scores = {}
+  for task, (labels, rows, fit, validation) in splits.items():
+    def x(part: np.ndarray, rows: np.ndarray = rows) -> np.ndarray:
+      return embeddings[[position[row] for row in rows[part]]]
+    scores[task] = linear_probe(x(fit), labels[fit], x(validation),
+                                labels[validation])
+  return scores
 
 
 def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,

@@ -1,4 +1,4 @@
-"""The simulation-cost and federated-quality benchmarks end to end, tiny."""
+"""The simulation-cost benchmarks end to end, tiny."""
 
 import csv
 import math
@@ -7,9 +7,7 @@ import os
 import psutil
 import pytest
 
-from benchmarks import federated_quality as fq
 from benchmarks import simulation
-from model import evaluation
 from model.datasets import synthetic
 
 
@@ -86,53 +84,6 @@ def test_simulation_benchmark_measures_and_writes(corpus_dir, tmp_path):
 def test_simulation_config_rejects_invalid_values(change):
   with pytest.raises(ValueError, match="SimulationBenchmarkConfig"):
     simulation.SimulationBenchmarkConfig(**change)
-
-
-@pytest.mark.slow
-def test_federated_quality_benchmark_compares_runs(corpus_dir, tmp_path):
-  config = fq.FederatedQualityConfig(
-      corpus="tiny", corpus_dir=corpus_dir, task="triplet", encoder="tiny",
-      algorithms=("fedavg", "fedyogi"), rounds=2, clients_per_round=2,
-      batch_size=2, max_local_steps=1, eval_every=2, out_dir=str(tmp_path))
-  rows = fq.run_federated_quality_benchmark(config, show_progress=False)
-  assert not _workers_left()
-  assert list(rows) == [fq.RANDOM_INIT, evaluation.LOGMEL_BASELINE,
-                        fq.CENTRALIZED, fq.CENTRALIZED_CLIENT_SGD, "fedavg",
-                        "fedyogi"]
-  # The tiny corpus's 4 instrument clips cannot be split: no such column.
-  quality = ["content", "keyword", "speaker", "retrieval_map"]
-  relative = [f"{task} % of centralized" for task in fq.RELATIVE_TASKS]
-  for name, values in rows.items():
-    assert list(values) == [*quality, *fq.COST_COLUMNS, *relative], name
-    assert all(0 <= values[c] <= 1 for c in quality), name
-    assert all(math.isfinite(v) and v >= 0 for v in values.values()), name
-  central, fedavg = rows[fq.CENTRALIZED], rows["fedavg"]
-  assert fedavg[fq.EXAMPLES] == central[fq.EXAMPLES] == 2 * 2 * 1 * 2
-  assert rows[fq.CENTRALIZED_CLIENT_SGD][fq.EXAMPLES] == central[fq.EXAMPLES]
-  assert fedavg[fq.TFLOPS] == pytest.approx(central[fq.TFLOPS])
-  assert fedavg[fq.TFLOPS] > 0
-  assert fedavg[fq.WIRE_MB] > 0 and central[fq.WIRE_MB] == 0
-  assert all(central[c] == 100.0 for c in relative)
-
-  results = _read_csv(os.path.join(config.out_dir, "results.csv"))
-  assert [r["model"] for r in results] == list(rows)
-  with open(os.path.join(config.out_dir, "report.md")) as f:
-    report = f.read()
-  assert fq.format_table(rows) in report and "FedAvg `keyword`" in report
-  for name in ("centralized", "centralized_client_SGD", "fedavg", "fedyogi"):
-    assert os.path.exists(os.path.join(config.out_dir, "runs", name,
-                                       "model", "weights.npz")), name
-  assert _is_png(os.path.join(config.out_dir, "quality_vs_cost.png"))
-
-
-@pytest.mark.parametrize("change", [
-    dict(algorithms=()), dict(algorithms=("fedavg", "fedavg")),
-    dict(algorithms=("fedsgd",)), dict(mixes=(1.5,)), dict(rounds=0),
-    dict(centralized_optimizer="lamb"), dict(encoder="huge"),
-])
-def test_federated_quality_config_rejects_invalid_values(change):
-  with pytest.raises(ValueError, match="FederatedQualityConfig"):
-    fq.FederatedQualityConfig(**change)
 
 
 @pytest.mark.slow

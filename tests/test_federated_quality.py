@@ -1,0 +1,135 @@
+"""The federated-vs-centralized benchmark, tiny: pairings and validation tuning."""
+
+import csv
+import math
+import os
+
+import numpy as np
+import psutil
+import pytest
+
+from benchmarks import federated_quality as fq
+from model import evaluation
+from model.datasets import synthetic
+from model.datasets.clips import read_manifest_csv
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("corpus"))
+  synthetic.generate_corpus(path, synthetic.CORPUS_PRESETS["tiny"],
+                            show_progress=False)
+  return path
+
+
+def _read_csv(path):
+  with open(path, newline="") as f:
+    return list(csv.DictReader(f))
+
+
+def _workers_left():
+  return [c for c in psutil.Process().children(recursive=True)
+          if c.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_validation_split_is_disjoint_from_test(corpus_dir):
+  table = read_manifest_csv(os.path.join(corpus_dir, "manifest.csv"))
+  tasks = [t for t in evaluation.default_tasks(table) if t != "instrument"]
+  assert "keyword" in tasks and evaluation.SPEAKER_TASK in tasks
+  for task in tasks:
+    labelled = table.with_label(task)
+    train, test = evaluation.split_for_task(table, task)
+    fit, validation = evaluation.validation_split_for_task(table, task)
+    assert len(fit) and len(validation), task
+    parts = [{labelled[int(i)].path for i in part}
+             for part in (fit, validation, test)]
+    assert not parts[0] & parts[1] and not parts[2] & (parts[0] | parts[1])
+    assert set(fit) | set(validation) <= set(train), task
+    if task != evaluation.SPEAKER_TASK:
+      speakers = [{labelled[int(i)].client_id for i in part}
+                  for part in (fit, validation, test)]
+      assert not speakers[0] & speakers[1], task
+      assert not speakers[2] & (speakers[0] | speakers[1]), task
+
+
+@pytest.mark.slow
+def test_benchmark_tunes_on_validation_and_pairs_runs(corpus_dir, tmp_path):
+  config = fq.FederatedQualityConfig(
+      corpus="tiny", corpus_dir=corpus_dir, task="triplet", encoder="tiny",
+      algorithms=("fedavg", "fedadam"), rounds=1, clients_per_round=2,
+      batch_size=2, max_local_steps=1, eval_every=1,
+      sgd_server_learning_rates=(0.5, 1.0),
+      adaptive_server_learning_rates=(1e-3, 1e-2),
+      centralized_sgd_learning_rates=(0.01, 0.05),
+      centralized_adam_learning_rates=(1e-3, 3e-3), out_dir=str(tmp_path))
+  rows = fq.run_federated_quality_benchmark(config, show_progress=False)
+  assert not _workers_left()
+  sgd, adam = fq.centralized_label("sgd"), fq.centralized_label("adam")
+  assert list(rows) == [fq.RANDOM_INIT, evaluation.LOGMEL_BASELINE, sgd, adam,
+                        "fedavg", "fedadam"]
+  tasks = ["content", "keyword", "speaker"]
+  for name, values in rows.items():
+    assert all(0 <= values[t] <= 1 for t in tasks), name
+    assert all(math.isfinite(v) and v >= 0 for v in values.values()), name
+  # Like with like: each federated row against its own centralized pair.
+  for federated, central in (("fedavg", sgd), ("fedadam", adam)):
+    assert rows[federated][fq.EXAMPLES] == rows[central][fq.EXAMPLES] == 2 * 2
+    assert rows[federated][fq.TFLOPS] == pytest.approx(rows[central][fq.TFLOPS])
+    for task in [*tasks, "retrieval_map"]:
+      if rows[central][task] > 0:
+        assert rows[federated][f"{task} % of centralized"] == pytest.approx(
+            100 * rows[federated][task] / rows[central][task])
+    assert all(rows[central][f"{t} % of centralized"] == 100.0
+               for t in tasks if rows[central][t] > 0)
+
+  # Each pick is the argmax of the written mean validation accuracy.
+  validation = _read_csv(os.path.join(config.out_dir, "validation.csv"))
+  groups = {"fedavg server lr": (0.5, 1.0), "fedadam server lr": (1e-3, 1e-2),
+            f"{sgd} lr": (0.01, 0.05), f"{adam} lr": (1e-3, 3e-3)}
+  with open(os.path.join(config.out_dir, "report.md")) as f:
+    report = f.read()
+  assert len(validation) == 8
+  for prefix, grid in groups.items():
+    group = [r for r in validation if r["model"].startswith(prefix + " ")]
+    assert [float(r["learning rate"]) for r in group] == list(grid)
+    means = [float(r[fq.VALIDATION_MEAN]) for r in group]
+    for r, mean in zip(group, means):
+      assert mean == pytest.approx(np.mean([float(r[t]) for t in tasks]))
+    picked = [float(r["picked"]) for r in group]
+    assert picked == [float(i == int(np.argmax(means)))
+                      for i in range(len(group))]
+    chosen = grid[int(np.argmax(means))]
+    assert os.path.isdir(os.path.join(config.out_dir, "runs",
+                                      f"{prefix} {chosen:g}".replace(" ", "_")))
+    assert f"{prefix.replace(' server lr', '').replace(' lr', '')} " \
+           f"{chosen:g}" in report, prefix
+
+  pairings = _read_csv(os.path.join(config.out_dir, "pairings.csv"))
+  assert len(pairings) == 2
+  for pairing, (federated, central) in zip(
+      pairings, (("fedavg", sgd), ("fedadam", adam))):
+    assert pairing["model"].startswith(f"{federated} (server lr ")
+    assert f" vs {central} (lr " in pairing["model"]
+    assert pairing["model"] in report
+    for task in tasks:
+      if rows[central][task] > 0:
+        assert float(pairing[f"{task} %"]) == pytest.approx(
+            rows[federated][f"{task} % of centralized"])
+  results = _read_csv(os.path.join(config.out_dir, "results.csv"))
+  assert [r["model"] for r in results] == list(rows)
+  with open(os.path.join(config.out_dir, "quality_vs_cost.png"), "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("change", [
+    dict(algorithms=()), dict(algorithms=("fedavg", "fedavg")),
+    dict(algorithms=("fedavgm",)), dict(mixes=(1.5,)), dict(rounds=0),
+    dict(encoder="huge"), dict(validation_fraction=1.0),
+    dict(sgd_server_learning_rates=(1.0,)),
+    dict(centralized_adam_learning_rates=(1e-3, 1e-3, 1e-2)),
+    dict(adaptive_server_learning_rates=(0.0, 1e-3, 1e-2)),
+    dict(algorithms=("fedadam",), mixes=(0.5,)),
+])
+def test_federated_quality_config_rejects_invalid_values(change):
+  with pytest.raises(ValueError, match="FederatedQualityConfig"):
+    fq.FederatedQualityConfig(**change)
