@@ -36,13 +36,7 @@ _PREDICTIVE = flags.DEFINE_list("predictive", list(_DEFAULT.predictive),
                                 "Predictive tasks.")
 _ALGORITHM = flags.DEFINE_enum("algorithm", _DEFAULT.algorithm,
                                list(ALGORITHMS), "Federated algorithm.")
-_ROUNDS = cli.define("rounds", _DEFAULT.rounds)
-_CLIENTS = cli.define("clients_per_round", _DEFAULT.clients_per_round)
-_BATCH = cli.define("batch_size", _DEFAULT.batch_size,
-                    help="Client and centralized batch size.")
-_MAX_STEPS = cli.define("max_local_steps", _DEFAULT.max_local_steps)
-_CLIENT_LR = cli.define("client_learning_rate", _DEFAULT.client_learning_rate)
-_EVAL_EVERY = cli.define("eval_every", _DEFAULT.eval_every)
+_LOOP = cli.define_federated_loop(_DEFAULT)
 _CENTRAL_OPT = flags.DEFINE_enum("centralized_optimizer",
                                  _DEFAULT.centralized_optimizer,
                                  list(OPTIMIZERS), "Centralized optimizer.")
@@ -60,9 +54,7 @@ def config_from_flags() -> FasslConfig:
       corpus=_CORPUS.value, corpus_dir=_CORPUS_DIR.value,
       encoder=_ENCODER.value, feature_matching=tuple(_FM.value),
       predictive=tuple(_PREDICTIVE.value), algorithm=_ALGORITHM.value,
-      rounds=_ROUNDS.value, clients_per_round=_CLIENTS.value,
-      batch_size=_BATCH.value, max_local_steps=_MAX_STEPS.value,
-      client_learning_rate=_CLIENT_LR.value, eval_every=_EVAL_EVERY.value,
+      **_LOOP(),
       centralized_optimizer=_CENTRAL_OPT.value,
       centralized_learning_rate=_CENTRAL_LR.value,
       num_workers=_WORKERS.value, seed=_SEED.value, out_dir=_OUT_DIR.value)

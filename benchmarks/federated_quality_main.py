@@ -32,13 +32,7 @@ _ENCODER = cli.define("encoder", _DEFAULT.encoder,
 _ALGORITHMS = flags.DEFINE_list(
     "algorithms", list(_DEFAULT.algorithms),
     f"Federated algorithms, of {', '.join(PAIRED_OPTIMIZER)}.")
-_ROUNDS = cli.define("rounds", _DEFAULT.rounds)
-_CLIENTS = cli.define("clients_per_round", _DEFAULT.clients_per_round)
-_BATCH = cli.define("batch_size", _DEFAULT.batch_size,
-                    help="Client and centralized batch size.")
-_MAX_STEPS = cli.define("max_local_steps", _DEFAULT.max_local_steps)
-_CLIENT_LR = cli.define("client_learning_rate", _DEFAULT.client_learning_rate)
-_EVAL_EVERY = cli.define("eval_every", _DEFAULT.eval_every)
+_LOOP = cli.define_federated_loop(_DEFAULT)
 _SGD_SERVER_LRS = flags.DEFINE_list(
     "sgd_server_learning_rates",
     [f"{lr:g}" for lr in _DEFAULT.sgd_server_learning_rates],
@@ -75,9 +69,7 @@ def config_from_flags() -> FederatedQualityConfig:
   return FederatedQualityConfig(
       corpus=_CORPUS.value, corpus_dir=_CORPUS_DIR.value, task=_TASK.value,
       encoder=_ENCODER.value, algorithms=tuple(_ALGORITHMS.value),
-      rounds=_ROUNDS.value, clients_per_round=_CLIENTS.value,
-      batch_size=_BATCH.value, max_local_steps=_MAX_STEPS.value,
-      client_learning_rate=_CLIENT_LR.value, eval_every=_EVAL_EVERY.value,
+      **_LOOP(),
       sgd_server_learning_rates=_floats(_SGD_SERVER_LRS.value),
       adaptive_server_learning_rates=_floats(_ADAPTIVE_SERVER_LRS.value),
       centralized_sgd_learning_rates=_floats(_CENTRAL_SGD_LRS.value),

@@ -31,7 +31,8 @@ flags.disclaim_key_flags()
 
 __all__ = [
     "SHARED_FLAGS", "SharedFlag", "UserError", "build_config",
-    "command_line", "define", "define_corpus", "define_dataset",
+    "FEDERATED_LOOP_FIELDS", "command_line", "define", "define_corpus",
+    "define_dataset", "define_federated_loop",
     "print_report", "quiet_logging", "run", "run_study",
 ]
 
@@ -171,6 +172,30 @@ def define_dataset() -> tuple[flags.FlagHolder, flags.FlagHolder]:
   disk."""
   return define("dataset", "synthetic"), define("data_dir", None,
                                                 required=True)
+
+
+#: Fields of a federated study's loop, named as its config's fields.
+FEDERATED_LOOP_FIELDS = ("rounds", "clients_per_round", "batch_size",
+                         "max_local_steps", "client_learning_rate",
+                         "eval_every")
+
+
+def define_federated_loop(defaults: Any) -> Callable[[], dict[str, Any]]:
+  """The flags of a federated study's loop (:data:`FEDERATED_LOOP_FIELDS`),
+  defaults from the study's config.
+
+  Args:
+    defaults: The study's default config (has every field of
+      :data:`FEDERATED_LOOP_FIELDS`).
+
+  Returns:
+    A function that returns the parsed values by field name, for the
+    config's constructor.
+  """
+  helps = {"batch_size": "Client and centralized batch size."}
+  holders = {name: define(name, getattr(defaults, name), help=helps.get(name))
+             for name in FEDERATED_LOOP_FIELDS}
+  return lambda: {name: holder.value for name, holder in holders.items()}
 
 
 def quiet_logging() -> None:
