@@ -374,6 +374,7 @@ def test_load_source_from_run_or_model_dir(tmp_path):
     load_source(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_non_default_front_end_trains_exports_and_verifies(tmp_path, corpus):
   """The front-end alone sets the patch shape: 48 mel bins, 64-frame patches
   reach the encoder, the task, training, the .tflite and its verification."""

@@ -25,7 +25,14 @@ def _batch(samples: int, seed: int = 0) -> np.ndarray:
       np.float32)
 
 
-@pytest.mark.parametrize("task", sorted(SSL_TASKS))
+#: Tasks whose builtin training step is also checked in ``make test-fast``
+#: (one predictive, one feature-matching); the others are marked slow.
+_FAST_TASKS = ("audio2vec_cbow", "nt_xent")
+
+
+@pytest.mark.parametrize("task", [
+    task if task in _FAST_TASKS else pytest.param(task, marks=pytest.mark.slow)
+    for task in sorted(SSL_TASKS)])
 def test_train_step_is_builtin_and_trains(task):
   spec = ModelSpec(task=task, encoder=ENCODERS["tiny"])
   model = SSLModel(spec)
