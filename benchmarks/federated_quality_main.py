@@ -33,21 +33,24 @@ _ALGORITHMS = flags.DEFINE_list(
     "algorithms", list(_DEFAULT.algorithms),
     f"Federated algorithms, of {', '.join(PAIRED_OPTIMIZER)}.")
 _LOOP = cli.define_federated_loop(_DEFAULT)
-_SGD_SERVER_LRS = flags.DEFINE_list(
-    "sgd_server_learning_rates",
-    [f"{lr:g}" for lr in _DEFAULT.sgd_server_learning_rates],
-    "FedAvg server learning-rate grid.")
-_ADAPTIVE_SERVER_LRS = flags.DEFINE_list(
+
+
+def _define_grid(name: str, help_text: str) -> flags.FlagHolder:
+  """A learning-rate grid flag, defaulting to the config field ``name``."""
+  return flags.DEFINE_list(
+      name, [f"{lr:g}" for lr in getattr(_DEFAULT, name)], help_text)
+
+
+_SGD_SERVER_LRS = _define_grid("sgd_server_learning_rates",
+                               "FedAvg server learning-rate grid.")
+_ADAPTIVE_SERVER_LRS = _define_grid(
     "adaptive_server_learning_rates",
-    [f"{lr:g}" for lr in _DEFAULT.adaptive_server_learning_rates],
     "FedAdam / FedYogi server learning-rate grid.")
-_CENTRAL_SGD_LRS = flags.DEFINE_list(
+_CENTRAL_SGD_LRS = _define_grid(
     "centralized_sgd_learning_rates",
-    [f"{lr:g}" for lr in _DEFAULT.centralized_sgd_learning_rates],
     "Centralized SGD learning-rate grid (same size as the server grids).")
-_CENTRAL_ADAM_LRS = flags.DEFINE_list(
+_CENTRAL_ADAM_LRS = _define_grid(
     "centralized_adam_learning_rates",
-    [f"{lr:g}" for lr in _DEFAULT.centralized_adam_learning_rates],
     "Centralized Adam learning-rate grid (same size as the server grids).")
 _VALIDATION_FRACTION = flags.DEFINE_float(
     "validation_fraction", _DEFAULT.validation_fraction,

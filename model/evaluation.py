@@ -7,7 +7,7 @@ import dataclasses
 import functools
 import math
 import os
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 from absl import logging
 from matplotlib.figure import Figure
@@ -88,6 +88,24 @@ def _logmel_function(
                      input_signature=[tf.TensorSpec([None], tf.float32)])
 
 
+def _padded_waveforms(waveforms: Sequence[np.ndarray],
+                      frontend: FrontendConfig, caller: str
+                      ) -> Iterator[np.ndarray]:
+  """Each waveform as float32, zero-padded to at least one front-end window.
+
+  Raises:
+    ValueError: A waveform is not 1-D (the message names ``caller`` and its
+      index).
+  """
+  for i, waveform in enumerate(waveforms):
+    waveform = np.asarray(waveform, np.float32)
+    if waveform.ndim != 1:
+      raise ValueError(f"{caller}: waveform {i} must be 1-D, got shape "
+                       f"{waveform.shape}")
+    shortfall = frontend.window_samples - waveform.size
+    yield np.pad(waveform, (0, shortfall)) if shortfall > 0 else waveform
+
+
 def clip_patches(waveforms: Sequence[np.ndarray], frontend: FrontendConfig
                  ) -> tuple[np.ndarray, np.ndarray]:
   """Cuts every clip's log-mel into non-overlapping patches.
@@ -111,16 +129,8 @@ def clip_patches(waveforms: Sequence[np.ndarray], frontend: FrontendConfig
     ValueError: A waveform is not 1-D.
   """
   compute = _patch_function(frontend)
-  per_clip = []
-  for i, waveform in enumerate(waveforms):
-    waveform = np.asarray(waveform, np.float32)
-    if waveform.ndim != 1:
-      raise ValueError(f"clip_patches: waveform {i} must be 1-D, got shape "
-                       f"{waveform.shape}")
-    shortfall = frontend.window_samples - waveform.size
-    if shortfall > 0:
-      waveform = np.pad(waveform, (0, shortfall))
-    per_clip.append(compute(waveform).numpy())
+  per_clip = [compute(waveform).numpy() for waveform in
+              _padded_waveforms(waveforms, frontend, "clip_patches")]
   if not per_clip:
     return (np.zeros((0, frontend.patch_frames, frontend.num_mel_bins),
                      np.float32), np.zeros(0, np.int64))
@@ -598,14 +608,7 @@ def logmel_statistics(waveforms: Sequence[np.ndarray],
   """
   compute = _logmel_function(frontend)
   rows = []
-  for i, waveform in enumerate(waveforms):
-    waveform = np.asarray(waveform, np.float32)
-    if waveform.ndim != 1:
-      raise ValueError(f"logmel_statistics: waveform {i} must be 1-D, got "
-                       f"shape {waveform.shape}")
-    shortfall = frontend.window_samples - waveform.size
-    if shortfall > 0:
-      waveform = np.pad(waveform, (0, shortfall))
+  for waveform in _padded_waveforms(waveforms, frontend, "logmel_statistics"):
     frames = compute(waveform).numpy()
     rows.append(np.concatenate([frames.mean(axis=0), frames.std(axis=0)]))
   if not rows:

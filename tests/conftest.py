@@ -18,3 +18,13 @@ def no_leftover_processes():
   assert not children, (
       f"processes left behind by the tests: "
       f"{[(c.pid, ' '.join(c.cmdline()[:3])) for c in children]}")
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus_dir(tmp_path_factory):
+  """The built-in ``tiny`` corpus, generated once per test session."""
+  from model.datasets import synthetic  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path_factory.mktemp("tiny_corpus"))
+  synthetic.generate_corpus(path, synthetic.CORPUS_PRESETS["tiny"],
+                            show_progress=False)
+  return path

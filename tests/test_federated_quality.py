@@ -10,16 +10,7 @@ import pytest
 
 from benchmarks import federated_quality as fq
 from model import evaluation
-from model.datasets import synthetic
 from model.datasets.clips import read_manifest_csv
-
-
-@pytest.fixture(scope="module")
-def corpus_dir(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp("corpus"))
-  synthetic.generate_corpus(path, synthetic.CORPUS_PRESETS["tiny"],
-                            show_progress=False)
-  return path
 
 
 def _read_csv(path):
@@ -32,8 +23,8 @@ def _workers_left():
           if c.status() != psutil.STATUS_ZOMBIE]
 
 
-def test_validation_split_is_disjoint_from_test(corpus_dir):
-  table = read_manifest_csv(os.path.join(corpus_dir, "manifest.csv"))
+def test_validation_split_is_disjoint_from_test(tiny_corpus_dir):
+  table = read_manifest_csv(os.path.join(tiny_corpus_dir, "manifest.csv"))
   tasks = [t for t in evaluation.default_tasks(table) if t != "instrument"]
   assert "keyword" in tasks and evaluation.SPEAKER_TASK in tasks
   for task in tasks:
@@ -53,9 +44,11 @@ def test_validation_split_is_disjoint_from_test(corpus_dir):
 
 
 @pytest.mark.slow
-def test_benchmark_tunes_on_validation_and_pairs_runs(corpus_dir, tmp_path):
+def test_benchmark_tunes_on_validation_and_pairs_runs(tiny_corpus_dir,
+                                                      tmp_path):
   config = fq.FederatedQualityConfig(
-      corpus="tiny", corpus_dir=corpus_dir, task="triplet", encoder="tiny",
+      corpus="tiny", corpus_dir=tiny_corpus_dir, task="triplet",
+      encoder="tiny",
       algorithms=("fedavg", "fedadam"), rounds=1, clients_per_round=2,
       batch_size=2, max_local_steps=1, eval_every=1,
       sgd_server_learning_rates=(0.5, 1.0),

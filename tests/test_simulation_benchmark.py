@@ -8,15 +8,6 @@ import psutil
 import pytest
 
 from benchmarks import simulation
-from model.datasets import synthetic
-
-
-@pytest.fixture(scope="module")
-def corpus_dir(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp("corpus"))
-  synthetic.generate_corpus(path, synthetic.CORPUS_PRESETS["tiny"],
-                            show_progress=False)
-  return path
 
 
 def _read_csv(path):
@@ -35,9 +26,11 @@ def _is_png(path):
 
 
 @pytest.mark.slow
-def test_simulation_benchmark_measures_and_writes(corpus_dir, tmp_path):
+def test_simulation_benchmark_measures_and_writes(tiny_corpus_dir,
+                                                   tmp_path):
   config = simulation.SimulationBenchmarkConfig(
-      corpus="tiny", corpus_dir=corpus_dir, task="triplet", presets=("tiny",),
+      corpus="tiny", corpus_dir=tiny_corpus_dir, task="triplet",
+      presets=("tiny",),
       clients_per_round=2, local_steps=1, batch_size=2, timed_rounds=1,
       workers=(1, 2), memory_rounds=(1, 3), memory_clients=1,
       out_dir=str(tmp_path))
@@ -87,10 +80,11 @@ def test_simulation_config_rejects_invalid_values(change):
 
 
 @pytest.mark.slow
-def test_scale_benchmark_probes_memory_and_time(corpus_dir, tmp_path):
+def test_scale_benchmark_probes_memory_and_time(tiny_corpus_dir, tmp_path):
   from benchmarks import simulation_scale  # pylint: disable=g-import-not-at-top
   config = simulation_scale.ScaleBenchmarkConfig(
-      corpus="tiny", corpus_dir=corpus_dir, rounds=4, clients_per_round=3,
+      corpus="tiny", corpus_dir=tiny_corpus_dir, rounds=4,
+      clients_per_round=3,
       local_steps=1, batch_size=2, probe_every=2, out_dir=str(tmp_path))
   measurements = simulation_scale.run_scale_benchmark(config,
                                                       show_progress=False)
@@ -114,6 +108,6 @@ def test_scale_benchmark_probes_memory_and_time(corpus_dir, tmp_path):
   with pytest.raises(ValueError, match="clients_per_round is 9 but corpus"):
     simulation_scale.run_scale_benchmark(
         simulation_scale.ScaleBenchmarkConfig(
-            corpus="tiny", corpus_dir=corpus_dir, rounds=4,
+            corpus="tiny", corpus_dir=tiny_corpus_dir, rounds=4,
             clients_per_round=9, probe_every=2, out_dir=str(tmp_path / "x")),
         show_progress=False)
