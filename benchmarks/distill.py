@@ -17,7 +17,8 @@ from export.exporter import (TRAINING_DIR, ExportConfig, ExportResult, Source,
                              export_model)
 from export.verification import VerifyConfig
 from model import cli
-from model.config_checks import require_choice
+from model.config_checks import (require_choice, require_non_negative,
+                                 require_positive)
 from model import evaluation
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
@@ -135,19 +136,11 @@ class DistillConfig:
     if unknown := [q for q in self.quantizations if q not in QUANTIZATIONS]:
       raise ValueError(f"DistillConfig.quantizations: unknown {unknown}; "
                        f"expected some of {QUANTIZATIONS}")
-    for field in ("teacher_steps", "steps", "batch_size", "rounds",
-                  "clients_per_round", "client_batch_size", "max_local_steps",
-                  "verify_steps"):
-      if getattr(self, field) <= 0:
-        raise ValueError(f"DistillConfig.{field} must be positive, got "
-                         f"{getattr(self, field)}")
-    for field in ("learning_rate", "client_learning_rate"):
-      if getattr(self, field) <= 0:
-        raise ValueError(f"DistillConfig.{field} must be > 0, got "
-                         f"{getattr(self, field)}")
-    if self.distill_ssl_weight < 0:
-      raise ValueError(f"DistillConfig.distill_ssl_weight must be >= 0, got "
-                       f"{self.distill_ssl_weight}")
+    require_positive(self, ("teacher_steps", "steps", "batch_size", "rounds",
+                            "clients_per_round", "client_batch_size",
+                            "max_local_steps", "verify_steps", "learning_rate",
+                            "client_learning_rate"))
+    require_non_negative(self, ("distill_ssl_weight",))
 
   @property
   def corpus_path(self) -> str:

@@ -24,7 +24,8 @@ import numpy as np
 
 from model import cli
 from model import evaluation
-from model.config_checks import require_choice
+from model.config_checks import (require_choice, require_non_negative,
+                                 require_positive)
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
 from model.datasets.clips import ClipTable
@@ -138,15 +139,10 @@ class FasslConfig:
                        f"of {sorted(SSL_TASKS)}")
     if len(set(tasks)) != len(tasks):
       raise ValueError(f"FasslConfig: a task is listed twice in {tasks}")
-    for field in ("rounds", "clients_per_round", "batch_size", "eval_every",
-                  "num_workers", "client_learning_rate",
-                  "centralized_learning_rate"):
-      if getattr(self, field) <= 0:
-        raise ValueError(f"FasslConfig.{field} must be positive, got "
-                         f"{getattr(self, field)}")
-    if self.max_local_steps < 0:
-      raise ValueError(f"FasslConfig.max_local_steps must be >= 0, got "
-                       f"{self.max_local_steps}")
+    require_positive(self, ("rounds", "clients_per_round", "batch_size",
+                            "eval_every", "num_workers", "client_learning_rate",
+                            "centralized_learning_rate"))
+    require_non_negative(self, ("max_local_steps",))
 
   @property
   def tasks(self) -> tuple[str, ...]:

@@ -30,7 +30,8 @@ from tqdm import tqdm
 
 from model import cli
 from model import evaluation
-from model.config_checks import require_choice
+from model.config_checks import (require_choice, require_non_negative,
+                                 require_positive)
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
 from model.datasets.clips import ClipTable
@@ -142,13 +143,8 @@ class FedSAStudyConfig:
     if extra:
       raise ValueError(f"FedSAStudyConfig.ablation_fractions {extra} are not "
                        f"among label_fractions {self.label_fractions}")
-    if self.fine_tune_steps < 0:
-      raise ValueError(f"FedSAStudyConfig.fine_tune_steps must be >= 0, got "
-                       f"{self.fine_tune_steps}")
-    for field in ("teacher_steps", "teacher_batch_size"):
-      if getattr(self, field) <= 0:
-        raise ValueError(f"FedSAStudyConfig.{field} must be positive, got "
-                         f"{getattr(self, field)}")
+    require_non_negative(self, ("fine_tune_steps",))
+    require_positive(self, ("teacher_steps", "teacher_batch_size"))
 
   @property
   def corpus_path(self) -> str:

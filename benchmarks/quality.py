@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from model import cli
-from model.config_checks import require_choice
+from model.config_checks import require_choice, require_positive
 from model import evaluation
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
@@ -97,10 +97,7 @@ class QualityConfig:
     if not self.tasks or unknown or len(set(self.tasks)) < len(self.tasks):
       raise ValueError(f"QualityConfig.tasks must be distinct keys of "
                        f"{sorted(SSL_TASKS)}, got {self.tasks}")
-    for field in ("steps", "batch_size", "supervised_steps"):
-      if getattr(self, field) <= 0:
-        raise ValueError(f"QualityConfig.{field} must be positive, got "
-                         f"{getattr(self, field)}")
+    require_positive(self, ("steps", "batch_size", "supervised_steps"))
     if self.learning_rate <= 0 or self.segment_hop <= 0:
       raise ValueError(f"QualityConfig.learning_rate and segment_hop must be "
                        f"positive, got {self.learning_rate} and "

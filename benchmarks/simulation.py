@@ -18,7 +18,7 @@ import tensorflow as tf
 import tensorflow_federated as tff
 from tqdm import tqdm
 
-from model.config_checks import require_choice
+from model.config_checks import require_choice, require_positive
 from model import randomness
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
@@ -105,11 +105,8 @@ class SimulationBenchmarkConfig:
     if not self.presets or any(p not in ENCODERS for p in presets):
       raise ValueError(f"SimulationBenchmarkConfig: presets must be keys of "
                        f"{sorted(ENCODERS)}, got {presets}")
-    for field in ("clients_per_round", "local_steps", "batch_size",
-                  "timed_rounds", "memory_clients"):
-      if getattr(self, field) <= 0:
-        raise ValueError(f"SimulationBenchmarkConfig.{field} must be positive, "
-                         f"got {getattr(self, field)}")
+    require_positive(self, ("clients_per_round", "local_steps", "batch_size",
+                            "timed_rounds", "memory_clients"))
     if not self.workers or min(self.workers) < 1:
       raise ValueError(f"SimulationBenchmarkConfig.workers must be >= 1, got "
                        f"{self.workers}")

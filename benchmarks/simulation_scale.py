@@ -29,7 +29,7 @@ from tqdm import tqdm
 from benchmarks.simulation import (COLUMNS, CorpusClients, Measurement,
                                    PlainFedAvg, SimulationBenchmarkConfig,
                                    format_markdown, machine_tag)
-from model.config_checks import require_choice
+from model.config_checks import require_choice, require_positive
 from model.datasets import synthetic
 from model.encoders import ENCODERS
 from model.tasks import SSL_TASKS
@@ -89,11 +89,8 @@ class ScaleBenchmarkConfig:
     require_choice(self, ["corpus"], synthetic.CORPUS_PRESETS)
     require_choice(self, ["task"], SSL_TASKS)
     require_choice(self, ["preset"], ENCODERS)
-    for field in ("rounds", "clients_per_round", "local_steps", "batch_size",
-                  "probe_every", "num_workers"):
-      if getattr(self, field) <= 0:
-        raise ValueError(f"ScaleBenchmarkConfig.{field} must be positive, "
-                         f"got {getattr(self, field)}")
+    require_positive(self, ("rounds", "clients_per_round", "local_steps",
+                            "batch_size", "probe_every", "num_workers"))
     if self.rounds < 2 * self.probe_every:
       raise ValueError(f"ScaleBenchmarkConfig.rounds ({self.rounds}) must be "
                        f">= 2 x probe_every ({self.probe_every}): growth is "

@@ -37,6 +37,7 @@ from export.runtime import OnDeviceModel
 from export.verification import (VerifyConfig, verify_embed_model,
                                  verify_training_model)
 from model import best_models
+from model.config_checks import require_positive
 from model.datasets.images import load_digits_images
 from model.encoders import ENCODERS
 from model.saved_model import SavedModel
@@ -91,9 +92,7 @@ class ExportConfig:
     if len(set(self.quantizations)) != len(self.quantizations):
       raise ValueError(f"ExportConfig.quantizations: duplicates in "
                        f"{self.quantizations}")
-    if self.batch_size <= 0 or self.representative_patches <= 0:
-      raise ValueError("ExportConfig: batch_size and representative_patches "
-                       "must be positive")
+    require_positive(self, ("batch_size", "representative_patches"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,8 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
+from model.config_checks import require_positive
+
 __all__ = ["OptimizerConfig", "Optimizer", "SGD", "Adam", "OPTIMIZERS",
            "make_optimizer"]
 
@@ -43,16 +45,11 @@ class OptimizerConfig:
     if self.name not in OPTIMIZERS:
       raise ValueError(f"OptimizerConfig.name: unknown optimizer "
                        f"{self.name!r}; expected one of {sorted(OPTIMIZERS)}")
-    if not self.learning_rate > 0:
-      raise ValueError(f"OptimizerConfig.learning_rate must be > 0, got "
-                       f"{self.learning_rate}")
+    require_positive(self, ("learning_rate", "epsilon"))
     for field in ("momentum", "beta_1", "beta_2"):
       if not 0 <= getattr(self, field) < 1:
         raise ValueError(f"OptimizerConfig.{field} must be in [0, 1), got "
                          f"{getattr(self, field)}")
-    if not self.epsilon > 0:
-      raise ValueError(f"OptimizerConfig.epsilon must be > 0, got "
-                       f"{self.epsilon}")
 
   def hyperparameters(self) -> dict[str, float]:
     """The hyper-parameters the chosen optimizer uses (for the manifest)."""

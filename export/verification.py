@@ -30,6 +30,7 @@ import tensorflow as tf
 from export.conversion import operator_input_types
 from export.ondevice_module import EmbedModule, OnDeviceModule
 from export.runtime import DEFAULT_RUNTIME, RUNTIMES, OnDeviceModel
+from model.config_checks import require_positive
 from model.tflite_compat import operator_names
 
 __all__ = ["VerifyConfig", "VerificationError", "RANDOM_OPS",
@@ -83,10 +84,8 @@ class VerifyConfig:
   num_threads: int = 1
 
   def __post_init__(self):
-    for field in ("train_steps", "num_batches", "embed_patches", "num_threads"):
-      if getattr(self, field) <= 0:
-        raise ValueError(f"VerifyConfig.{field} must be positive, got "
-                         f"{getattr(self, field)}")
+    require_positive(self, ("train_steps", "num_batches", "embed_patches",
+                            "num_threads"))
     if self.runtime not in RUNTIMES:
       raise ValueError(f"VerifyConfig.runtime: unknown {self.runtime!r}; "
                        f"expected one of {RUNTIMES}")

@@ -14,6 +14,8 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from model.config_checks import require_positive
+
 __all__ = ["FrontendConfig", "PatchShape", "log_mel", "frames_to_patches",
            "mel_matrix"]
 
@@ -57,10 +59,8 @@ class FrontendConfig:
   patch_frames: int = 96
 
   def __post_init__(self):
-    for field in ("sample_rate", "fft_length", "num_mel_bins", "patch_frames"):
-      if getattr(self, field) <= 0:
-        raise ValueError(f"FrontendConfig.{field} must be positive, got "
-                         f"{getattr(self, field)}")
+    require_positive(self, ("sample_rate", "fft_length", "num_mel_bins",
+                            "patch_frames"))
     if self.window_samples > self.fft_length:
       raise ValueError(f"FrontendConfig: window of {self.window_samples} samples "
                        f"exceeds fft_length {self.fft_length}")

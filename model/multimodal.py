@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from model import evaluation
 from model import randomness
+from model.config_checks import require_non_negative, require_positive
 from model.datasets.images import ImageSet
 from model.datasets.pipeline import batch_plan
 from model.ssl_model import ModelSpec, SSLModel
@@ -104,11 +105,8 @@ class MultimodalTrainConfig:
       raise ValueError(f"MultimodalTrainConfig.optimizer: unknown "
                        f"{self.optimizer!r}; expected one of "
                        f"{sorted(OPTIMIZERS)}")
-    if self.audio_steps < 0 or self.image_steps < 0:
-      raise ValueError("MultimodalTrainConfig: step counts must be >= 0")
-    if self.batch_size <= 0 or self.learning_rate <= 0:
-      raise ValueError("MultimodalTrainConfig: batch_size and learning_rate "
-                       "must be positive")
+    require_non_negative(self, ("audio_steps", "image_steps"))
+    require_positive(self, ("batch_size", "learning_rate"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from model import randomness
+from model.config_checks import require_positive
 from model.datasets.pipeline import training_dataset
 from model.run_dir import write_or_check_config
 from model.ssl_model import (ModelSpec, SSLModel, save_model,
@@ -57,10 +58,8 @@ class TrainConfig:
     if self.optimizer not in OPTIMIZERS:
       raise ValueError(f"TrainConfig.optimizer: unknown {self.optimizer!r}; "
                        f"expected one of {sorted(OPTIMIZERS)}")
-    for field in ("steps", "batch_size", "checkpoint_every", "log_every"):
-      if getattr(self, field) <= 0:
-        raise ValueError(f"TrainConfig.{field} must be positive, got "
-                         f"{getattr(self, field)}")
+    require_positive(self, ("steps", "batch_size", "checkpoint_every",
+                            "log_every"))
 
 
 #: Optimizer factories, keyed by flag value.

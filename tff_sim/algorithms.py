@@ -10,6 +10,8 @@ from typing import Callable, Optional
 
 import tensorflow_federated as tff
 
+from model.config_checks import require_non_negative, require_positive
+
 __all__ = ["AlgorithmConfig", "ALGORITHMS", "CLIENT_OPTIMIZERS",
            "DEFAULT_SERVER_LEARNING_RATES", "build_process"]
 
@@ -58,13 +60,8 @@ class AlgorithmConfig:
       raise ValueError(f"AlgorithmConfig.client_optimizer: unknown "
                        f"{self.client_optimizer!r}; expected one of "
                        f"{sorted(CLIENT_OPTIMIZERS)}")
-    for field in ("client_learning_rate", "server_learning_rate"):
-      if getattr(self, field) is not None and getattr(self, field) <= 0:
-        raise ValueError(f"AlgorithmConfig.{field} must be > 0, got "
-                         f"{getattr(self, field)}")
-    if self.dp_noise_multiplier < 0 or self.proximal_mu < 0:
-      raise ValueError("AlgorithmConfig: dp_noise_multiplier and proximal_mu "
-                       "must be >= 0")
+    require_positive(self, ("client_learning_rate", "server_learning_rate"))
+    require_non_negative(self, ("dp_noise_multiplier", "proximal_mu"))
     if self.dp_noise_multiplier > 0 and self.compression:
       raise ValueError("AlgorithmConfig: DP and compressed aggregation cannot "
                        "be combined")

@@ -44,6 +44,7 @@ from tqdm import tqdm
 
 from model import evaluation
 from model import ops
+from model.config_checks import require_positive
 from model.encoders import Encoder, EncoderConfig, encode, glorot_uniform
 from model.features import FrontendConfig
 from model.saved_model import SavedModel
@@ -165,14 +166,10 @@ class FedSAConfig:
   seed: int = 0
 
   def __post_init__(self):
-    for field in ("rounds", "selection_period", "top_k", "local_steps",
-                  "batch_size", "probe_steps", "probe_batch_size"):
-      if getattr(self, field) <= 0:
-        raise ValueError(f"FedSAConfig.{field} must be positive, got "
-                         f"{getattr(self, field)}")
-    if self.temperature <= 0 or self.learning_rate <= 0:
-      raise ValueError(f"FedSAConfig.temperature and learning_rate must be "
-                       f"> 0, got {self.temperature} and {self.learning_rate}")
+    require_positive(self, ("rounds", "selection_period", "top_k",
+                            "local_steps", "batch_size", "probe_steps",
+                            "probe_batch_size", "temperature",
+                            "learning_rate"))
     if self.hint_layer not in HINT_LAYERS:
       raise ValueError(f"FedSAConfig.hint_layer: unknown {self.hint_layer!r}; "
                        f"expected one of {HINT_LAYERS}")

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from model import evaluation
 from model.best_models import BestModels
+from model.config_checks import require_non_negative, require_positive
 from model.datasets.clips import ClipTable
 from model.datasets.pipeline import training_segments
 from model.errors import UserError
@@ -94,14 +95,9 @@ class SimulationConfig:
   def __post_init__(self):
     object.__setattr__(self, "worker_addresses",
                        tuple(self.worker_addresses))
-    for field in ("rounds", "clients_per_round", "batch_size", "local_epochs",
-                  "eval_every", "num_workers"):
-      if getattr(self, field) <= 0:
-        raise ValueError(f"SimulationConfig.{field} must be positive, got "
-                         f"{getattr(self, field)}")
-    if self.max_local_steps < 0 or self.weight_noise_std < 0:
-      raise ValueError("SimulationConfig: max_local_steps and "
-                       "weight_noise_std must be >= 0")
+    require_positive(self, ("rounds", "clients_per_round", "batch_size",
+                            "local_epochs", "eval_every", "num_workers"))
+    require_non_negative(self, ("max_local_steps", "weight_noise_std"))
     check_task_batch_size(self.model.task, self.batch_size,
                           "SimulationConfig.batch_size")
 

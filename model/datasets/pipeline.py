@@ -16,6 +16,8 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from model.config_checks import require_positive
+
 if TYPE_CHECKING:  # Type only: model.ssl_model does not need this module.
   from model.ssl_model import ModelSpec
 
@@ -133,9 +135,7 @@ class SegmentPolicy:
   min_example_fraction: float = 0.5
 
   def __post_init__(self):
-    if not self.hop_patches > 0:
-      raise ValueError(f"SegmentPolicy.hop_patches must be > 0, got "
-                       f"{self.hop_patches}")
+    require_positive(self, ("hop_patches",))
     if not 0 < self.min_example_fraction <= 1:
       raise ValueError(f"SegmentPolicy.min_example_fraction must be in "
                        f"(0, 1], got {self.min_example_fraction}")

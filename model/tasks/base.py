@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from model import randomness
+from model.config_checks import require_non_negative, require_positive
 from model.encoders import Encoder, EncoderConfig
 from model.features import FrontendConfig, PatchShape
 from model.modules import WeightModule
@@ -90,26 +91,16 @@ class TaskConfig:
 
   def __post_init__(self):
     object.__setattr__(self, "teacher_dirs", tuple(self.teacher_dirs))
-    for field in ("num_neighbors", "max_gap_frames",
-                  "positive_span_frames", "projection_dim", "hidden_dim",
-                  "predictor_hidden_dim"):
-      if getattr(self, field) <= 0:
-        raise ValueError(f"TaskConfig.{field} must be positive, got "
-                         f"{getattr(self, field)}")
+    require_positive(self, ("num_neighbors", "max_gap_frames",
+                            "positive_span_frames", "projection_dim",
+                            "hidden_dim", "predictor_hidden_dim",
+                            "temperature"))
     for field in ("image_max_shift", "image_scale"):
       if not 0.0 <= getattr(self, field) < 1.0:
         raise ValueError(f"TaskConfig.{field} must be in [0, 1), got "
                          f"{getattr(self, field)}")
-    for field in ("image_brightness", "image_noise_std"):
-      if getattr(self, field) < 0:
-        raise ValueError(f"TaskConfig.{field} must be >= 0, got "
-                         f"{getattr(self, field)}")
-    if self.temperature <= 0:
-      raise ValueError(f"TaskConfig.temperature must be > 0, got "
-                       f"{self.temperature}")
-    if self.barlow_lambda < 0:
-      raise ValueError(f"TaskConfig.barlow_lambda must be >= 0, got "
-                       f"{self.barlow_lambda}")
+    require_non_negative(self, ("image_brightness", "image_noise_std",
+                                "barlow_lambda"))
 
 
 class SSLTask(WeightModule, abc.ABC):
