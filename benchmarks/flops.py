@@ -19,11 +19,10 @@ from typing import Any
 
 # The flatbuffer counter lives in export (exports report delegated FLOPs);
 # this module adds the front-end model and the cross-checks.
-from export.tflite_flops import (  # pylint: disable=unused-import
-    ELEMENTWISE_FLOPS, MAC_OPS, POOL_OPS, REDUCTION_OPS, WAVEFORM,
-    ZERO_FLOP_OPS, OpCount, SignatureFlops, _TF_DATA_OPS, _fft_complex_macs,
-    _read_model, _text, count_flops, count_model_flops, op_costs,
-    promote_signature, signature_subgraph)
+from export.tflite_flops import (
+    ELEMENTWISE_FLOPS, MAC_OPS, POOL_OPS, REDUCTION_OPS, TF_DATA_OPS, WAVEFORM,
+    ZERO_FLOP_OPS, OpCount, SignatureFlops, count_flops, count_model_flops,
+    fft_complex_macs, op_costs, promote_signature, signature_subgraph)
 from export.manifest import Manifest
 from model.features import FrontendConfig
 
@@ -45,7 +44,7 @@ def frontend_macs(frontend: FrontendConfig, frames: int) -> int:
   elementwise and not included.
   """
   n = frontend.fft_length
-  per_frame = 4 * _fft_complex_macs(n) + (n // 2 + 1) * frontend.num_mel_bins
+  per_frame = 4 * fft_complex_macs(n) + (n // 2 + 1) * frontend.num_mel_bins
   return int(round(frames * per_frame))
 
 
@@ -139,7 +138,7 @@ def profiler_flops(manifest: Manifest, signature: str, *,
                                         options=options).total_float_ops
   skipped = set()
   for op in graph.get_operations():
-    if op.type in _TF_DATA_OPS:
+    if op.type in TF_DATA_OPS:
       continue
     if tf_ops.get_stats_for_node_def(graph, op.node_def,
                                      "flops").value is None:

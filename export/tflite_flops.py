@@ -48,7 +48,7 @@ __all__ = [
     "MAC_OPS", "ELEMENTWISE_FLOPS", "REDUCTION_OPS", "POOL_OPS",
     "ZERO_FLOP_OPS", "WAVEFORM", "OpCount", "SignatureFlops", "count_flops",
     "count_model_flops", "signature_subgraph", "promote_signature",
-    "op_costs", "signature_keys",
+    "op_costs", "signature_keys", "TF_DATA_OPS", "fft_complex_macs",
 ]
 
 #: Ops costed as multiply-accumulates.
@@ -93,7 +93,7 @@ ZERO_FLOP_OPS = (
 WAVEFORM = "waveform"
 _CONTROL_FLOW = ("CALL_ONCE", "WHILE", "IF", "CALL")
 #: TF op types without arithmetic (for explaining ``tf.profiler`` gaps).
-_TF_DATA_OPS = frozenset((
+TF_DATA_OPS = frozenset((
     "Placeholder", "Const", "ConcatV2", "Fill", "StridedSlice", "Reshape",
     "Range", "Pack", "GatherV2", "Cast", "Pad", "ReadVariableOp", "Identity",
     "IdentityN", "ResizeNearestNeighbor", "Squeeze", "Tile",
@@ -326,7 +326,8 @@ def _numel(shape: Sequence[int]) -> int:
   return int(np.prod(shape, dtype=np.int64)) if shape else 1
 
 
-def _fft_complex_macs(length: int) -> float:
+def fft_complex_macs(length: int) -> float:
+  """Complex multiply-accumulates of a radix-2 FFT of ``length`` points."""
   return length / 2 * math.log2(length) if length > 1 else 0.0
 
 
@@ -359,8 +360,8 @@ def _op_cost(name: str, op: Any, inputs: list[Optional[tuple[int, ...]]],
   if name == "RFFT2D":
     rows, cols = out[-2], 2 * (out[-1] - 1)
     batch = _numel(out[:-2])
-    complex_macs = batch * (rows * _fft_complex_macs(cols)
-                            + out[-1] * _fft_complex_macs(rows))
+    complex_macs = batch * (rows * fft_complex_macs(cols)
+                            + out[-1] * fft_complex_macs(rows))
     macs = int(round(4 * complex_macs))
     return macs, 2 * macs
   if name == "ADD_N":
