@@ -111,7 +111,7 @@ def _config() -> ExportConfig:
                           runtime=_RUNTIME.value))
 
 
-def _request() -> ExportRequest:
+def request_from_flags() -> ExportRequest:
   """The model and audio given by the parsed flags.
 
   Raises:
@@ -136,7 +136,7 @@ def _request() -> ExportRequest:
 
 
 def main() -> None:
-  request = cli.build_config(_request)
+  request = cli.build_config(request_from_flags)
   config = cli.build_config(_config)
   try:
     export = run_export(request, _OUT_DIR.value, config,
