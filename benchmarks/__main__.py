@@ -25,54 +25,67 @@ from benchmarks import latency as latency_lib
 from benchmarks import report as report_lib
 from model import cli
 
+FLAGS = cli.launcher_flags()
+
 _MODEL_DIR = flags.DEFINE_multi_string(
     "model_dir", [], "Export directory of `python -m export` (or one model "
-    "directory with model.tflite + manifest.json); repeat for several.")
-_OUT_DIR = cli.define("out_dir", None, help="Report directory.")
+    "directory with model.tflite + manifest.json); repeat for several.",
+    flag_values=FLAGS)
+_OUT_DIR = cli.define("out_dir", None, help="Report directory.",
+                      flag_values=FLAGS)
 _RUN_DIR = flags.DEFINE_multi_string(
     "run_dir", [], "Federated run directory (eval.csv, metrics.csv) for the "
-    "quality-vs-cost section; repeat for several.")
+    "quality-vs-cost section; repeat for several.", flag_values=FLAGS)
 _SIGNATURES = flags.DEFINE_list(
     "signatures", [], "Signatures to time (default: all); FLOPs are counted "
-    "for all.")
+    "for all.", flag_values=FLAGS)
 _RUNTIME = flags.DEFINE_list(
     "runtime", ["ai_edge_litert"],
     f"Host runtimes, some of {list(latency_lib.RUNTIMES)} (ai_edge_litert "
     f"with XNNPACK on: LiteRT's CompiledModel with XNNPACK flags 0x0B, "
-    f"dynamic FULLY_CONNECTED + QS8/QU8).")
-_THREADS = flags.DEFINE_list("threads", ["1"], "Interpreter thread counts.")
-_XNNPACK = flags.DEFINE_list("xnnpack", ["on"], "XNNPACK settings: on, off.")
+    f"dynamic FULLY_CONNECTED + QS8/QU8).", flag_values=FLAGS)
+_THREADS = flags.DEFINE_list("threads", ["1"], "Interpreter thread counts.",
+                             flag_values=FLAGS)
+_XNNPACK = flags.DEFINE_list("xnnpack", ["on"], "XNNPACK settings: on, off.",
+                             flag_values=FLAGS)
 _EMBED_BATCH = flags.DEFINE_integer("embed_batch", 1,
-                                    "N of dynamic-batch signatures (embed).")
-_WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed calls per configuration.")
-_RUNS = flags.DEFINE_integer("runs", 20, "Timed calls per configuration.")
+                                    "N of dynamic-batch signatures (embed).",
+                                    flag_values=FLAGS)
+_WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed calls per configuration.",
+                               flag_values=FLAGS)
+_RUNS = flags.DEFINE_integer("runs", 20, "Timed calls per configuration.",
+                             flag_values=FLAGS)
 _CROSS_CHECK = flags.DEFINE_bool(
     "cross_check", True, "Compare FLOP counts with tf.profiler and the "
-    "analytic count.")
+    "analytic count.", flag_values=FLAGS)
 _ADB = flags.DEFINE_bool("adb", False, "Also run on an Android device or "
-                         "emulator with benchmark_model over adb.")
+                         "emulator with benchmark_model over adb.",
+                         flag_values=FLAGS)
 _ADB_BINARY = flags.DEFINE_string(
     "adb_binary", None, "benchmark_model built for the device's ABI (cannot "
-    "be downloaded here).")
-_ADB_PATH = flags.DEFINE_string("adb_path", "adb", "The adb executable.")
-_ADB_SERIAL = flags.DEFINE_string("adb_serial", None, "Device serial.")
+    "be downloaded here).", flag_values=FLAGS)
+_ADB_PATH = flags.DEFINE_string("adb_path", "adb", "The adb executable.",
+                                flag_values=FLAGS)
+_ADB_SERIAL = flags.DEFINE_string("adb_serial", None, "Device serial.",
+                                  flag_values=FLAGS)
 _ADB_CPU_MASK = flags.DEFINE_string(
     "adb_cpu_mask", None, "taskset affinity mask (hex, e.g. f0 for the big "
-    "cores of many phones).")
+    "cores of many phones).", flag_values=FLAGS)
 _ADB_OP_PROFILING = flags.DEFINE_bool("adb_op_profiling", False,
-                                      "--enable_op_profiling on the device.")
+                                      "--enable_op_profiling on the device.",
+                                      flag_values=FLAGS)
 _ADB_FLEX_BINARY = flags.DEFINE_bool(
     "adb_flex_binary", False, "The binary is benchmark_model_plus_flex "
-    "(needed for flex exports).")
+    "(needed for flex exports).", flag_values=FLAGS)
 _ARM64 = flags.DEFINE_bool("arm64", False, "Also run every signature under "
                            "the emulated aarch64 tflite-runtime and compare "
-                           "outputs with the host.")
+                           "outputs with the host.", flag_values=FLAGS)
 _ARM64_CACHE = flags.DEFINE_string(
     "arm64_cache_dir", None, "Cache of the emulated aarch64 Python (default "
-    f"{arm64_lib.default_cache_dir()}).")
+    f"{arm64_lib.default_cache_dir()}).", flag_values=FLAGS)
 _SETUP_ARM64 = flags.DEFINE_bool(
     "setup_arm64", False, "Only build (or find) the emulated aarch64 Python "
-    "and exit.")
+    "and exit.", flag_values=FLAGS)
 
 
 def _arm64_config() -> arm64_lib.Arm64Config:
@@ -136,7 +149,7 @@ def main() -> None:
 
 
 def run() -> None:
-  cli.run(main, quiet=False)
+  cli.run(main, FLAGS, quiet=False)
 
 
 if __name__ == "__main__":

@@ -20,191 +20,47 @@ reuses or resumes every finished stage.
 
 from __future__ import annotations
 
-import os
-import time
-
 from absl import flags
-import numpy as np
 
-from export.corpus import Corpus
-from export.exporter import ExportConfig, export_model, load_source
-from export import manifest as manifest_lib
-from export import tflite_flops
-from export.runtime import OnDeviceModel
+from benchmarks.demo import DemoConfig, run_demo
 from model import cli
-from model import evaluation
-from model.datasets import synthetic
-from model.datasets.audio import decode_clips
-from model.datasets.pipeline import training_segments
-from model.encoders import ENCODERS, Encoder
-from model.ssl_model import ModelSpec
-from model.train import TrainConfig, train_centralized
-from tff_sim.algorithms import AlgorithmConfig
-from tff_sim.partition import PartitionConfig
-from tff_sim.report import plot_quality_vs_cost
-from tff_sim.simulation import SimulationConfig, run_simulation
 
-_SIM = SimulationConfig()
+FLAGS = cli.launcher_flags()
 
-_OUT_DIR = cli.define("out_dir", "demo_output")
-_CORPUS = cli.define("corpus", "demo")
-_TASK = cli.define("task", "nt_xent")
-_ENCODER = cli.define("encoder", "small")
-_ROUNDS = cli.define("rounds", 30)
-_CLIENTS = cli.define("clients_per_round", _SIM.clients_per_round)
-_LOCAL_STEPS = cli.define("max_local_steps", 8)
-_BATCH = cli.define("batch_size", _SIM.batch_size)
+_DEFAULT = DemoConfig()
+
+# Flags are named after the DemoConfig fields they set.
+_OUT_DIR = cli.define("out_dir", _DEFAULT.out_dir, flag_values=FLAGS)
+_CORPUS = cli.define("corpus", _DEFAULT.corpus, flag_values=FLAGS)
+_TASK = cli.define("task", _DEFAULT.task, flag_values=FLAGS)
+_ENCODER = cli.define("encoder", _DEFAULT.encoder, flag_values=FLAGS)
+_ROUNDS = cli.define("rounds", _DEFAULT.rounds, flag_values=FLAGS)
+_CLIENTS = cli.define("clients_per_round", _DEFAULT.clients_per_round,
+                      flag_values=FLAGS)
+_LOCAL_STEPS = cli.define("max_local_steps", _DEFAULT.max_local_steps,
+                          flag_values=FLAGS)
+_BATCH = cli.define("batch_size", _DEFAULT.batch_size, flag_values=FLAGS)
 _DEVICE_STEPS = flags.DEFINE_integer(
-    "device_steps", 5, "On-device train steps run on the exported model.")
+    "device_steps", _DEFAULT.device_steps,
+    "On-device train steps run on the exported model.", flag_values=FLAGS)
+
+
+def config_from_flags() -> DemoConfig:
+  """The demo's configuration given by the parsed flags."""
+  return DemoConfig(
+      out_dir=_OUT_DIR.value, corpus=_CORPUS.value, task=_TASK.value,
+      encoder=_ENCODER.value, rounds=_ROUNDS.value,
+      clients_per_round=_CLIENTS.value, max_local_steps=_LOCAL_STEPS.value,
+      batch_size=_BATCH.value, device_steps=_DEVICE_STEPS.value)
 
 
 def main() -> None:
-  start = time.time()
-  out_dir = _OUT_DIR.value
-  table, waveforms, _ = decode_clips(
-      synthetic.generate_corpus(os.path.join(out_dir, "corpus"),
-                                synthetic.CORPUS_PRESETS[_CORPUS.value]),
-      show_progress=True)
-  spec = ModelSpec(task=_TASK.value, encoder=ENCODERS[_ENCODER.value])
-  print(f"corpus: {len(table)} clips from {len(table.client_ids)} "
-        f"speakers/devices")
-
-  print("\n[1/4] federated pre-training in TensorFlow Federated "
-        "(FedAvg, one client per speaker)")
-  config = cli.build_config(
-      SimulationConfig, model=spec,
-      algorithm=AlgorithmConfig(algorithm="fedavg"),
-      partition=PartitionConfig(method="natural"), rounds=_ROUNDS.value,
-      clients_per_round=_CLIENTS.value, batch_size=_BATCH.value,
-      max_local_steps=_LOCAL_STEPS.value, eval_every=max(1, _ROUNDS.value // 3))
-  run_dir = os.path.join(out_dir, "runs", f"federated_{spec.task}")
-  federated = run_simulation(config, table, waveforms, run_dir)
-  examples = federated.totals["examples"]
-  print(f"{examples:.0f} client examples, "
-        f"{federated.totals['client_flops'] / 1e12:.2f} client TFLOPs, "
-        f"{(federated.totals['bytes_down'] + federated.totals['bytes_up']) / 1e6:.1f}"
-        f" MB on the wire; quality vs cost: {plot_quality_vs_cost(run_dir)}")
-
-  print("\n[2/4] centralized pre-training on the same number of examples")
-  central = train_centralized(
-      spec, TrainConfig(steps=max(1, round(examples / _BATCH.value)),
-                        batch_size=_BATCH.value),
-      training_segments(waveforms, spec).waveforms,
-      os.path.join(out_dir, "runs", f"centralized_{spec.task}"),
-      dataset_info={"kind": "synthetic", "preset": _CORPUS.value})
-
-  rows = {
-      "random init": evaluation.evaluate_encoder(
-          Encoder(spec.encoder, seed=spec.seed), table, waveforms,
-          spec.frontend),
-      evaluation.LOGMEL_BASELINE: evaluation.evaluate_logmel_baseline(
-          table, waveforms, spec.frontend),
-      f"federated {spec.task}": federated.final_metrics,
-      f"centralized {spec.task}": evaluation.evaluate_encoder(
-          central.model.encoder, table, waveforms, spec.frontend),
-  }
-  print("\nLinear-probe accuracy (held-out speakers) and keyword retrieval:")
-  print(evaluation.format_markdown_table(rows))
-  report_dir = os.path.join(out_dir, "report")
-  evaluation.write_csv(rows, os.path.join(report_dir, "probe.csv"))
-  with open(os.path.join(report_dir, "probe.md"), "w") as f:
-    f.write(evaluation.format_markdown_table(rows) + "\n")
-  evaluation.plot_quality_table(rows, os.path.join(report_dir, "probe.png"),
-                                title=f"{spec.task} / {spec.encoder.name}",
-                                ylabel="accuracy / mAP")
-  print(f"wrote {report_dir}/probe.{{md,csv,png}}")
-
-  print("\n[3/4] on-device export of the federated encoder (builtin ops)")
-  export_dir = os.path.join(out_dir, "export")
-  if not os.path.exists(os.path.join(export_dir, "training", "model.tflite")):
-    export_model(load_source(run_dir), export_dir,
-                 ExportConfig(batch_size=_BATCH.value,
-                              quantizations=("float32", "int8")),
-                 corpus=Corpus(table=table, waveforms=waveforms,
-                               source=table.root), overwrite=True)
-  with open(os.path.join(export_dir, "report.md")) as f:
-    print(f.read().strip())
-  device = OnDeviceModel.load(os.path.join(export_dir, "training"))
-  batch = training_segments(waveforms, spec).waveforms[:_BATCH.value]
-  losses = [device.train(batch) for _ in range(_DEVICE_STEPS.value)]
-  print(f"{device.runtime} train steps on one corpus batch: "
-        + " -> ".join(f"{l:.4f}" for l in losses))
-
-  print("\n[4/4] on-device cost of the exported files (LiteRT, 1 thread)")
-  table_md = _benchmark_export(export_dir, batch, report_dir)
-  print(table_md)
-  print(f"wrote {report_dir}/ondevice.{{md,png}}")
-  print(f"\ndemo took {time.time() - start:.0f} s; outputs in {out_dir}/")
-
-
-def _cpu_ms(call, runs: int) -> float:
-  """Median CPU milliseconds of ``runs`` calls after one warm-up call."""
-  call()
-  times = []
-  for _ in range(runs):
-    start = time.process_time()
-    call()
-    times.append(1e3 * (time.process_time() - start))
-  return float(np.median(times))
-
-
-def _benchmark_export(export_dir: str, batch: np.ndarray,
-                      report_dir: str) -> str:
-  """FLOPs, LiteRT latency and XNNPACK share of the exported files.
-
-  Returns the Markdown table (also written to ``ondevice.md``, plotted to
-  ``ondevice.png``).
-  """
-  rows = []
-  for name in sorted(os.listdir(export_dir)):
-    path = os.path.join(export_dir, name, manifest_lib.MODEL_NAME)
-    if not os.path.exists(path):
-      continue
-    manifest = manifest_lib.Manifest.read(os.path.dirname(path))
-    with open(path, "rb") as f:
-      content = f.read()
-    model = OnDeviceModel.load(path)
-    patch = batch[:1, :manifest.model.patch_samples]
-    calls = {"embed": (lambda: model.embed(patch), 20)}
-    if "train" in manifest.signatures:
-      calls["train"] = (lambda: model.train(batch), 5)
-    for signature, (call, runs) in calls.items():
-      flops = tflite_flops.count_flops(content, signature, batch=1).flops
-      delegated = (manifest.delegation or {}).get(signature, {})
-      rows.append((name, signature, flops, _cpu_ms(call, runs),
-                   delegated.get("delegated_flops_fraction")))
-  lines = ["| file | signature | GFLOPs / call | LiteRT CPU ms | GFLOP/s | "
-           "XNNPACK FLOPs |", "|---|---|---:|---:|---:|---:|"]
-  for name, signature, flops, ms, share in rows:
-    lines.append(f"| {name} | {signature} | {flops / 1e9:.3f} | {ms:.1f} | "
-                 f"{flops / (ms * 1e6):.1f} | "
-                 f"{'-' if share is None else f'{share:.0%}'} |")
-  table = "\n".join(lines)
-  with open(os.path.join(report_dir, "ondevice.md"), "w") as f:
-    f.write(table + "\n")
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
-  fig, ax = plt.subplots(figsize=(7, 3.5))
-  labels = [f"{n}\n{s}" for n, s, *_ in rows]
-  bars = ax.bar(labels, [ms for *_, ms, _ in rows])
-  for bar, (*_, share) in zip(bars, rows):
-    if share is not None:
-      ax.annotate(f"{share:.0%} XNNPACK", (bar.get_x() + bar.get_width() / 2,
-                                           bar.get_height()),
-                  ha="center", va="bottom", fontsize=7)
-  ax.set_yscale("log")
-  ax.set_ylabel("LiteRT CPU ms per call (median)")
-  ax.set_title("Exported model on the host (1 thread)")
-  ax.tick_params(axis="x", labelsize=7)
-  fig.tight_layout()
-  fig.savefig(os.path.join(report_dir, "ondevice.png"), dpi=120)
-  plt.close(fig)
-  return table
+  config = cli.build_config(config_from_flags)
+  print(run_demo(config, progress=print).report)
 
 
 def run() -> None:
-  cli.run(main)
+  cli.run(main, FLAGS)
 
 
 if __name__ == "__main__":

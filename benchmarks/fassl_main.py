@@ -21,31 +21,36 @@ from model import cli
 from model.train import OPTIMIZERS
 from tff_sim.algorithms import ALGORITHMS
 
+FLAGS = cli.launcher_flags()
+
 _DEFAULT = FasslConfig()
 
 # Flags are named after the FasslConfig fields they set.
 _QUICK = flags.DEFINE_bool(
     "quick", False, "Smallest setting (tiny corpus, 2 rounds, one task per "
-    "family), overriding the other study flags; a smoke test.")
-_CORPUS, _CORPUS_DIR = cli.define_corpus(_DEFAULT.corpus)
+    "family), overriding the other study flags; a smoke test.",
+    flag_values=FLAGS)
+_CORPUS, _CORPUS_DIR = cli.define_corpus(_DEFAULT.corpus, flag_values=FLAGS)
 _ENCODER = cli.define("encoder", _DEFAULT.encoder,
-                      help="Encoder preset of every run.")
+                      help="Encoder preset of every run.", flag_values=FLAGS)
 _FM = flags.DEFINE_list("feature_matching", list(_DEFAULT.feature_matching),
-                        "Feature-matching tasks.")
+                        "Feature-matching tasks.", flag_values=FLAGS)
 _PREDICTIVE = flags.DEFINE_list("predictive", list(_DEFAULT.predictive),
-                                "Predictive tasks.")
+                                "Predictive tasks.", flag_values=FLAGS)
 _ALGORITHM = flags.DEFINE_enum("algorithm", _DEFAULT.algorithm,
-                               list(ALGORITHMS), "Federated algorithm.")
-_LOOP = cli.define_federated_loop(_DEFAULT)
+                               list(ALGORITHMS), "Federated algorithm.",
+                               flag_values=FLAGS)
+_LOOP = cli.define_federated_loop(_DEFAULT, flag_values=FLAGS)
 _CENTRAL_OPT = flags.DEFINE_enum("centralized_optimizer",
                                  _DEFAULT.centralized_optimizer,
-                                 list(OPTIMIZERS), "Centralized optimizer.")
+                                 list(OPTIMIZERS), "Centralized optimizer.",
+                                 flag_values=FLAGS)
 _CENTRAL_LR = flags.DEFINE_float("centralized_learning_rate",
                                  _DEFAULT.centralized_learning_rate,
-                                 "Centralized step size.")
-_WORKERS = cli.define("num_workers", _DEFAULT.num_workers)
-_SEED = cli.define("seed", _DEFAULT.seed)
-_OUT_DIR = cli.define("out_dir", _DEFAULT.out_dir)
+                                 "Centralized step size.", flag_values=FLAGS)
+_WORKERS = cli.define("num_workers", _DEFAULT.num_workers, flag_values=FLAGS)
+_SEED = cli.define("seed", _DEFAULT.seed, flag_values=FLAGS)
+_OUT_DIR = cli.define("out_dir", _DEFAULT.out_dir, flag_values=FLAGS)
 
 
 def config_from_flags() -> FasslConfig:
@@ -64,7 +69,7 @@ def config_from_flags() -> FasslConfig:
 
 
 def run() -> None:
-  cli.run_study(config_from_flags, run_fassl_benchmark)
+  cli.run_study(config_from_flags, run_fassl_benchmark, FLAGS)
 
 
 if __name__ == "__main__":

@@ -22,23 +22,28 @@ from benchmarks.federated_quality import (PAIRED_OPTIMIZER,
                                           run_federated_quality_benchmark)
 from model import cli
 
+FLAGS = cli.launcher_flags()
+
 _DEFAULT = FederatedQualityConfig()
 
 # Flags are named after the FederatedQualityConfig fields they set.
-_CORPUS, _CORPUS_DIR = cli.define_corpus(_DEFAULT.corpus)
-_TASK = cli.define("task", _DEFAULT.task, help="SSL task of every run.")
+_CORPUS, _CORPUS_DIR = cli.define_corpus(_DEFAULT.corpus, flag_values=FLAGS)
+_TASK = cli.define("task", _DEFAULT.task, help="SSL task of every run.",
+                   flag_values=FLAGS)
 _ENCODER = cli.define("encoder", _DEFAULT.encoder,
-                      help="Encoder preset of every run.")
+                      help="Encoder preset of every run.", flag_values=FLAGS)
 _ALGORITHMS = flags.DEFINE_list(
     "algorithms", list(_DEFAULT.algorithms),
-    f"Federated algorithms, of {', '.join(PAIRED_OPTIMIZER)}.")
-_LOOP = cli.define_federated_loop(_DEFAULT)
+    f"Federated algorithms, of {', '.join(PAIRED_OPTIMIZER)}.",
+    flag_values=FLAGS)
+_LOOP = cli.define_federated_loop(_DEFAULT, flag_values=FLAGS)
 
 
 def _define_grid(name: str, help_text: str) -> flags.FlagHolder:
   """A learning-rate grid flag, defaulting to the config field ``name``."""
   return flags.DEFINE_list(
-      name, [f"{lr:g}" for lr in getattr(_DEFAULT, name)], help_text)
+      name, [f"{lr:g}" for lr in getattr(_DEFAULT, name)], help_text,
+      flag_values=FLAGS)
 
 
 _SGD_SERVER_LRS = _define_grid("sgd_server_learning_rates",
@@ -54,13 +59,14 @@ _CENTRAL_ADAM_LRS = _define_grid(
     "Centralized Adam learning-rate grid (same size as the server grids).")
 _VALIDATION_FRACTION = flags.DEFINE_float(
     "validation_fraction", _DEFAULT.validation_fraction,
-    "Fraction of each probe's train split held out to pick learning rates.")
+    "Fraction of each probe's train split held out to pick learning rates.",
+    flag_values=FLAGS)
 _MIXES = flags.DEFINE_list(
     "mixes", [], "mixed-partition knobs p (0 IID .. 1 natural), one extra "
-    "FedAvg run each.")
-_WORKERS = cli.define("num_workers", _DEFAULT.num_workers)
-_SEED = cli.define("seed", _DEFAULT.seed)
-_OUT_DIR = cli.define("out_dir", _DEFAULT.out_dir)
+    "FedAvg run each.", flag_values=FLAGS)
+_WORKERS = cli.define("num_workers", _DEFAULT.num_workers, flag_values=FLAGS)
+_SEED = cli.define("seed", _DEFAULT.seed, flag_values=FLAGS)
+_OUT_DIR = cli.define("out_dir", _DEFAULT.out_dir, flag_values=FLAGS)
 
 
 def _floats(values: list[str]) -> tuple[float, ...]:
@@ -83,7 +89,7 @@ def config_from_flags() -> FederatedQualityConfig:
 
 
 def run() -> None:
-  cli.run_study(config_from_flags, run_federated_quality_benchmark)
+  cli.run_study(config_from_flags, run_federated_quality_benchmark, FLAGS)
 
 
 if __name__ == "__main__":

@@ -19,43 +19,55 @@ from model import cli
 from model.tasks import IMAGE_TASKS
 from tff_sim.algorithms import ALGORITHMS
 
+FLAGS = cli.launcher_flags()
+
 _DEFAULT = MultimodalBenchmarkConfig()
 
 # Flags are named after the MultimodalBenchmarkConfig fields they set.
-_CORPUS, _CORPUS_DIR = cli.define_corpus(_DEFAULT.corpus)
+_CORPUS, _CORPUS_DIR = cli.define_corpus(_DEFAULT.corpus, flag_values=FLAGS)
 _DIGIT_GROUPS = flags.DEFINE_integer(
     "digit_groups", _DEFAULT.digit_groups, "Natural image clients (digit "
-    "groups).")
+    "groups).", flag_values=FLAGS)
 _MAX_DIGITS = flags.DEFINE_integer("max_digits", _DEFAULT.max_digits,
-                                   "Use the first N digits (0: all).")
+                                   "Use the first N digits (0: all).",
+                                   flag_values=FLAGS)
 _TASK = cli.define("task", _DEFAULT.task,
-                   help=f"SSL task; must accept images: {list(IMAGE_TASKS)}.")
-_ENCODER = cli.define("encoder", _DEFAULT.encoder)
+                   help=f"SSL task; must accept images: {list(IMAGE_TASKS)}.",
+                   flag_values=FLAGS)
+_ENCODER = cli.define("encoder", _DEFAULT.encoder, flag_values=FLAGS)
 _ALGORITHM = flags.DEFINE_enum("algorithm", _DEFAULT.algorithm,
-                               list(ALGORITHMS), "Federated algorithm.")
+                               list(ALGORITHMS), "Federated algorithm.",
+                               flag_values=FLAGS)
 _MIX = flags.DEFINE_list(
     "mix", [f"{s:g}" for s in _DEFAULT.mix],
-    "Client shares audio_only,image_only,both (FSSUAVL's client mix).")
+    "Client shares audio_only,image_only,both (FSSUAVL's client mix).",
+    flag_values=FLAGS)
 _NUM_CLIENTS = flags.DEFINE_integer("num_clients", _DEFAULT.num_clients,
-                                    "Federated clients.")
-_ROUNDS = cli.define("rounds", _DEFAULT.rounds)
-_CLIENTS = cli.define("clients_per_round", _DEFAULT.clients_per_round)
-_BATCH = cli.define("batch_size", _DEFAULT.batch_size)
+                                    "Federated clients.", flag_values=FLAGS)
+_ROUNDS = cli.define("rounds", _DEFAULT.rounds, flag_values=FLAGS)
+_CLIENTS = cli.define("clients_per_round", _DEFAULT.clients_per_round,
+                      flag_values=FLAGS)
+_BATCH = cli.define("batch_size", _DEFAULT.batch_size, flag_values=FLAGS)
 _MAX_STEPS = cli.define(
     "max_local_steps", _DEFAULT.max_local_steps,
-    help="Cap on local steps per modality and round (0: none).")
-_CLIENT_LR = cli.define("client_learning_rate", _DEFAULT.client_learning_rate)
+    help="Cap on local steps per modality and round (0: none).",
+    flag_values=FLAGS)
+_CLIENT_LR = cli.define("client_learning_rate", _DEFAULT.client_learning_rate,
+                        flag_values=FLAGS)
 _CENTRAL_LR = flags.DEFINE_float("centralized_learning_rate",
                                  _DEFAULT.centralized_learning_rate,
-                                 "Centralized Adam step size.")
+                                 "Centralized Adam step size.",
+                                 flag_values=FLAGS)
 _ABLATION = flags.DEFINE_list(
     "ablation_mixes",
     ["/".join(f"{s:g}" for s in m) for m in _DEFAULT.ablation_mixes],
-    "Client mixes of the ablation, each audio_only/image_only/both.")
+    "Client mixes of the ablation, each audio_only/image_only/both.",
+    flag_values=FLAGS)
 _TSNE = flags.DEFINE_integer("tsne_points", _DEFAULT.tsne_points,
-                             "Points per modality in the t-SNE map.")
-_SEED = cli.define("seed", _DEFAULT.seed)
-_OUT_DIR = cli.define("out_dir", _DEFAULT.out_dir)
+                             "Points per modality in the t-SNE map.",
+                             flag_values=FLAGS)
+_SEED = cli.define("seed", _DEFAULT.seed, flag_values=FLAGS)
+_OUT_DIR = cli.define("out_dir", _DEFAULT.out_dir, flag_values=FLAGS)
 
 
 def _floats(values: list[str], flag: str) -> tuple[float, ...]:
@@ -91,7 +103,7 @@ def config_from_flags() -> MultimodalBenchmarkConfig:
 
 
 def run() -> None:
-  cli.run_study(config_from_flags, run_multimodal_benchmark)
+  cli.run_study(config_from_flags, run_multimodal_benchmark, FLAGS)
 
 
 if __name__ == "__main__":

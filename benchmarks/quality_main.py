@@ -19,43 +19,50 @@ from model import cli
 from model.errors import UserError
 from model.tasks import SSL_TASKS
 
+FLAGS = cli.launcher_flags()
+
 _DEFAULT = QualityConfig()
 
 # Flags are named after the QualityConfig fields they set.
-_CORPUS, _CORPUS_DIR = cli.define_corpus(_DEFAULT.corpus)
+_CORPUS, _CORPUS_DIR = cli.define_corpus(_DEFAULT.corpus, flag_values=FLAGS)
 _ENCODER = cli.define("encoder", _DEFAULT.encoder,
-                      help="Encoder preset of every row.")
-_POOLING = cli.define("pooling", _DEFAULT.pooling)
+                      help="Encoder preset of every row.", flag_values=FLAGS)
+_POOLING = cli.define("pooling", _DEFAULT.pooling, flag_values=FLAGS)
 _TASKS = flags.DEFINE_list("tasks", list(_DEFAULT.tasks),
-                           f"SSL tasks, of {', '.join(SSL_TASKS)}.")
+                           f"SSL tasks, of {', '.join(SSL_TASKS)}.",
+                           flag_values=FLAGS)
 _DOWNSTREAM = flags.DEFINE_list(
     "downstream_tasks", [], "Label columns to probe (default: every one that "
-    "can be split).")
+    "can be split).", flag_values=FLAGS)
 _STEPS = cli.define("steps", _DEFAULT.steps,
-                     help="SSL training steps per task.")
+                     help="SSL training steps per task.", flag_values=FLAGS)
 _BATCH = cli.define("batch_size", _DEFAULT.batch_size,
-                    help="SSL examples per step.")
+                    help="SSL examples per step.", flag_values=FLAGS)
 _LR = cli.define("learning_rate", _DEFAULT.learning_rate,
-                 help="SSL learning rate.")
+                 help="SSL learning rate.", flag_values=FLAGS)
 _HOP = flags.DEFINE_float("segment_hop", _DEFAULT.segment_hop,
-                          "Hop between SSL training segments, in patches.")
+                          "Hop between SSL training segments, in patches.",
+                          flag_values=FLAGS)
 _MIN_CLIP = flags.DEFINE_float(
     "min_clip_fraction", _DEFAULT.min_clip_fraction,
     "Shortest SSL training clip, as a fraction of an example (shorter clips "
-    "are skipped, longer ones shorter than an example zero-padded).")
+    "are skipped, longer ones shorter than an example zero-padded).",
+    flag_values=FLAGS)
 _SUPERVISED_STEPS = flags.DEFINE_integer(
     "supervised_steps", _DEFAULT.supervised_steps,
-    "Steps of each supervised baseline and fine-tuning run.")
+    "Steps of each supervised baseline and fine-tuning run.", flag_values=FLAGS)
 _BLOCKS = flags.DEFINE_list(
     "fine_tune_blocks", [str(k) for k in _DEFAULT.fine_tune_blocks],
-    "Top conv blocks unfrozen when fine-tuning the best SSL encoder.")
+    "Top conv blocks unfrozen when fine-tuning the best SSL encoder.",
+    flag_values=FLAGS)
 _SEED = cli.define("seed", _DEFAULT.seed,
-                    help="Seed of splits, weights and batch order.")
-_OUT_DIR = cli.define("out_dir", _DEFAULT.out_dir)
+                    help="Seed of splits, weights and batch order.",
+                    flag_values=FLAGS)
+_OUT_DIR = cli.define("out_dir", _DEFAULT.out_dir, flag_values=FLAGS)
 _SEEDS = flags.DEFINE_list(
     "seeds", [], "Several seeds: one run per seed in <out_dir>/seed_<s> and "
     "the table as mean ± std (report_seeds.md, seeds.csv, quality_seeds.png); "
-    "replaces --seed.")
+    "replaces --seed.", flag_values=FLAGS)
 
 
 def config_from_flags() -> QualityConfig:
@@ -89,7 +96,7 @@ def main() -> None:
 
 
 def run() -> None:
-  cli.run(main)
+  cli.run(main, FLAGS)
 
 
 if __name__ == "__main__":

@@ -26,49 +26,62 @@ from benchmarks.simulation_scale import ScaleBenchmarkConfig, run_scale_benchmar
 from model import cli
 from model.encoders import ENCODERS
 
+FLAGS = cli.launcher_flags()
+
 _DEFAULT = SimulationBenchmarkConfig()
 _SCALE_DEFAULT = ScaleBenchmarkConfig()
 
 _MODE = flags.DEFINE_enum(
     "mode", "standard", ["standard", "scale"],
     "standard: overhead, worker scaling and memory on a small corpus; "
-    "scale: one long run over a large population.")
+    "scale: one long run over a large population.", flag_values=FLAGS)
 _SCALE_ROUNDS = cli.define("rounds", _SCALE_DEFAULT.rounds,
-                           help="Scale mode: rounds of the run.")
+                           help="Scale mode: rounds of the run.",
+                           flag_values=FLAGS)
 _PROBE_EVERY = flags.DEFINE_integer(
     "probe_every", _SCALE_DEFAULT.probe_every,
-    "Scale mode: rounds between RSS probes / plain-loop comparisons.")
+    "Scale mode: rounds between RSS probes / plain-loop comparisons.",
+    flag_values=FLAGS)
 _NUM_WORKERS = cli.define("num_workers", _SCALE_DEFAULT.num_workers,
-                          help="Scale mode: local TFF workers.")
+                          help="Scale mode: local TFF workers.",
+                          flag_values=FLAGS)
 
 # Flags are named after the SimulationBenchmarkConfig fields they set.
-_CORPUS, _CORPUS_DIR = cli.define_corpus(_DEFAULT.corpus)
+_CORPUS, _CORPUS_DIR = cli.define_corpus(_DEFAULT.corpus, flag_values=FLAGS)
 _TASK = cli.define("task", _DEFAULT.task,
-                   help="SSL task trained by the clients.")
+                   help="SSL task trained by the clients.", flag_values=FLAGS)
 _PRESETS = flags.DEFINE_list(
     "presets", list(_DEFAULT.presets),
-    f"Encoder presets timed, of {', '.join(ENCODERS)}.")
-_CLIENTS = cli.define("clients_per_round", _DEFAULT.clients_per_round)
+    f"Encoder presets timed, of {', '.join(ENCODERS)}.", flag_values=FLAGS)
+_CLIENTS = cli.define("clients_per_round", _DEFAULT.clients_per_round,
+                      flag_values=FLAGS)
 _STEPS = flags.DEFINE_integer("local_steps", _DEFAULT.local_steps,
-                              "Local steps per client and round.")
+                              "Local steps per client and round.",
+                              flag_values=FLAGS)
 _BATCH = cli.define("batch_size", _DEFAULT.batch_size,
-                    help="Client batch size.")
-_LR = cli.define("client_learning_rate", _DEFAULT.client_learning_rate)
+                    help="Client batch size.", flag_values=FLAGS)
+_LR = cli.define("client_learning_rate", _DEFAULT.client_learning_rate,
+                 flag_values=FLAGS)
 _ROUNDS = flags.DEFINE_integer("timed_rounds", _DEFAULT.timed_rounds,
-                               "Timed rounds after a warm-up round.")
+                               "Timed rounds after a warm-up round.",
+                               flag_values=FLAGS)
 _WORKERS = flags.DEFINE_list("workers", [str(k) for k in _DEFAULT.workers],
-                             "Worker counts of the throughput measurement.")
+                             "Worker counts of the throughput measurement.",
+                             flag_values=FLAGS)
 _MEMORY_PRESET = flags.DEFINE_enum("memory_preset", _DEFAULT.memory_preset,
                                    list(ENCODERS),
-                                   "Encoder preset of the memory run.")
+                                   "Encoder preset of the memory run.",
+                                   flag_values=FLAGS)
 _MEMORY_ROUNDS = flags.DEFINE_list(
     "memory_rounds", [str(r) for r in _DEFAULT.memory_rounds],
-    "first,last: rounds whose RSS is compared (the run lasts last rounds).")
+    "first,last: rounds whose RSS is compared (the run lasts last rounds).",
+    flag_values=FLAGS)
 _MEMORY_CLIENTS = flags.DEFINE_integer("memory_clients",
                                        _DEFAULT.memory_clients,
-                                       "Clients per round of the memory run.")
-_SEED = cli.define("seed", _DEFAULT.seed)
-_OUT_DIR = cli.define("out_dir", _DEFAULT.out_dir)
+                                       "Clients per round of the memory run.",
+                                       flag_values=FLAGS)
+_SEED = cli.define("seed", _DEFAULT.seed, flag_values=FLAGS)
+_OUT_DIR = cli.define("out_dir", _DEFAULT.out_dir, flag_values=FLAGS)
 
 
 def config_from_flags() -> SimulationBenchmarkConfig:
@@ -86,7 +99,7 @@ def config_from_flags() -> SimulationBenchmarkConfig:
 
 
 def _given_or(flag: flags.FlagHolder, default):
-  return flag.value if flags.FLAGS[flag.name].present else default
+  return flag.value if flag.present else default
 
 
 def scale_config_from_flags() -> ScaleBenchmarkConfig:
@@ -121,7 +134,7 @@ def _run_mode(config) -> None:
 
 
 def run() -> None:
-  cli.run_study(_mode_config, _run_mode)
+  cli.run_study(_mode_config, _run_mode, FLAGS)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ from export.optimizers import OptimizerConfig
 from export.runtime import OnDeviceModel
 
 __all__ = ["TRAIN_VARIANTS", "EMBED_RUNTIMES", "TrainStepConfig", "Row",
-           "run", "format_table", "write_csv", "plot"]
+           "run", "format_table", "write_csv", "plot",
+           "run_benchmark"]
 
 #: Train-step variants: name -> (formulation or TF, runtime).
 TRAIN_VARIANTS: dict[str, tuple[str, str]] = {
@@ -368,3 +369,41 @@ def plot(path: str, rows: Sequence[Row]) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
+
+
+def run_benchmark(config: TrainStepConfig, out_dir: str, *,
+                  progress: Optional[Callable[[str], None]] = None) -> str:
+  """Times the matrix (:func:`run`) and writes ``train_step.md``,
+  ``train_step.csv`` and ``train_step.png`` to ``out_dir``.
+
+  TF's thread pools are fixed per process: size them to
+  ``config.threads`` before TensorFlow runs anything.
+
+  Args:
+    config: The matrix.
+    out_dir: Output directory (created).
+    progress: Called with a line per finished configuration.
+
+  Returns:
+    The Markdown tables.
+  """
+  os.makedirs(out_dir, exist_ok=True)
+  done = []
+
+  def on_rows(rows):
+    if not rows:
+      return
+    done.extend(rows)
+    if progress:
+      progress(f"[{len(done)} rows] {rows[0].preset} {rows[0].task} "
+               f"batch {rows[0].batch}: " + ", ".join(
+                   f"{r.variant} {r.cpu_median:.1f} ms" for r in rows))
+
+  rows = run(config, on_rows=on_rows)
+  table = format_table(rows, config)
+  with open(os.path.join(out_dir, "train_step.md"), "w",
+            encoding="utf-8") as f:
+    f.write(table + "\n")
+  write_csv(os.path.join(out_dir, "train_step.csv"), rows)
+  plot(os.path.join(out_dir, "train_step.png"), rows)
+  return table

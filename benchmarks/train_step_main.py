@@ -13,8 +13,6 @@ run once per thread count.
 
 from __future__ import annotations
 
-import os
-
 from absl import flags
 
 from benchmarks import train_step
@@ -22,25 +20,33 @@ from model import cli
 from model.encoders import ENCODERS
 from model.tasks import SSL_TASKS
 
+FLAGS = cli.launcher_flags()
+
 _DEFAULT = train_step.TrainStepConfig()
 
-_OUT_DIR = cli.define("out_dir", None, required=True)
+_OUT_DIR = cli.define("out_dir", None, required=True, flag_values=FLAGS)
 _PRESETS = flags.DEFINE_list("presets", list(_DEFAULT.presets),
-                             f"Encoder presets, of {', '.join(ENCODERS)}.")
+                             f"Encoder presets, of {', '.join(ENCODERS)}.",
+                             flag_values=FLAGS)
 _TASKS = flags.DEFINE_list("tasks", list(_DEFAULT.tasks),
-                           f"SSL tasks, of {', '.join(SSL_TASKS)}.")
-_BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["32"], "train batches.")
+                           f"SSL tasks, of {', '.join(SSL_TASKS)}.",
+                           flag_values=FLAGS)
+_BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["32"], "train batches.",
+                                 flag_values=FLAGS)
 _THREADS = flags.DEFINE_integer("threads", 1, "Threads (runtimes and TF).",
-                                lower_bound=1)
+                                lower_bound=1, flag_values=FLAGS)
 _VARIANTS = flags.DEFINE_list(
     "variants", list(_DEFAULT.variants),
-    f"Train variants, of: {', '.join(train_step.TRAIN_VARIANTS)}.")
+    f"Train variants, of: {', '.join(train_step.TRAIN_VARIANTS)}.",
+    flag_values=FLAGS)
 _QUANTIZATIONS = flags.DEFINE_list(
     "quantizations", list(_DEFAULT.quantizations),
-    "Embed variants (empty: no embed rows).")
-_STEPS = cli.define("steps", _DEFAULT.steps, help="Timed calls per variant.")
+    "Embed variants (empty: no embed rows).", flag_values=FLAGS)
+_STEPS = cli.define("steps", _DEFAULT.steps, help="Timed calls per variant.",
+                    flag_values=FLAGS)
 _WARMUP = flags.DEFINE_integer("warmup", _DEFAULT.warmup,
-                               "Untimed calls per variant.", lower_bound=0)
+                               "Untimed calls per variant.", lower_bound=0,
+                               flag_values=FLAGS)
 
 
 def main() -> None:
@@ -61,30 +67,14 @@ def main() -> None:
       quantizations=tuple(_QUANTIZATIONS.value), steps=_STEPS.value,
       warmup=_WARMUP.value))
   cli.quiet_logging()
-  os.makedirs(_OUT_DIR.value, exist_ok=True)
-  done = []
-
-  def progress(rows):
-    if not rows:
-      return
-    done.extend(rows)
-    print(f"[{len(done)} rows] {rows[0].preset} {rows[0].task} "
-          f"batch {rows[0].batch}: " + ", ".join(
-              f"{r.variant} {r.cpu_median:.1f} ms" for r in rows), flush=True)
-
-  rows = train_step.run(config, on_rows=progress)
-  table = train_step.format_table(rows, config)
-  print(table)
-  with open(os.path.join(_OUT_DIR.value, "train_step.md"), "w",
-            encoding="utf-8") as f:
-    f.write(table + "\n")
-  train_step.write_csv(os.path.join(_OUT_DIR.value, "train_step.csv"), rows)
-  train_step.plot(os.path.join(_OUT_DIR.value, "train_step.png"), rows)
+  print(train_step.run_benchmark(
+      config, _OUT_DIR.value,
+      progress=lambda line: print(line, flush=True)))
 
 
 def run() -> None:
   # quiet_logging imports TensorFlow: only after its thread pools are sized.
-  cli.run(main, quiet=False)
+  cli.run(main, FLAGS, quiet=False)
 
 
 if __name__ == "__main__":

@@ -18,20 +18,18 @@ under the on-device runtime before the directory appears.
 from __future__ import annotations
 
 from absl import flags
-from absl import logging
 
 from export.conversion import QUANTIZATIONS
-from export.corpus import load_corpus
-from export.exporter import (TRAINING_DIR, ExportConfig, export_model,
-                             fresh_source, load_source)
+from export.exporter import ExportConfig, ExportRequest, run_export
 from export.ondevice_module import MODES
 from export.optimizers import OPTIMIZERS, OptimizerConfig
 from export.runtime import RUNTIMES
 from export.verification import VerificationError, VerifyConfig
 from model import cli
-from model.best_models import best_model_dir, read_best_index
 from model.tasks import IMAGE_TASKS
 from model.tflite_compat import FlexOpsError
+
+FLAGS = cli.launcher_flags()
 
 _DEFAULT = ExportConfig()
 #: Runtimes of builtin files (tensorflow runs flex files).
@@ -39,59 +37,65 @@ _ON_DEVICE_RUNTIMES = [r for r in RUNTIMES if r != "tensorflow"]
 
 _MODEL_DIR = flags.DEFINE_string(
     "model_dir", None, "Run directory (holding model/) or saved-model "
-    "directory (holding model.json and weights.npz).")
+    "directory (holding model.json and weights.npz).", flag_values=FLAGS)
 _BEST_FOR = flags.DEFINE_string(
     "best_for", None, "Export the federated run's best global model for this "
     "downstream metric (<model_dir>/best/<metric>, listed in "
-    "<model_dir>/best/best.json) instead of its final model.")
+    "<model_dir>/best/best.json) instead of its final model.",
+    flag_values=FLAGS)
 _PRESET = flags.DEFINE_enum(
     "preset", None, cli.SHARED_FLAGS["encoder"].choices(),
     "Export a freshly initialized encoder of this preset instead of "
-    "--model_dir (for benchmarks).")
+    "--model_dir (for benchmarks).", flag_values=FLAGS)
 _TASK = cli.define(
     "task", None, help="SSL task of the train signature; default: the saved "
     "task (audio2vec_cbow with --preset). Another task than the saved one "
-    "gets a fresh head.")
+    "gets a fresh head.", flag_values=FLAGS)
 _MULTIMODAL = flags.DEFINE_bool(
     "multimodal", False, "With --preset: a multimodal model (also "
     f"embed_image and train_image); the task must be one of "
-    f"{list(IMAGE_TASKS)}. A saved multimodal model is exported as such.")
+    f"{list(IMAGE_TASKS)}. A saved multimodal model is exported as such.",
+    flag_values=FLAGS)
 _MODE = flags.DEFINE_enum("mode", _DEFAULT.mode, list(MODES),
                           "builtin: TFLite builtin ops only (tflite_runtime, "
                           "ai_edge_litert); flex: TF's own gradients with "
-                          "Select-TF ops and save/restore signatures.")
+                          "Select-TF ops and save/restore signatures.",
+                          flag_values=FLAGS)
 _OPTIMIZER = flags.DEFINE_enum("optimizer", _DEFAULT.optimizer.name,
-                               list(OPTIMIZERS), "On-device optimizer.")
+                               list(OPTIMIZERS), "On-device optimizer.",
+                               flag_values=FLAGS)
 _LEARNING_RATE = cli.define("learning_rate",
-                            _DEFAULT.optimizer.learning_rate)
+                            _DEFAULT.optimizer.learning_rate, flag_values=FLAGS)
 _MOMENTUM = flags.DEFINE_float("momentum", _DEFAULT.optimizer.momentum,
-                               "SGD momentum.")
+                               "SGD momentum.", flag_values=FLAGS)
 _BATCH_SIZE = cli.define("batch_size", _DEFAULT.batch_size,
-                         help="Static batch size of train.")
+                         help="Static batch size of train.", flag_values=FLAGS)
 _QUANTIZATION = flags.DEFINE_list(
     "quantization", list(_DEFAULT.quantizations),
     f"Embed-only variants to write, some of {list(QUANTIZATIONS)} (empty: "
-    f"none).")
+    f"none).", flag_values=FLAGS)
 _OUT_DIR = cli.define("out_dir", None, help="Export directory.",
-                      required=True)
+                      required=True, flag_values=FLAGS)
 _CORPUS_DIR = cli.define(
     "corpus_dir", None, help="Audio for verification, int8 calibration and "
     "probes; default: the tiny built-in synthetic corpus, generated into a "
-    "cache directory on first use.")
+    "cache directory on first use.", flag_values=FLAGS)
 _CORPUS_KIND = flags.DEFINE_enum("corpus_kind", "synthetic",
                                  cli.SHARED_FLAGS["dataset"].choices(),
-                                 "Layout of --corpus_dir.")
+                                 "Layout of --corpus_dir.", flag_values=FLAGS)
 _VERIFY_STEPS = flags.DEFINE_integer(
     "verify_steps", _DEFAULT.verify.train_steps,
-    "train steps run on the file and on TF to verify it.")
+    "train steps run on the file and on TF to verify it.", flag_values=FLAGS)
 _RUNTIME = cli.define(
     "runtime", _DEFAULT.verify.runtime, choices=_ON_DEVICE_RUNTIMES,
     help="Runtime that verifies builtin files (flex files: tf.lite): "
-    "LiteRT's CompiledModel with XNNPACK, or tflite-runtime 2.14.")
+    "LiteRT's CompiledModel with XNNPACK, or tflite-runtime 2.14.",
+    flag_values=FLAGS)
 _SEED = cli.define("seed", _DEFAULT.seed,
-                   help="Seed of the in-graph random ops.")
+                   help="Seed of the in-graph random ops.", flag_values=FLAGS)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False,
-                               "Replace an existing --out_dir.")
+                               "Replace an existing --out_dir.",
+                               flag_values=FLAGS)
 
 
 def _config() -> ExportConfig:
@@ -107,7 +111,12 @@ def _config() -> ExportConfig:
                           runtime=_RUNTIME.value))
 
 
-def main() -> None:
+def request_from_flags() -> ExportRequest:
+  """The model and audio given by the parsed flags.
+
+  Raises:
+    cli.UserError: The flags contradict each other.
+  """
   if (_MODEL_DIR.value is None) == (_PRESET.value is None):
     raise cli.UserError("give exactly one of --model_dir and --preset")
   if _BEST_FOR.value is not None and _MODEL_DIR.value is None:
@@ -120,45 +129,27 @@ def main() -> None:
   if unknown := [q for q in _QUANTIZATION.value if q not in QUANTIZATIONS]:
     raise cli.UserError(f"--quantization: unknown {unknown}; choose from "
                         f"{list(QUANTIZATIONS)}")
+  return ExportRequest(
+      model_dir=_MODEL_DIR.value, best_for=_BEST_FOR.value,
+      preset=_PRESET.value, task=_TASK.value, multimodal=_MULTIMODAL.value,
+      corpus_dir=_CORPUS_DIR.value, corpus_kind=_CORPUS_KIND.value)
+
+
+def main() -> None:
+  request = cli.build_config(request_from_flags)
   config = cli.build_config(_config)
-  print(f"Exporting to {_OUT_DIR.value}; every file is converted, then "
-        f"verified (--verbosity=0 shows each step)", flush=True)
   try:
-    model_dir = _MODEL_DIR.value
-    if _BEST_FOR.value is not None:
-      model_dir = best_model_dir(model_dir, _BEST_FOR.value)
-      selection = read_best_index(_MODEL_DIR.value)[_BEST_FOR.value]
-      print(f"best global model for {_BEST_FOR.value}: round "
-            f"{selection['round']} ({selection['value']:.4g})", flush=True)
-    source = (load_source(model_dir, task=_TASK.value)
-              if model_dir is not None else
-              fresh_source(_PRESET.value, task, seed=_SEED.value,
-                           multimodal=_MULTIMODAL.value))
-    corpus = load_corpus(_CORPUS_DIR.value, kind=_CORPUS_KIND.value,
-                         sample_rate=source.model.spec.frontend.sample_rate)
-    logging.info("corpus %s: %d clips", corpus.source, len(corpus.table))
-    result = export_model(source, _OUT_DIR.value, config, corpus=corpus,
-                          overwrite=_OVERWRITE.value)
+    export = run_export(request, _OUT_DIR.value, config,
+                        overwrite=_OVERWRITE.value,
+                        progress=lambda line: print(line, flush=True))
   except (FileExistsError, FileNotFoundError, FlexOpsError,
           VerificationError, ValueError) as e:
     raise cli.UserError(f"export failed, nothing written: {e}") from e
-  training = result.manifests[TRAINING_DIR]
-  train = training.verification["train"]
-  print(f"Exported to {result.out_dir}:")
-  for manifest in result.manifests.values():
-    print(f"  {manifest.path}: {manifest.file.bytes:,} bytes, "
-          f"sha256 {manifest.file.sha256[:16]}...")
-  print(f"train loss {train['first_cycle_mean_loss']:.4g} -> "
-        f"{train['last_cycle_mean_loss']:.4g} over {train['steps']} steps; "
-        f"vs TF per step: loss {train['max_relative_loss_difference']:.2e}, "
-        f"gradient {train['max_relative_gradient_error']:.2e} (relative); "
-        f"embed max abs error "
-        f"{training.verification['embed']['max_abs_error']:.2e}")
-  print(f"Report: {result.out_dir}/report.md")
+  print(export.report)
 
 
 def run() -> None:
-  cli.run(main)
+  cli.run(main, FLAGS)
 
 
 if __name__ == "__main__":

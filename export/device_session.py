@@ -34,10 +34,12 @@ from export.tensor_file import (Kind, TensorFile, TensorFileError,
                                 write_tensor_file)
 from export.weight_store import WeightStore, weight_delta
 from model.datasets.audio import AudioDecodeError, load_audio
+from model.errors import UserError
 
 __all__ = ["WINDOWS_FILE", "DELTA_FILE", "Recording", "ListenReport",
            "VirtualDevice", "training_model_dir", "wav_files",
-           "nearest_neighbours"]
+           "nearest_neighbours", "ModelLoadError", "SessionRun",
+           "run_session"]
 
 #: Files in the state directory (the app's ``filesDir``) besides the weights.
 WINDOWS_FILE = "windows.odtf"
@@ -308,3 +310,91 @@ def nearest_neighbours(embeddings: np.ndarray) -> np.ndarray:
   np.fill_diagonal(similarity, -np.inf)
   nearest = np.argmax(similarity, axis=1)
   return np.where(len(embeddings) > 1, nearest, -1)
+
+
+class ModelLoadError(ValueError, UserError):
+  """The training model cannot be loaded (missing, damaged or flex)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionRun:
+  """What :func:`run_session` did.
+
+  Attributes:
+    losses: Loss of each train step (empty when the buffer was too small).
+    delta_path: The weight update written.
+    report: The closing line (where the update is).
+  """
+
+  losses: tuple[float, ...]
+  delta_path: str
+  report: str
+
+
+def run_session(model_dir: str, wav_dir: str, state_dir: str, *, steps: int,
+                runtime: str = DEFAULT_RUNTIME, buffer_windows: int = 32,
+                progress: Optional[Callable[[str], None]] = None
+                ) -> SessionRun:
+  """One session of the app on the host (``python -m export.device_main``).
+
+  Restores the weights saved in ``state_dir`` (falling back to the last
+  good copy, then to the model's own), plays every WAV file under
+  ``wav_dir`` into the buffer, trains ``steps`` steps (none, with a note,
+  when the buffer holds less than a batch), saves the weights and buffer,
+  embeds the end of every recording (its nearest other recording is
+  reported) and writes the weight update.
+
+  Args:
+    model_dir: The training export (or the export directory).
+    wav_dir: Folder of WAV files: the microphone.
+    state_dir: The device's storage.
+    steps: Training steps.
+    runtime: On-device runtime.
+    buffer_windows: Training windows the buffer keeps.
+    progress: Called with a line per event, as it happens.
+
+  Returns:
+    The losses, the update's path and the closing line.
+
+  Raises:
+    ModelLoadError: The model cannot be loaded.
+  """
+  say = progress or (lambda line: None)
+  try:
+    device = VirtualDevice(model_dir, state_dir,
+                           buffer_windows=buffer_windows, runtime=runtime)
+  except (FileNotFoundError, ValueError) as e:
+    raise ModelLoadError(f"cannot load the model: {e}") from e
+  for message in (*device.restored.problems, *device.notes):
+    say(f"warning: {message}")
+  say(f"weights: {device.restored.source} ({device.examples} training "
+      f"examples behind them)")
+
+  heard = device.listen(wav_dir)
+  for path, reason in heard.skipped:
+    say(f"skipped {path}: {reason}")
+  say(f"microphone: {len(heard.recordings)} usable WAV files, "
+      f"{sum(r.windows for r in heard.recordings)} new windows "
+      f"({heard.silent_windows} silent dropped); buffer holds "
+      f"{len(device.buffer)} of {device.buffer.capacity}")
+
+  losses: list[float] = []
+  try:
+    losses = device.train(steps, on_step=lambda step, loss: say(
+        f"step {step + 1}/{steps}: loss {loss:.4f}"))
+  except NotEnoughAudioError as e:
+    say(f"not training: {e}")
+  device.persist()
+  say(f"saved weights to {device.store.current_path}")
+
+  if heard.recordings:
+    embeddings = device.embed([r.tail for r in heard.recordings])
+    for recording, nearest in zip(heard.recordings,
+                                  nearest_neighbours(embeddings)):
+      match = (os.path.basename(heard.recordings[nearest].path)
+               if nearest >= 0 else "-")
+      say(f"{os.path.basename(recording.path)}: nearest {match}")
+  delta_path = device.write_delta()
+  return SessionRun(losses=tuple(float(l) for l in losses),
+                    delta_path=delta_path,
+                    report=f"weight update: {delta_path}")

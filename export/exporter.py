@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from absl import logging
 import numpy as np
@@ -27,7 +27,7 @@ from export import quality
 from export import report as report_lib
 from export.conversion import (QUANTIZATIONS, Conversion, convert_embed_model,
                                convert_training_model)
-from export.corpus import Corpus
+from export.corpus import Corpus, load_corpus
 from export.manifest import (EncoderInfo, FileInfo, Manifest, ModelInfo,
                              OptimizerInfo, QuantizationInfo, SignatureSpec,
                              TensorSpec, VariableSpec)
@@ -45,7 +45,8 @@ from model.ssl_model import ModelSpec, SSLModel, load_model
 from model.tasks import check_task_batch_size
 
 __all__ = ["TRAINING_DIR", "embed_dir", "ExportConfig", "Source",
-           "load_source", "fresh_source", "ExportResult", "export_model"]
+           "load_source", "fresh_source", "ExportResult", "export_model",
+           "ExportRequest", "ExportRun", "run_export"]
 
 #: Subdirectory of the training model.
 TRAINING_DIR = "training"
@@ -464,3 +465,106 @@ def _export_into(staging: str, source: Source, config: ExportConfig,
       skipped=scores.skipped if scores else None)
   return ExportResult(out_dir=staging, manifests=manifests,
                       quantization=tuple(rows))
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportRequest:
+  """Which model ``python -m export`` exports, and the audio it verifies on.
+
+  Attributes:
+    model_dir: A run directory (holding ``model/``) or a saved-model
+      directory; ``None`` with ``preset``.
+    best_for: Export the run's best global model for this downstream
+      metric (``<model_dir>/best/<metric>``) instead of its final model.
+    preset: Export a freshly initialized encoder of this preset instead.
+    task: SSL task of the train signature; default: the saved task
+      (``audio2vec_cbow`` with ``preset``).
+    multimodal: With ``preset``: a multimodal model.
+    corpus_dir: Audio for verification, calibration and probes; default:
+      the tiny built-in synthetic corpus (:func:`export.corpus.load_corpus`).
+    corpus_kind: Layout of ``corpus_dir``.
+  """
+
+  model_dir: Optional[str] = None
+  best_for: Optional[str] = None
+  preset: Optional[str] = None
+  task: Optional[str] = None
+  multimodal: bool = False
+  corpus_dir: Optional[str] = None
+  corpus_kind: str = "synthetic"
+
+  def __post_init__(self):
+    if (self.model_dir is None) == (self.preset is None):
+      raise ValueError("ExportRequest: give exactly one of model_dir and "
+                       "preset")
+    if self.best_for is not None and self.model_dir is None:
+      raise ValueError("ExportRequest.best_for needs model_dir")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportRun:
+  """What :func:`run_export` produced.
+
+  Attributes:
+    result: The export.
+    report: Files written (size, checksum) and the verification figures.
+  """
+
+  result: ExportResult
+  report: str
+
+
+def run_export(request: ExportRequest, out_dir: str, config: ExportConfig, *,
+               overwrite: bool = False,
+               progress: Optional[Callable[[str], None]] = None) -> ExportRun:
+  """Loads the requested model and corpus, then :func:`export_model`.
+
+  Args:
+    request: The model and the audio.
+    out_dir: Export directory.
+    config: What to export (a fresh model's weights use ``config.seed``).
+    overwrite: Replace an existing export directory.
+    progress: Called with a line when the export starts (and which best
+      model it takes).
+
+  Returns:
+    The export and its report.
+
+  Raises:
+    The errors of :func:`export_model`, :func:`load_source` and
+    :func:`export.corpus.load_corpus`.
+  """
+  say = progress or (lambda line: None)
+  say(f"Exporting to {out_dir}; every file is converted, then verified "
+      f"(--verbosity=0 shows each step)")
+  model_dir = request.model_dir
+  if request.best_for is not None:
+    model_dir = best_models.best_model_dir(model_dir, request.best_for)
+    selection = best_models.read_best_index(
+        request.model_dir)[request.best_for]
+    say(f"best global model for {request.best_for}: round "
+        f"{selection['round']} ({selection['value']:.4g})")
+  source = (load_source(model_dir, task=request.task)
+            if model_dir is not None else
+            fresh_source(request.preset, request.task or "audio2vec_cbow",
+                         seed=config.seed, multimodal=request.multimodal))
+  corpus = load_corpus(request.corpus_dir, kind=request.corpus_kind,
+                       sample_rate=source.model.spec.frontend.sample_rate)
+  logging.info("corpus %s: %d clips", corpus.source, len(corpus.table))
+  result = export_model(source, out_dir, config, corpus=corpus,
+                        overwrite=overwrite)
+  training = result.manifests[TRAINING_DIR]
+  train = training.verification["train"]
+  lines = [f"Exported to {result.out_dir}:"]
+  for manifest in result.manifests.values():
+    lines.append(f"  {manifest.path}: {manifest.file.bytes:,} bytes, "
+                 f"sha256 {manifest.file.sha256[:16]}...")
+  lines.append(
+      f"train loss {train['first_cycle_mean_loss']:.4g} -> "
+      f"{train['last_cycle_mean_loss']:.4g} over {train['steps']} steps; "
+      f"vs TF per step: loss {train['max_relative_loss_difference']:.2e}, "
+      f"gradient {train['max_relative_gradient_error']:.2e} (relative); "
+      f"embed max abs error "
+      f"{training.verification['embed']['max_abs_error']:.2e}")
+  lines.append(f"Report: {result.out_dir}/report.md")
+  return ExportRun(result=result, report="\n".join(lines))

@@ -4,7 +4,8 @@ The export package builds the full on-device model (``train``, ``embed``,
 ``get_weights``, ``set_weights``); this module holds the pieces the model
 package itself needs to prove its ops are builtin-only: a minimal SGD
 ``train`` signature, conversion with ``TFLITE_BUILTINS`` only, and a reader of
-the operator codes in a ``.tflite`` flatbuffer.
+the operator codes in a ``.tflite`` flatbuffer. :func:`presets_report` is
+the table ``python -m model`` prints.
 """
 
 from __future__ import annotations
@@ -13,16 +14,21 @@ import dataclasses
 import logging
 import shutil
 import tempfile
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
 
 from model import ops
-from model.ssl_model import SSLModel
+from model.encoders import ENCODERS
+from model.errors import UserError
+from model.features import FrontendConfig
+from model.gradcheck import gradient_errors
+from model.ssl_model import ModelSpec, SSLModel
+from model.tasks import SSL_TASKS
 
 __all__ = [
     "FlexOpsError", "operator_names", "select_tf_ops", "sgd_train_module",
-    "convert", "BuiltinCheck", "check_builtin_training",
+    "convert", "BuiltinCheck", "check_builtin_training", "presets_report",
 ]
 
 
@@ -160,3 +166,53 @@ def check_builtin_training(model: SSLModel, batch_size: int = 2
   finally:
     logging.getLogger("absl").disabled = False
   return BuiltinCheck(ok=True, operators=tuple(operator_names(tflite_model)))
+
+
+def presets_report(presets: Sequence[str], tasks: Sequence[str], *,
+                   check_conversion: bool = True,
+                   progress: Optional[Callable[[str], None]] = None) -> str:
+  """Each encoder preset's size and cost, and whether one SGD step of each
+  task converts with builtin ops only; then the custom gradients' error.
+
+  Args:
+    presets: Keys of :data:`model.encoders.ENCODERS`.
+    tasks: Keys of :data:`model.tasks.SSL_TASKS` whose step is converted.
+    check_conversion: Convert every preset x task (slow).
+    progress: Called with each line of the Markdown table as it is ready.
+
+  Returns:
+    The gradient check's line.
+
+  Raises:
+    UserError: An unknown preset or task.
+  """
+  say = progress or (lambda line: None)
+  for name in [*presets, *tasks]:
+    if name not in ENCODERS and name not in SSL_TASKS:
+      raise UserError(f"unknown preset or task {name!r}; presets: "
+                      f"{sorted(ENCODERS)}, tasks: {sorted(SSL_TASKS)}")
+  header = ["preset", "channels", "embedding", "params", "MFLOPs/patch"]
+  if check_conversion:
+    header.append("builtin-only train step")
+  say("| " + " | ".join(header) + " |")
+  say("|" + "---|" * len(header))
+  for preset in presets:
+    config = ENCODERS[preset]
+    row = [preset, "-".join(map(str, config.channels)),
+           str(config.embedding_dim), f"{config.num_params:,}",
+           f"{config.forward_mflops(FrontendConfig().patch_shape):.2f}"]
+    if check_conversion:
+      failed = []
+      for task in tasks:
+        result = check_builtin_training(
+            SSLModel(ModelSpec(task=task, encoder=config)))
+        if not result.ok:
+          failed.append(f"{task}: {result.error}")
+      row.append(f"yes ({len(tasks)} tasks)" if not failed
+                 else "NO: " + "; ".join(failed))
+    say("| " + " | ".join(row) + " |")
+  errors = gradient_errors()
+  worst = max(errors, key=errors.get)
+  return (f"\nCustom gradients vs TensorFlow's own (random inputs): max "
+          f"relative error {errors[worst]:.2e} ({worst}) over {len(errors)} "
+          f"checks")

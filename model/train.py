@@ -4,6 +4,8 @@ Resumable (checkpoint every ``checkpoint_every`` steps; rerun the same command
 to continue), with TensorBoard scalars, a CSV loss log, a progress bar and a
 ``config.json`` in the run directory. The final model is saved with
 :func:`model.ssl_model.save_model` under ``<run_dir>/model``.
+:func:`run_training` is the whole run on a dataset on disk (decode, segment,
+train, probe), as ``python -m model.train_main`` runs it.
 """
 
 from __future__ import annotations
@@ -12,22 +14,27 @@ import csv
 import dataclasses
 import os
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from model import evaluation
 from model import randomness
 from model.config_checks import require_positive
-from model.datasets.pipeline import training_dataset
+from model.datasets.audio import decode_clips
+from model.datasets.loaders import DatasetSource
+from model.datasets.pipeline import training_dataset, training_segments
+from model.encoders import Encoder
 from model.run_dir import write_or_check_config
 from model.ssl_model import (ModelSpec, SSLModel, save_model,
                              upgrade_model_section)
 from model.tasks import check_task_batch_size
 
-__all__ = ["TrainConfig", "OPTIMIZERS", "TrainResult", "train_centralized"]
+__all__ = ["TrainConfig", "OPTIMIZERS", "TrainResult", "TrainingRun",
+           "run_training", "train_centralized"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,3 +199,82 @@ def train_centralized(spec: ModelSpec, config: TrainConfig,
   save_model(model, model_dir)
   return TrainResult(model=model, losses=tuple(losses), resumed_from=start,
                      wall_s=time.time() - t0, model_dir=model_dir)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingRun:
+  """What :func:`run_training` produced.
+
+  Attributes:
+    result: The centralized run (model, loss log, where it was saved).
+    num_examples: Training segments cut from the dataset.
+    probes: Linear-probe metrics of the random-init and the trained
+      encoder (by row name), or ``None`` without evaluation.
+    report: The run's summary: final loss and model directory, then the
+      probe table.
+  """
+
+  result: TrainResult
+  num_examples: int
+  probes: Optional[dict[str, dict[str, float]]]
+  report: str
+
+
+def run_training(spec: ModelSpec, config: TrainConfig, dataset: DatasetSource,
+                 run_dir: str, *, evaluate: bool = True,
+                 progress: Optional[Callable[[str], None]] = None
+                 ) -> TrainingRun:
+  """Trains ``spec`` centrally on a dataset on disk, then probes it.
+
+  Decodes the clips, cuts the training segments
+  (:func:`model.datasets.pipeline.training_segments`, the policy the
+  federated runs use), trains (:func:`train_centralized`, resumable) and,
+  with ``evaluate``, compares the trained and a random-init encoder by
+  linear probes on every label (also written to ``<run_dir>/probe.csv``).
+
+  Args:
+    spec: Model to train.
+    config: Optimization settings.
+    dataset: The dataset.
+    run_dir: Run directory (rerunning resumes).
+    evaluate: Probe the encoder after training.
+    progress: Called with a line on the data (decoded clips, segments)
+      before training starts.
+
+  Returns:
+    The run and its report.
+
+  Raises:
+    UserError: The dataset is missing or unreadable (from the loaders).
+    RunConfigMismatch: ``run_dir`` holds a different run.
+  """
+  say = progress or (lambda line: None)
+  table, waveforms, scan = decode_clips(
+      dataset.load(), sample_rate=spec.frontend.sample_rate,
+      show_progress=True)
+  say(scan.summary())
+  segments = training_segments(waveforms, spec)
+  say(f"{len(segments)} training examples of "
+      f"{segments.waveforms.shape[1] / spec.frontend.sample_rate:.2f} s "
+      f"({segments.padded_clips} short clips padded, "
+      f"{segments.skipped_clips} skipped)")
+  result = train_centralized(
+      spec, config, segments.waveforms, run_dir,
+      dataset_info={"kind": dataset.kind,
+                    "path": os.path.abspath(dataset.path),
+                    "clips": len(table)})
+  lines = [f"loss {result.losses[0][1]:.4f} -> {result.losses[-1][1]:.4f}; "
+           f"model saved to {result.model_dir}"]
+  rows = None
+  if evaluate:
+    rows = {
+        "random init": evaluation.evaluate_encoder(
+            Encoder(spec.encoder, seed=spec.seed), table, waveforms,
+            spec.frontend),
+        spec.task: evaluation.evaluate_encoder(
+            result.model.encoder, table, waveforms, spec.frontend),
+    }
+    lines.append(evaluation.format_markdown_table(rows))
+    evaluation.write_csv(rows, os.path.join(run_dir, "probe.csv"))
+  return TrainingRun(result=result, num_examples=len(segments), probes=rows,
+                     report="\n".join(lines))

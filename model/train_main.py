@@ -12,35 +12,35 @@ compared by linear probes on every label of the dataset.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 from absl import flags
 
 from model import cli
-from model import evaluation
-from model.datasets.audio import decode_clips
-from model.datasets.loaders import load_dataset
-from model.datasets.pipeline import training_segments
-from model.encoders import ENCODERS, Encoder
+from model.datasets.loaders import DatasetSource
+from model.encoders import ENCODERS
 from model.ssl_model import ModelSpec
-from model.train import OPTIMIZERS, TrainConfig, train_centralized
+from model.train import OPTIMIZERS, TrainConfig, run_training
+
+FLAGS = cli.launcher_flags()
 
 _TRAIN = TrainConfig()
 
-_DATASET, _DATA_DIR = cli.define_dataset()
-_TASK = cli.define("task", "audio2vec_cbow")
-_ENCODER = cli.define("encoder", "small")
-_POOLING = cli.define("pooling", ENCODERS["small"].pooling)
-_STEPS = cli.define("steps", _TRAIN.steps)
-_BATCH = cli.define("batch_size", _TRAIN.batch_size)
+_DATASET, _DATA_DIR = cli.define_dataset(flag_values=FLAGS)
+_TASK = cli.define("task", "audio2vec_cbow", flag_values=FLAGS)
+_ENCODER = cli.define("encoder", "small", flag_values=FLAGS)
+_POOLING = cli.define("pooling", ENCODERS["small"].pooling, flag_values=FLAGS)
+_STEPS = cli.define("steps", _TRAIN.steps, flag_values=FLAGS)
+_BATCH = cli.define("batch_size", _TRAIN.batch_size, flag_values=FLAGS)
 _OPTIMIZER = flags.DEFINE_enum("optimizer", _TRAIN.optimizer,
-                               list(OPTIMIZERS), "Optimizer.")
-_LR = cli.define("learning_rate", _TRAIN.learning_rate)
+                               list(OPTIMIZERS), "Optimizer.",
+                               flag_values=FLAGS)
+_LR = cli.define("learning_rate", _TRAIN.learning_rate, flag_values=FLAGS)
 _SEED = cli.define("seed", _TRAIN.seed,
-                   help="Seed of weights and batch order.")
-_RUN_DIR = cli.define("run_dir", None, required=True)
+                   help="Seed of weights and batch order.", flag_values=FLAGS)
+_RUN_DIR = cli.define("run_dir", None, required=True, flag_values=FLAGS)
 _EVALUATE = flags.DEFINE_bool("evaluate", True,
-                              "Linear-probe the encoder after training.")
+                              "Linear-probe the encoder after training.",
+                              flag_values=FLAGS)
 
 
 def main() -> None:
@@ -51,36 +51,15 @@ def main() -> None:
                             batch_size=_BATCH.value,
                             optimizer=_OPTIMIZER.value,
                             learning_rate=_LR.value, seed=_SEED.value)
-  table, waveforms, report = decode_clips(
-      load_dataset(_DATASET.value, _DATA_DIR.value),
-      sample_rate=spec.frontend.sample_rate, show_progress=True)
-  print(report.summary())
-  segments = training_segments(waveforms, spec)
-  print(f"{len(segments)} training examples of "
-        f"{segments.waveforms.shape[1] / spec.frontend.sample_rate:.2f} s "
-        f"({segments.padded_clips} short clips padded, "
-        f"{segments.skipped_clips} skipped)")
-  result = train_centralized(
-      spec, config, segments.waveforms, _RUN_DIR.value,
-      dataset_info={"kind": _DATASET.value,
-                    "path": os.path.abspath(_DATA_DIR.value),
-                    "clips": len(table)})
-  print(f"loss {result.losses[0][1]:.4f} -> {result.losses[-1][1]:.4f}; "
-        f"model saved to {result.model_dir}")
-  if _EVALUATE.value:
-    rows = {
-        "random init": evaluation.evaluate_encoder(
-            Encoder(spec.encoder, seed=spec.seed), table, waveforms,
-            spec.frontend),
-        spec.task: evaluation.evaluate_encoder(
-            result.model.encoder, table, waveforms, spec.frontend),
-    }
-    print(evaluation.format_markdown_table(rows))
-    evaluation.write_csv(rows, os.path.join(_RUN_DIR.value, "probe.csv"))
+  training = run_training(spec, config,
+                          DatasetSource(_DATASET.value, _DATA_DIR.value),
+                          _RUN_DIR.value, evaluate=_EVALUATE.value,
+                          progress=print)
+  print(training.report)
 
 
 def run() -> None:
-  cli.run(main)
+  cli.run(main, FLAGS)
 
 
 if __name__ == "__main__":

@@ -132,7 +132,8 @@ class _Captured(Exception):
 def test_train_main_and_simulation_cut_the_same_segments(corpus, tmp_path,
                                                         monkeypatch):
   """A centralized run from train_main sees the federated run's examples."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
+  from model import cli  # pylint: disable=g-import-not-at-top
+  from model import train as train_lib  # pylint: disable=g-import-not-at-top
   from model import train_main  # pylint: disable=g-import-not-at-top
   from tff_sim import simulation  # pylint: disable=g-import-not-at-top
   table, waveforms = corpus
@@ -141,15 +142,13 @@ def test_train_main_and_simulation_cut_the_same_segments(corpus, tmp_path,
     del config, run_dir, kwargs
     raise _Captured((spec, segments))
 
-  monkeypatch.setattr(train_main, "train_centralized", central)
-  flags.FLAGS(["train_main", f"--data_dir={table.root}",
-               f"--run_dir={tmp_path / 'central'}", "--task=audio2vec_cbow",
-               "--encoder=tiny", "--noevaluate"])
-  try:
-    with pytest.raises(_Captured) as caught:
-      train_main.main()
-  finally:
-    flags.FLAGS.unparse_flags()
+  monkeypatch.setattr(train_lib, "train_centralized", central)
+  cli.parse(train_main.FLAGS, [
+      "train_main", f"--data_dir={table.root}",
+      f"--run_dir={tmp_path / 'central'}", "--task=audio2vec_cbow",
+      "--encoder=tiny", "--noevaluate"])
+  with pytest.raises(_Captured) as caught:
+    train_main.main()
   spec, central_segments = caught.value.segments
 
   def federated(segments, clients):

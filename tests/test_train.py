@@ -140,3 +140,26 @@ def test_model_json_from_before_the_front_end_owned_the_shape(tmp_path):
   with pytest.raises(ValueError, match=r"task_config.slice_frames is 48 but "
                      r"frontend.patch_frames is 96"):
     load_model(result.model_dir)
+
+
+def test_run_training_on_a_dataset_on_disk(tiny_corpus_dir, tmp_path):
+  """What `python -m model.train_main` runs: decode, segment, train, probe."""
+  from model.datasets.loaders import DatasetSource  # pylint: disable=g-import-not-at-top
+  from model.train import run_training  # pylint: disable=g-import-not-at-top
+  spec = ModelSpec(task="temporal_gap", encoder=ENCODERS["tiny"])
+  lines = []
+  run = run_training(spec, _config(2), DatasetSource("synthetic",
+                                                     tiny_corpus_dir),
+                     str(tmp_path), progress=lines.append)
+  assert lines[0].startswith("54 of 54 clips usable")
+  assert lines[1].startswith(f"{run.num_examples} training examples of ")
+  assert run.num_examples > 0 and len(run.result.losses) >= 1
+  assert run.report.startswith(f"loss {run.result.losses[0][1]:.4f} -> ")
+  assert set(run.probes) == {"random init", "temporal_gap"}
+  assert "| temporal_gap |" in run.report
+  with open(tmp_path / "probe.csv") as f:
+    assert f.readline().startswith("model,")
+  with open(tmp_path / "config.json") as f:
+    assert json.load(f)["data"] == {"kind": "synthetic",
+                                    "path": os.path.abspath(tiny_corpus_dir),
+                                    "clips": 54}

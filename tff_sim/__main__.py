@@ -16,76 +16,93 @@ number of examples and prints both evaluations side by side.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 from absl import flags
 
 from model import cli
-from model import evaluation
-from model.datasets.audio import decode_clips
-from model.datasets.loaders import load_dataset
-from model.datasets.pipeline import training_segments
+from model.datasets.loaders import DatasetSource
 from model.encoders import ENCODERS
 from model.ssl_model import ModelSpec
-from model.train import TrainConfig, train_centralized
 from tff_sim.algorithms import ALGORITHMS, CLIENT_OPTIMIZERS, AlgorithmConfig
 from tff_sim.execution import WorkerLostError, WorkerUnreachableError
 from tff_sim.partition import PARTITIONERS, PartitionConfig
-from tff_sim.report import plot_quality_vs_cost
-from tff_sim.simulation import PopulationTooSmallError, SimulationConfig, run_simulation
+from tff_sim.simulation import (PopulationTooSmallError, SimulationConfig,
+                                run_federated)
+
+FLAGS = cli.launcher_flags()
 
 _DEFAULT = SimulationConfig()
 
-_DATASET, _DATA_DIR = cli.define_dataset()
-_RUN_DIR = cli.define("run_dir", None, required=True)
-_TASK = cli.define("task", "nt_xent")
-_ENCODER = cli.define("encoder", "small")
-_POOLING = cli.define("pooling", ENCODERS["small"].pooling)
+_DATASET, _DATA_DIR = cli.define_dataset(flag_values=FLAGS)
+_RUN_DIR = cli.define("run_dir", None, required=True, flag_values=FLAGS)
+_TASK = cli.define("task", "nt_xent", flag_values=FLAGS)
+_ENCODER = cli.define("encoder", "small", flag_values=FLAGS)
+_POOLING = cli.define("pooling", ENCODERS["small"].pooling, flag_values=FLAGS)
 _ALGORITHM = flags.DEFINE_enum("algorithm", "fedavg", list(ALGORITHMS),
-                               "Federated algorithm.")
+                               "Federated algorithm.", flag_values=FLAGS)
 _CLIENT_OPT = flags.DEFINE_enum("client_optimizer", "sgd",
-                                list(CLIENT_OPTIMIZERS), "Client optimizer.")
+                                list(CLIENT_OPTIMIZERS), "Client optimizer.",
+                                flag_values=FLAGS)
 _CLIENT_LR = cli.define("client_learning_rate",
-                        _DEFAULT.algorithm.client_learning_rate)
+                        _DEFAULT.algorithm.client_learning_rate,
+                        flag_values=FLAGS)
 _SERVER_LR = flags.DEFINE_float("server_learning_rate", None,
-                                "Server LR (default: per algorithm).")
-_MU = flags.DEFINE_float("proximal_mu", 0.01, "FedProx proximal strength.")
+                                "Server LR (default: per algorithm).",
+                                flag_values=FLAGS)
+_MU = flags.DEFINE_float("proximal_mu", 0.01, "FedProx proximal strength.",
+                         flag_values=FLAGS)
 _DP_NOISE = flags.DEFINE_float("dp_noise_multiplier", 0.0,
-                               "DP aggregation noise multiplier (0: off).")
+                               "DP aggregation noise multiplier (0: off).",
+                               flag_values=FLAGS)
 _DP_CLIP = flags.DEFINE_float("dp_clip_norm", None,
-                              "Fixed DP clip norm (default: adaptive).")
+                              "Fixed DP clip norm (default: adaptive).",
+                              flag_values=FLAGS)
 _COMPRESSION = flags.DEFINE_bool("compression", False,
-                                 "8-bit compressed aggregation.")
+                                 "8-bit compressed aggregation.",
+                                 flag_values=FLAGS)
 _PARTITION = flags.DEFINE_enum("partition", "natural", list(PARTITIONERS),
-                               "How clips are spread over clients.")
+                               "How clips are spread over clients.",
+                               flag_values=FLAGS)
 _NUM_CLIENTS = flags.DEFINE_integer("num_clients", 10,
-                                    "Clients for iid/dirichlet partitions.")
-_ALPHA = flags.DEFINE_float("alpha", 0.5, "Dirichlet concentration.")
-_MIX = flags.DEFINE_float("mix", 0.5, "mixed partition: p (0 IID, 1 natural).")
+                                    "Clients for iid/dirichlet partitions.",
+                                    flag_values=FLAGS)
+_ALPHA = flags.DEFINE_float("alpha", 0.5, "Dirichlet concentration.",
+                            flag_values=FLAGS)
+_MIX = flags.DEFINE_float("mix", 0.5, "mixed partition: p (0 IID, 1 natural).",
+                          flag_values=FLAGS)
 _LABEL = flags.DEFINE_string("partition_label", "content",
-                             "Label column of the Dirichlet skew / summary.")
+                             "Label column of the Dirichlet skew / summary.",
+                             flag_values=FLAGS)
 _QUANTITY_SKEW = flags.DEFINE_float("quantity_skew", 0.0,
-                                    "Dirichlet client-size power law (0: off).")
-_ROUNDS = cli.define("rounds", _DEFAULT.rounds)
-_CLIENTS = cli.define("clients_per_round", _DEFAULT.clients_per_round)
+                                    "Dirichlet client-size power law (0: off).",
+                                    flag_values=FLAGS)
+_ROUNDS = cli.define("rounds", _DEFAULT.rounds, flag_values=FLAGS)
+_CLIENTS = cli.define("clients_per_round", _DEFAULT.clients_per_round,
+                      flag_values=FLAGS)
 _BATCH = cli.define("batch_size", _DEFAULT.batch_size,
-                    help="Client batch size.")
-_EPOCHS = flags.DEFINE_integer("local_epochs", 1, "Local epochs.")
-_MAX_STEPS = cli.define("max_local_steps", _DEFAULT.max_local_steps)
+                    help="Client batch size.", flag_values=FLAGS)
+_EPOCHS = flags.DEFINE_integer("local_epochs", 1, "Local epochs.",
+                               flag_values=FLAGS)
+_MAX_STEPS = cli.define("max_local_steps", _DEFAULT.max_local_steps,
+                        flag_values=FLAGS)
 _NOISE = flags.DEFINE_float("weight_noise_std", 0.0,
-                            "Gaussian weight noise in local training.")
-_EVAL_EVERY = cli.define("eval_every", _DEFAULT.eval_every)
-_SEED = cli.define("seed", _DEFAULT.seed)
+                            "Gaussian weight noise in local training.",
+                            flag_values=FLAGS)
+_EVAL_EVERY = cli.define("eval_every", _DEFAULT.eval_every, flag_values=FLAGS)
+_SEED = cli.define("seed", _DEFAULT.seed, flag_values=FLAGS)
 _WORKERS = cli.define("num_workers", _DEFAULT.num_workers,
-                      help="Local TFF worker processes.")
+                      help="Local TFF worker processes.", flag_values=FLAGS)
 _CONCURRENCY = flags.DEFINE_integer("max_concurrent_clients", -1,
-                                    "Per-worker concurrent client updates.")
+                                    "Per-worker concurrent client updates.",
+                                    flag_values=FLAGS)
 _ADDRESSES = flags.DEFINE_list(
     "worker_addresses", [],
     "host:port of running remote TFF workers (python -m tff_sim.worker_main "
-    "--port P on each host); replaces --num_workers local ones.")
+    "--port P on each host); replaces --num_workers local ones.",
+    flag_values=FLAGS)
 _COMPARE = flags.DEFINE_bool("compare_centralized", False,
-                             "Also train centrally on as many examples.")
+                             "Also train centrally on as many examples.",
+                             flag_values=FLAGS)
 
 
 def _config() -> SimulationConfig:
@@ -116,43 +133,17 @@ def _config() -> SimulationConfig:
 
 def main() -> None:
   config = cli.build_config(_config)
-  spec = config.model
-  table, waveforms, report = decode_clips(
-      load_dataset(_DATASET.value, _DATA_DIR.value),
-      sample_rate=spec.frontend.sample_rate, show_progress=True)
-  print(report.summary())
-  result = run_simulation(config, table, waveforms, _RUN_DIR.value)
-  plot = plot_quality_vs_cost(_RUN_DIR.value)
-  totals = result.totals
-  print(f"{config.rounds} rounds: {totals['examples']:.0f} client examples, "
-        f"{totals['client_flops'] / 1e12:.3f} client TFLOPs, "
-        f"{(totals['bytes_down'] + totals['bytes_up']) / 1e6:.1f} MB on the "
-        f"wire, {totals['wall_s']:.0f} s; quality vs cost: {plot}")
-  print("best round per metric: " + ", ".join(
-      f"{k} {v:.3f} (round {r})" for k, (r, v) in result.best.items())
-        + f"; those models are in {_RUN_DIR.value}/best/<metric> (export "
-        f"one with python -m export --model_dir {_RUN_DIR.value} "
-        f"--best_for <metric>)")
-  rows = {f"federated ({config.algorithm.algorithm})": result.final_metrics}
-  if _COMPARE.value:
-    steps = max(1, round(totals["examples"] / config.batch_size))
-    central = train_centralized(
-        spec, TrainConfig(steps=steps, batch_size=config.batch_size,
-                          seed=_SEED.value),
-        training_segments(waveforms, spec).waveforms,
-        os.path.join(_RUN_DIR.value, "centralized"),
-        dataset_info={"kind": _DATASET.value, "clips": len(table)})
-    rows["centralized (same examples)"] = evaluation.evaluate_encoder(
-        central.model.encoder, table, waveforms, spec.frontend)
-  print(evaluation.format_markdown_table(rows))
-  evaluation.write_csv(rows, os.path.join(_RUN_DIR.value, "comparison.csv"))
+  federated = run_federated(
+      config, DatasetSource(_DATASET.value, _DATA_DIR.value), _RUN_DIR.value,
+      compare_centralized=_COMPARE.value, progress=print)
+  print(federated.report)
 
 
 def run() -> None:
   # A worker lost mid-run is reported like the user errors (one line, exit
   # 2): the message names the worker; a traceback would add nothing.
-  cli.run(main, user_errors=(PopulationTooSmallError, WorkerUnreachableError,
-                             WorkerLostError))
+  cli.run(main, FLAGS, user_errors=(PopulationTooSmallError,
+                                    WorkerUnreachableError, WorkerLostError))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import dataclasses
 import math
 import os
 import time
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 from absl import logging
 import numpy as np
@@ -26,22 +26,27 @@ from tqdm import tqdm
 from model import evaluation
 from model.best_models import BestModels
 from model.config_checks import require_non_negative, require_positive
+from model.datasets.audio import decode_clips
 from model.datasets.clips import ClipTable
+from model.datasets.loaders import DatasetSource
 from model.datasets.pipeline import training_segments
 from model.errors import UserError
 from model.run_dir import write_or_check_config
 from model.ssl_model import (ModelSpec, SSLModel, assign_weights, save_model,
                              upgrade_model_section)
 from model.tasks import check_task_batch_size
+from model.train import TrainConfig, train_centralized
 from tff_sim import partition as partition_lib
 from tff_sim.algorithms import AlgorithmConfig, build_process
 from tff_sim.client_data import SegmentClientData, client_round_seed, round_dataset
 from tff_sim.costs import CostModel
 from tff_sim.execution import WorkerLostError, check_reachable, execution_context
 from tff_sim.learning_model import model_fn_for
+from tff_sim.report import plot_quality_vs_cost
 
 __all__ = ["SimulationConfig", "SimulationResult", "run_simulation",
-           "RETRIEVAL_METRIC", "PopulationTooSmallError"]
+           "FederatedRun", "run_federated", "RETRIEVAL_METRIC",
+           "PopulationTooSmallError"]
 
 #: Name of the retrieval score among the evaluation metrics.
 RETRIEVAL_METRIC = "retrieval_map"
@@ -315,3 +320,79 @@ def run_simulation(config: SimulationConfig, table: ClipTable,
       final_metrics=final_metrics, best=_best_index(metric_names, host),
       totals=dict(zip(_COST_FIELDS, map(float, host["costs"]))),
       resumed_from=done, model_dir=model_dir, run_dir=run_dir)
+
+
+@dataclasses.dataclass(frozen=True)
+class FederatedRun:
+  """What :func:`run_federated` produced.
+
+  Attributes:
+    result: The simulation.
+    rows: Final evaluation by row name: the federated model, and with
+      ``compare_centralized`` the centralized one (also in
+      ``<run_dir>/comparison.csv``).
+    plot: The quality-vs-cost plot.
+    report: Costs, best round per metric, the evaluation table.
+  """
+
+  result: SimulationResult
+  rows: dict[str, dict[str, float]]
+  plot: str
+  report: str
+
+
+def run_federated(config: SimulationConfig, dataset: DatasetSource,
+                  run_dir: str, *, compare_centralized: bool = False,
+                  progress: Optional[Callable[[str], None]] = None
+                  ) -> FederatedRun:
+  """A federated run on a dataset on disk, as ``python -m tff_sim`` runs it.
+
+  Decodes the clips, runs :func:`run_simulation` (resumable), plots quality
+  vs cost, and with ``compare_centralized`` also trains centrally on the
+  same segments for as many examples as the clients saw, evaluated like
+  the federated model.
+
+  Args:
+    config: The simulation.
+    dataset: The dataset.
+    run_dir: Run directory (rerunning resumes; the centralized run goes to
+      ``<run_dir>/centralized``).
+    compare_centralized: Add the centralized run to the table.
+    progress: Called with a line on the decoded data before the run.
+
+  Returns:
+    The run and its report.
+  """
+  spec = config.model
+  table, waveforms, scan = decode_clips(
+      dataset.load(), sample_rate=spec.frontend.sample_rate,
+      show_progress=True)
+  if progress:
+    progress(scan.summary())
+  result = run_simulation(config, table, waveforms, run_dir)
+  plot = plot_quality_vs_cost(run_dir)
+  totals = result.totals
+  lines = [
+      f"{config.rounds} rounds: {totals['examples']:.0f} client examples, "
+      f"{totals['client_flops'] / 1e12:.3f} client TFLOPs, "
+      f"{(totals['bytes_down'] + totals['bytes_up']) / 1e6:.1f} MB on the "
+      f"wire, {totals['wall_s']:.0f} s; quality vs cost: {plot}",
+      "best round per metric: " + ", ".join(
+          f"{k} {v:.3f} (round {r})" for k, (r, v) in result.best.items())
+      + f"; those models are in {run_dir}/best/<metric> (export one with "
+      f"python -m export --model_dir {run_dir} --best_for <metric>)"]
+  rows = {f"federated ({config.algorithm.algorithm})": result.final_metrics}
+  if compare_centralized:
+    steps = max(1, round(totals["examples"] / config.batch_size))
+    central = train_centralized(
+        spec, TrainConfig(steps=steps, batch_size=config.batch_size,
+                          seed=config.seed),
+        training_segments(waveforms, spec).waveforms,
+        os.path.join(run_dir, "centralized"),
+        dataset_info={"kind": dataset.kind, "clips": len(table)})
+    rows["centralized (same examples)"] = evaluation.evaluate_encoder(
+        central.model.encoder, table, waveforms, spec.frontend)
+  lines.append(evaluation.format_markdown_table(rows))
+  evaluation.write_csv(rows, os.path.join(run_dir, "comparison.csv"))
+  return FederatedRun(result=result, rows=rows, plot=plot,
+                      report="\n".join(lines))

@@ -21,11 +21,14 @@ from absl import flags
 from model import cli
 from tff_sim.worker_binary import REQUIRED_TFF_VERSION, tff_version, worker_binary_path, worker_env
 
+FLAGS = cli.launcher_flags()
+
 _PORT = flags.DEFINE_integer("port", None, "TCP port to serve on.",
-                             required=True)
+                             required=True, flag_values=FLAGS)
 _CONCURRENCY = flags.DEFINE_integer(
     "max_concurrent_clients", -1,
-    "Concurrent client updates on this worker (non-positive: unlimited).")
+    "Concurrent client updates on this worker (non-positive: unlimited).",
+    flag_values=FLAGS)
 
 
 def main() -> None:
@@ -46,7 +49,7 @@ def main() -> None:
 
 
 def run() -> None:
-  cli.run(main, quiet=False)
+  cli.run(main, FLAGS, quiet=False)
 
 
 if __name__ == "__main__":

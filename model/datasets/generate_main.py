@@ -14,13 +14,16 @@ from absl import flags
 from model import cli
 from model.datasets import synthetic
 
+FLAGS = cli.launcher_flags()
+
 _OUT = flags.DEFINE_string("out", None, "Directory to write the corpus to.",
-                           required=True)
+                           required=True, flag_values=FLAGS)
 _SIZE = flags.DEFINE_enum("size", "demo", list(synthetic.CORPUS_PRESETS),
-                          "Corpus preset.")
-_SEED = cli.define("seed", synthetic.CorpusConfig().seed)
+                          "Corpus preset.", flag_values=FLAGS)
+_SEED = cli.define("seed", synthetic.CorpusConfig().seed, flag_values=FLAGS)
 _TTS = flags.DEFINE_bool("tts", False,
-                         "Speak with espeak-ng voices in several languages.")
+                         "Speak with espeak-ng voices in several languages.",
+                         flag_values=FLAGS)
 
 
 def main() -> None:
@@ -36,7 +39,7 @@ def main() -> None:
 
 
 def run() -> None:
-  cli.run(main, quiet=False)
+  cli.run(main, FLAGS, quiet=False)
 
 
 if __name__ == "__main__":

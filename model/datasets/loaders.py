@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from typing import Callable
@@ -12,6 +13,7 @@ from model.datasets.clips import Clip, ClipTable, DatasetError, read_manifest_cs
 
 __all__ = [
     "DATASETS",
+    "DatasetSource",
     "load_dataset",
     "load_librispeech",
     "load_manifest",
@@ -252,3 +254,20 @@ def load_dataset(kind: str, path: str) -> ClipTable:
     raise DatasetError(f"unknown dataset kind {kind!r}; known kinds: "
                        f"{', '.join(sorted(DATASETS))}") from None
   return loader(path)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSource:
+  """A dataset on disk, as the launchers' ``--dataset``/``--data_dir`` name it.
+
+  Attributes:
+    kind: A key of :data:`DATASETS`.
+    path: The dataset folder (a CSV file for "manifest").
+  """
+
+  kind: str
+  path: str
+
+  def load(self) -> ClipTable:
+    """The clip table (:func:`load_dataset`)."""
+    return load_dataset(self.kind, self.path)
