@@ -31,7 +31,7 @@ from export import manifest as manifest_lib
 from export import tflite_flops
 from export.runtime import OnDeviceModel
 from model import evaluation
-from model.config_checks import require_choice
+from model.config_checks import require_choice, require_non_negative
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
 from model.datasets.pipeline import training_segments
@@ -77,9 +77,7 @@ class DemoConfig:
     require_choice(self, ["corpus"], synthetic.CORPUS_PRESETS)
     require_choice(self, ["task"], SSL_TASKS)
     require_choice(self, ["encoder"], ENCODERS)
-    if self.device_steps < 0:
-      raise ValueError(f"DemoConfig.device_steps must be >= 0, got "
-                       f"{self.device_steps}")
+    require_non_negative(self, ("device_steps",))
     self.simulation()  # Validates the federated settings.
 
   @property
