@@ -123,6 +123,17 @@ def _conv2d_same(x, kernel):
   return y, grad
 
 
+def _backward_scope() -> contextlib.AbstractContextManager[None]:
+  """The forward op's name scope plus ``backward/``, for a gradient function.
+
+  Gradient functions run where the tape's gradient is taken; re-entering the
+  forward scope keeps the layer in the names of the exported gradient ops
+  (read by ``benchmarks.op_profile``). Call at forward time.
+  """
+  scope = tf.get_current_name_scope()
+  return tf.name_scope(f"{scope}/backward/" if scope else "backward/")
+
+
 def _offsets(kh: int, kw: int) -> list[tuple[int, int]]:
   return [(i, j) for i in range(kh) for j in range(kw)]
 
@@ -188,8 +199,13 @@ def _conv2d_im2col(x, kernel):
   kh, kw, ci, co = (int(d) for d in kernel.shape)
   cols = _im2col(x, kh, kw)
   y = tf.reshape(_fully_connected(cols, _kernel_oi(kernel)), [-1, h, w, co])
+  scope = _backward_scope()
 
   def grad(dy):
+    with scope:
+      return _conv2d_im2col_grad(dy)
+
+  def _conv2d_im2col_grad(dy):
     # Input gradient: im2col of dy against the flipped kernel, in/out
     # swapped: [ci, kh * kw * co] weights.
     flipped = tf.transpose(_flip_spatial_slices(kernel), [0, 1, 3, 2])
@@ -243,7 +259,13 @@ def _is_max(x: tf.Tensor, window_max: tf.Tensor) -> tf.Tensor:
 @tf.custom_gradient
 def _relu_arith(x):
   y = tf.nn.relu(x)
-  return y, lambda dy: dy * _positive(y)
+  scope = _backward_scope()
+
+  def grad(dy):
+    with scope:
+      return dy * _positive(y)
+
+  return y, grad
 
 
 def relu(x: tf.Tensor) -> tf.Tensor:
@@ -278,8 +300,13 @@ def relu_max_pool2x2(x: tf.Tensor) -> tf.Tensor:
 @tf.custom_gradient
 def _relu_max_pool2x2_arith(x):
   y = tf.nn.max_pool2d(tf.nn.relu(x), ksize=2, strides=2, padding="VALID")
+  scope = _backward_scope()
 
   def grad(dy):
+    with scope:
+      return _pool_grad(dy)
+
+  def _pool_grad(dy):
     # Window pairs in the last axis keep every tensor 4-D: x as
     # [b * h / 2, 2, w / 2, 2 * c], the pooled values broadcast over axis 1.
     _, h, w, c = x.shape
@@ -314,10 +341,12 @@ def relu_global_max(x: tf.Tensor) -> tf.Tensor:
 @tf.custom_gradient
 def _relu_global_max_arith(x):
   y = tf.reduce_max(tf.nn.relu(x), axis=[1, 2])
+  scope = _backward_scope()
 
   def grad(dy):
-    y4 = y[:, tf.newaxis, tf.newaxis, :]
-    return _is_max(x, y4) * (dy * _positive(y))[:, tf.newaxis, tf.newaxis, :]
+    with scope:
+      y4 = y[:, tf.newaxis, tf.newaxis, :]
+      return _is_max(x, y4) * (dy * _positive(y))[:, tf.newaxis, tf.newaxis, :]
 
   return y, grad
 
@@ -348,11 +377,13 @@ def dense(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
 @tf.custom_gradient
 def _dense_fc(x, kernel):
   y = _fully_connected(x, _channels_first_2d(kernel))
+  scope = _backward_scope()
 
   def grad(dy):
-    dx = _fully_connected(dy, kernel)
-    dk = _fully_connected(_channels_first_2d(x), _channels_first_2d(dy))
-    return dx, dk
+    with scope:
+      dx = _fully_connected(dy, kernel)
+      dk = _fully_connected(_channels_first_2d(x), _channels_first_2d(dy))
+      return dx, dk
 
   return y, grad
 
@@ -366,8 +397,11 @@ def upsample2x(x: tf.Tensor) -> tf.Tensor:
 
 @tf.custom_gradient
 def _upsample2x(x):
+  scope = _backward_scope()
+
   def grad(dy):
-    return 4.0 * tf.nn.avg_pool2d(dy, ksize=2, strides=2, padding="VALID")
+    with scope:
+      return 4.0 * tf.nn.avg_pool2d(dy, ksize=2, strides=2, padding="VALID")
   return _upsample_nearest(x), grad
 
 
