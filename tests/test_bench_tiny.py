@@ -63,7 +63,7 @@ def test_embed_flops_match_the_analytic_encoder_count(export_dir):
     conv_macs = n * (encoder.forward_macs(frontend.patch_shape)
                      - encoder.channels[-1] * encoder.embedding_dim)
     by_op = {o.op: o for o in counted.by_op}
-    if variant == "training":  # im2col + FULLY_CONNECTED formulation.
+    if variant == "training":  # FULLY_CONNECTED convs (delegate formulation).
       assert "CONV_2D" not in by_op
       assert by_op["FULLY_CONNECTED"].macs >= conv_macs
     else:

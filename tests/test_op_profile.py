@@ -28,7 +28,8 @@ def test_profile_covers_every_node(tiny_train, tmp_path):
   for row in result.rows:
     assert (row.ms is None) == (row.op in op_profile.NOT_TIMED), row
   timed = [r for r in result.rows if r.ms is not None]
-  assert {"FULLY_CONNECTED", "CONCATENATION", "RFFT2D"} <= {r.op for r in timed}
+  assert {"FULLY_CONNECTED", "CONCATENATION", "BATCH_MATMUL"} <= {
+      r.op for r in timed}
   assert all(r.bytes > 0 for r in timed if r.op == "FULLY_CONNECTED")
   # The encoder's layers and their gradients are named.
   layers = {(r.layer, r.backward) for r in timed}
