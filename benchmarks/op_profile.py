@@ -15,7 +15,9 @@ overhead of a one-element ``ADD`` model is subtracted.
 Resource-variable operators (``VAR_HANDLE``, ``READ_VARIABLE``,
 ``ASSIGN_VARIABLE``) and ``CALL_ONCE`` cannot run without their variables:
 they are listed with no time (they copy the weights only). What is timed is
-the pure compute between the reads and the assignments.
+the pure compute between the reads and the assignments. An operator whose
+inputs the interpreter did not keep (shape arithmetic of a dynamic batch) or
+that the runtime cannot load alone is listed untimed too, with a warning.
 
 Caveats of the method: an operator alone runs with its inputs warm in the
 cache and outside its XNNPACK partition (no fusion with neighbours, its own
@@ -407,9 +409,12 @@ def profile(content: bytes, signature: str, *,
     ms = None
     if name not in NOT_TIMED:
       one, runtime_inputs = _one_op_model(model, graph, op)
-      call = _compiled_call(one, [value(t) for t in runtime_inputs], threads,
-                            xnnpack_flags)
-      ms = max(0.0, _time_call(call, timer, repeats) - overhead_ms)
+      feeds = [value(t) for t in runtime_inputs]
+      try:
+        call = _compiled_call(one, feeds, threads, xnnpack_flags)
+        ms = max(0.0, _time_call(call, timer, repeats) - overhead_ms)
+      except (ValueError, RuntimeError) as e:  # No value kept, or no kernel.
+        logging.warning("node %d (%s) not timed: %s", index, name, e)
     layer, backward = _layer(tflite_flops._text(  # pylint: disable=protected-access
         graph.tensors[op.outputs[0]].name) if len(op.outputs) else "")
     rows.append(OpRow(index=index, op=name, layer=layer, backward=backward,

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from model import ops
 
-__all__ = ["FrontendConfig", "PatchShape", "log_mel", "frames_to_patches",
+__all__ = ["FrontendConfig", "PatchShape", "log_mel", "dft_matrices", "frames_to_patches",
            "mel_matrix"]
 
 
@@ -152,9 +152,9 @@ def _split_fft_length(fft_length: int) -> int:
 
 
 @functools.lru_cache(maxsize=8)
-def _dft_matrices(config: FrontendConfig
+def dft_matrices(config: FrontendConfig
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Constants of :func:`_mel_by_matmul` (float64 math, float32 result).
+  """Constants of the matmul DFT front-end (float64 math, float32 result).
 
   With ``N = fft_length = n1 * n2`` and sample ``n = a + n1 * b``
   (``a < n1``), bin ``k = c + n2 * d`` (``c < n2``, ``d < n1``):
@@ -209,7 +209,7 @@ def _mel_by_matmul(waveform: tf.Tensor, config: FrontendConfig) -> tf.Tensor:
   """
   window, fft_length = config.window_samples, config.fft_length
   n1 = _split_fft_length(fft_length)
-  stage1, stage2, mel = _dft_matrices(config)
+  stage1, stage2, mel = dft_matrices(config)
   half, taps = stage2.shape[0], stage1.shape[1]
   frames = tf.signal.frame(waveform, window, config.hop_samples)
   leading = [-1 if d is None else int(d) for d in frames.shape[:-1]]
@@ -223,8 +223,12 @@ def _mel_by_matmul(waveform: tf.Tensor, config: FrontendConfig) -> tf.Tensor:
   # (m, a)], so that each of re and im is one contiguous [c, m, a] block.
   y = tf.matmul(tf.constant(stage1), tf.reshape(x, [-1, taps]),
                 transpose_b=True)
-  y_re, y_im = (tf.reshape(part, [half, -1, n1]) for part in
-                tf.split(tf.reshape(y, [2, half, -1, n1]), 2, axis=0))
+  y = tf.reshape(y, [2, half, -1, n1])
+  rows = y.shape[2] if y.shape[2] is not None else -1
+  # SLICE, not SPLIT: int8 conversion keeps the front-end float by tensor
+  # name, which misses SPLIT's outputs.
+  y_re, y_im = (tf.reshape(tf.slice(y, [part, 0, 0, 0], [1, half, rows, n1]),
+                           [half, -1, n1]) for part in (0, 1))
   # Stage 2 for each c (BATCH_MATMUL over c), re and im parts apart: no
   # reduction over an interleaved axis.
   block = lambda rows, cols: tf.constant(stage2[:, rows, cols])
