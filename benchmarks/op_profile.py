@@ -49,7 +49,7 @@ from export import delegation as delegation_lib
 from export import tflite_flops
 from export.litert_runtime import XNNPACK_FLAGS, CompiledInterpreter
 
-__all__ = ["NOT_TIMED", "OpRow", "Profile", "profile", "format_report",
+__all__ = ["NOT_TIMED", "OpRow", "Profile", "Group", "profile", "format_report",
            "write_csv", "plot", "by_op", "by_layer"]
 
 #: Operators that are listed but not timed (they need resource variables).
