@@ -36,6 +36,7 @@ setuptools.setup(
             "audio-ssl-quality=benchmarks.quality_main:run",
             "audio-ssl-sim-bench=benchmarks.simulation_main:run",
             "audio-ssl-train-step-bench=benchmarks.train_step_main:run",
+            "audio-ssl-op-profile=benchmarks.op_profile_main:run",
             "audio-ssl-fed-quality=benchmarks.federated_quality_main:run",
             "audio-ssl-fassl=benchmarks.fassl_main:run",
             "audio-ssl-distill=benchmarks.distill_main:run",

@@ -24,7 +24,7 @@ from export.tflite_flops import (
     ZERO_FLOP_OPS, OpCount, SignatureFlops, count_flops, count_model_flops,
     fft_complex_macs, op_costs, promote_signature, signature_subgraph)
 from export.manifest import Manifest
-from model.features import FrontendConfig
+from model.features import FrontendConfig, dft_matrices
 
 __all__ = [
     "MAC_OPS", "ELEMENTWISE_FLOPS", "REDUCTION_OPS", "POOL_OPS",
@@ -35,16 +35,26 @@ __all__ = [
 ]
 
 
-def frontend_macs(frontend: FrontendConfig, frames: int) -> int:
+def frontend_macs(frontend: FrontendConfig, frames: int, *,
+                  dft_by_matmul: bool = False) -> int:
   """Analytic MACs of the log-mel front-end for ``frames`` frames.
 
   Per frame: one real FFT of ``fft_length`` in the convention of this module
   (``4 (n / 2) log2 n`` real MACs) and the mel matmul
-  (``(n / 2 + 1) x num_mel_bins``). Windowing, magnitude and log are
-  elementwise and not included.
+  (``(n / 2 + 1) x num_mel_bins``). With ``dft_by_matmul`` (the ``delegate``
+  formulation's front-end, :func:`model.features.dft_matrices`): the two DFT
+  stages' matmuls and the mel matmul over their ``(n2 / 2 + 1) n1`` bins.
+  Windowing, magnitude and log are elementwise and not included.
   """
   n = frontend.fft_length
-  per_frame = 4 * fft_complex_macs(n) + (n // 2 + 1) * frontend.num_mel_bins
+  if dft_by_matmul:
+    stage1, stage2, mel = dft_matrices(frontend)
+    half, width = stage2.shape[0], stage2.shape[1]
+    n1 = width // 2
+    per_frame = (n1 * stage1.shape[0] * stage1.shape[1] + half * width ** 2
+                 + mel.shape[0] * mel.shape[1])
+  else:
+    per_frame = 4 * fft_complex_macs(n) + (n // 2 + 1) * frontend.num_mel_bins
   return int(round(frames * per_frame))
 
 
@@ -107,7 +117,16 @@ def _tf_function(manifest: Manifest, signature: str,
     return module.train_function()
   spec = tf.TensorSpec([batch, manifest.model.patch_samples],
                        tf.float32, name=WAVEFORM)
-  return tf.function(model.embed_patches).get_concrete_function(spec)
+  ops = importlib.import_module("model.ops")
+  # Traced as the file's embed signature was (builtin: the delegate
+  # formulation, whose front-end is matmuls).
+  formulation = ops.EXPORT if manifest.mode == "builtin" else "tf"
+
+  def embed(waveform):
+    with ops.formulation(formulation):
+      return model.embed_patches(waveform)
+
+  return tf.function(embed).get_concrete_function(spec)
 
 
 def profiler_flops(manifest: Manifest, signature: str, *,
@@ -215,8 +234,9 @@ def cross_check(counted: SignatureFlops, manifest: Manifest, *,
   frontend = FrontendConfig(**manifest.model.frontend)
   samples = (manifest.model.patch_samples if counted.signature == "embed"
              else manifest.example_samples)
-  frontend_flops = 2 * frontend_macs(frontend,
-                                     frontend.num_frames(samples)) * batch
+  frontend_flops = 2 * frontend_macs(
+      frontend, frontend.num_frames(samples),
+      dft_by_matmul=not counted.op_flops("RFFT2D")) * batch
   elementwise = total - 2 * counted.macs
   explanation = ("analytic: encoder convs + dense only"
                  + (", 3 x forward (tff_sim cost model)"
@@ -224,7 +244,7 @@ def cross_check(counted: SignatureFlops, manifest: Manifest, *,
   if abs(total / analytic - 1) > tolerance:
     explanation += (
         f"; the file also counts the log-mel front-end "
-        f"({_share(frontend_flops, total)}: FFT + mel matmul, forward only), "
+        f"({_share(frontend_flops, total)}: FFT or DFT matmuls + mel matmul, forward only), "
         f"elementwise, reduction, pooling and bias ops "
         f"({_share(elementwise, total)})")
     if counted.signature == "train":

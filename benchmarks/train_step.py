@@ -4,7 +4,7 @@ For every (preset, task, batch) of the matrix, one ``train`` step of the same
 module is timed as:
 
 * a builtin-only TFLite file in the XNNPACK formulation
-  (``ops.EXPORT``: im2col + FULLY_CONNECTED) on LiteRT (``CompiledModel``,
+  (``ops.EXPORT``: shifted-slice FULLY_CONNECTED convs, DFT by matmuls) on LiteRT (``CompiledModel``,
   XNNPACK flags 0x0B) and on tflite-runtime 2.14;
 * a builtin-only file in the previous formulation (``custom``: CONV_2D with
   conv-shaped gradients) on tflite-runtime and LiteRT, the baseline;

@@ -25,7 +25,7 @@ from typing import Any
 from export import tflite_flops
 from export.runtime import DEFAULT_RUNTIME, resolve_runtime
 
-__all__ = ["Delegation", "delegation", "model_delegation"]
+__all__ = ["Delegation", "delegated_nodes", "delegation", "model_delegation"]
 
 _INTERPRETERS = {"ai_edge_litert": "ai_edge_litert.interpreter",
                  "tflite_runtime": "tflite_runtime.interpreter"}
@@ -95,6 +95,45 @@ def _replaced(ops: list[dict[str, Any]]) -> set[int]:
   return replaced
 
 
+def delegated_nodes(content: bytes, signature: str, *,
+                    runtime: str = DEFAULT_RUNTIME) -> tuple[set[int], int]:
+  """Indices of the signature's operators that XNNPACK runs under ``runtime``.
+
+  Args:
+    content: A builtin ``.tflite`` flatbuffer.
+    signature: Signature key.
+    runtime: ``ai_edge_litert`` or ``tflite_runtime``.
+
+  Returns:
+    The operator indices (in the signature subgraph's order) and the number
+    of ``DELEGATE`` partitions.
+
+  Raises:
+    KeyError: The model has no such signature.
+    ValueError: Unknown runtime, or ``tensorflow`` (Flex files).
+  """
+  runtime = resolve_runtime(runtime)
+  if runtime not in _INTERPRETERS:
+    raise ValueError(f"delegation: runtime {runtime!r} not supported; "
+                     f"expected one of {sorted(_INTERPRETERS)}")
+  module = importlib.import_module(_INTERPRETERS[runtime])
+  interpreter = module.Interpreter(
+      model_content=tflite_flops.promote_signature(content, signature),
+      num_threads=1)
+  interpreter.allocate_tensors()  # Applies the default delegate.
+  ops = interpreter._get_ops_details()  # pylint: disable=protected-access
+  delegated = _replaced(ops)
+  if runtime == "ai_edge_litert":
+    # Flag 0x08: FULLY_CONNECTED with float32 non-constant weights.
+    dtype = lambda t: interpreter._get_tensor_details(  # pylint: disable=protected-access
+        t, 0)["dtype"].__name__
+    for op in ops:
+      if (op["op_name"] == "FULLY_CONNECTED" and op["index"] not in delegated
+          and all(dtype(t) == "float32" for t in op["inputs"][:2])):
+        delegated.add(op["index"])
+  return delegated, sum(op["op_name"] == "DELEGATE" for op in ops)
+
+
 def delegation(content: bytes, signature: str, *,
                runtime: str = DEFAULT_RUNTIME, batch: int = 1) -> Delegation:
   """XNNPACK's share of ``signature`` under ``runtime``.
@@ -110,25 +149,9 @@ def delegation(content: bytes, signature: str, *,
     ValueError: Unknown runtime, or ``tensorflow`` (Flex files).
   """
   runtime = resolve_runtime(runtime)
-  if runtime not in _INTERPRETERS:
-    raise ValueError(f"delegation: runtime {runtime!r} not supported; "
-                     f"expected one of {sorted(_INTERPRETERS)}")
+  delegated, partitions = delegated_nodes(content, signature, runtime=runtime)
   costs = tflite_flops.op_costs(content, signature, batch=batch)
-  module = importlib.import_module(_INTERPRETERS[runtime])
-  interpreter = module.Interpreter(
-      model_content=tflite_flops.promote_signature(content, signature),
-      num_threads=1)
-  interpreter.allocate_tensors()  # Applies the default delegate.
-  ops = interpreter._get_ops_details()  # pylint: disable=protected-access
-  delegated = _replaced(ops)
-  if runtime == "ai_edge_litert":
-    # Flag 0x08: FULLY_CONNECTED with float32 non-constant weights.
-    dtype = lambda t: interpreter._get_tensor_details(  # pylint: disable=protected-access
-        t, 0)["dtype"].__name__
-    for op in ops[:len(costs)]:
-      if (op["op_name"] == "FULLY_CONNECTED" and op["index"] not in delegated
-          and all(dtype(t) == "float32" for t in op["inputs"][:2])):
-        delegated.add(op["index"])
+  delegated = {i for i in delegated if i < len(costs)}
   left: dict[str, int] = {}
   for index, (name, flops) in enumerate(costs):
     if index not in delegated and flops:
@@ -136,7 +159,7 @@ def delegation(content: bytes, signature: str, *,
   return Delegation(
       signature=signature, runtime=runtime, nodes=len(costs),
       delegated_nodes=len(delegated),
-      partitions=sum(op["op_name"] == "DELEGATE" for op in ops),
+      partitions=partitions,
       flops=sum(f for _, f in costs),
       delegated_flops=sum(f for i, (_, f) in enumerate(costs)
                           if i in delegated),

@@ -43,15 +43,20 @@ def _all_finite(tensors: list[tf.Tensor]) -> tf.Tensor:
                                  for t in tensors]))
 
 
-def _embed(model: SSLModel, waveform: tf.Tensor) -> dict[str, tf.Tensor]:
+def _embed(model: SSLModel, waveform: tf.Tensor, *,
+           dft_by_matmul: bool = False) -> dict[str, tf.Tensor]:
   """``{"embedding": model.embed_patches(waveform)}`` for a dynamic batch.
 
   The features are reshaped to ``[-1, patch_frames, bins]`` before the
   encoder: the converter loses their static frame count under a dynamic
   batch, and the encoder's new-axis slice then needs a Select-TF op.
+  ``dft_by_matmul`` traces the front-end (only) in the ``delegate``
+  formulation: its STFT becomes matmuls that XNNPACK runs instead of RFFT2D.
   """
   frontend = model.spec.frontend
-  with tf.name_scope(FRONTEND_SCOPE):
+  front_end_ops = (ops.formulation("delegate") if dft_by_matmul
+                   else contextlib.nullcontext())
+  with tf.name_scope(FRONTEND_SCOPE), front_end_ops:
     features = tf.reshape(model.features(waveform),
                           [-1, frontend.patch_frames, frontend.num_mel_bins])
   return {"embedding": model.encoder(features)}
@@ -290,12 +295,21 @@ class EmbedModule(tf.Module):
   (which post-training quantization needs).
   """
 
-  def __init__(self, model: SSLModel):
+  def __init__(self, model: SSLModel, *, dft_by_matmul: bool = True):
+    """Wraps ``model``.
+
+    Args:
+      model: The model whose encoder embeds.
+      dft_by_matmul: The front-end's STFT as matmuls (XNNPACK) instead of
+        RFFT2D (a reference kernel); same features to float32 rounding,
+        measured faster (``python -m benchmarks.train_step_main``).
+    """
     super().__init__(name="embed_module")
     self.model = model
+    self.dft_by_matmul = dft_by_matmul
 
   def _embed(self, waveform: tf.Tensor) -> dict[str, tf.Tensor]:
-    return _embed(self.model, waveform)
+    return _embed(self.model, waveform, dft_by_matmul=self.dft_by_matmul)
 
   def embed_function(self) -> _ConcreteFunction:
     """A freshly traced ``embed``."""

@@ -258,15 +258,22 @@ def encode(config: EncoderConfig, params: Sequence[tf.Tensor],
   x = patches[..., tf.newaxis]
   w = iter(params)
   num_blocks = len(config.channels)
+  # Name scopes name the layers of exported ops (per-op profiles).
   for i in range(num_blocks):
-    x = ops.conv2d(x, next(w), next(w))
-    x = ops.conv2d(x, next(w), next(w))
-    if i < num_blocks - 1:
-      x = ops.relu_max_pool2x2(x)
+    with tf.name_scope(f"block{i}"):
+      with tf.name_scope("conv_1x3"):
+        x = ops.conv2d(x, next(w), next(w))
+      with tf.name_scope("conv_3x1"):
+        x = ops.conv2d(x, next(w), next(w))
+      if i < num_blocks - 1:
+        with tf.name_scope("relu_pool"):
+          x = ops.relu_max_pool2x2(x)
   # The last 2x2 pool is left out: the max of maxes is the max, and the
   # statistics keep more of the map at that size.
-  x = _pool(x, config.pooling)
-  return ops.dense(x, next(w), next(w))
+  with tf.name_scope("pool"):
+    x = _pool(x, config.pooling)
+  with tf.name_scope("embedding"):
+    return ops.dense(x, next(w), next(w))
 
 
 def _pool(x: tf.Tensor, pooling: str) -> tf.Tensor:

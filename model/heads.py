@@ -29,9 +29,10 @@ class MLPHead(WeightModule):
     w = self.params()
     num_layers = len(w) // 2
     for i in range(num_layers):
-      x = ops.dense(x, w[2 * i], w[2 * i + 1])
-      if i < num_layers - 1:
-        x = ops.relu(x)
+      with tf.name_scope(f"dense{i}"):
+        x = ops.dense(x, w[2 * i], w[2 * i + 1])
+        if i < num_layers - 1:
+          x = ops.relu(x)
     return x
 
 
@@ -119,12 +120,14 @@ class SliceDecoder(WeightModule):
 
   def __call__(self, embedding: tf.Tensor) -> tf.Tensor:
     w = self.params()
-    x = ops.relu(ops.dense(embedding, w[0], w[1]))
-    x = tf.reshape(x, [-1, *self.grid])
+    with tf.name_scope("decoder_project"):
+      x = ops.relu(ops.dense(embedding, w[0], w[1]))
+      x = tf.reshape(x, [-1, *self.grid])
     num_stages = (len(w) - 2) // 2
     for i in range(num_stages):
-      x = ops.upsample2x(x)
-      x = ops.conv2d(x, w[2 + 2 * i], w[3 + 2 * i])
-      if i < num_stages - 1:
-        x = ops.relu(x)
+      with tf.name_scope(f"decoder_stage{i}"):
+        x = ops.upsample2x(x)
+        x = ops.conv2d(x, w[2 + 2 * i], w[3 + 2 * i])
+        if i < num_stages - 1:
+          x = ops.relu(x)
     return x

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterator
+from typing import Callable, Iterator
 
 import tensorflow as tf
 
@@ -38,9 +38,12 @@ __all__ = [
 #: ``tf``: plain TF ops with TF's own gradients (fastest in TensorFlow; its
 #: gradients need Flex ops in TFLite); ``custom``: TF's forward ops with
 #: builtin-only custom gradients (conv gradients as convs); ``delegate``:
-#: builtin-only ops that LiteRT's XNNPACK delegate runs: convs as im2col +
-#: FULLY_CONNECTED with ``[out, in]`` weights, gradient masks from
-#: MINIMUM/CEIL/SUB arithmetic instead of EQUAL/CAST/SELECT.
+#: builtin-only ops that LiteRT's XNNPACK delegate runs: convs and their
+#: input gradients as sums over kernel offsets of FULLY_CONNECTED on shifted
+#: slices (``[out, in]`` weights), filter gradients as one FULLY_CONNECTED
+#: of channels-first patches, gradient masks from MINIMUM/CEIL/SUB
+#: arithmetic instead of EQUAL/CAST/SELECT; the front-end's STFT as a
+#: two-stage DFT of matmuls (``model.features``).
 FORMULATIONS = ("tf", "custom", "delegate")
 #: The formulation of TF-side training (centralized, federated).
 TRAINING = "tf"
@@ -123,28 +126,21 @@ def _conv2d_same(x, kernel):
   return y, grad
 
 
+def _backward_scope() -> Callable[[], contextlib.AbstractContextManager[None]]:
+  """The forward op's name scope plus ``backward/``, for a gradient function.
+
+  Gradient functions run where the tape's gradient is taken; re-entering the
+  forward scope keeps the layer in the names of the exported gradient ops
+  (read by ``benchmarks.op_profile``). Call at forward time; enter
+  ``scope()`` in the gradient function.
+  """
+  scope = tf.get_current_name_scope()
+  name = f"{scope}/backward/" if scope else "backward/"
+  return lambda: tf.name_scope(name)
+
+
 def _offsets(kh: int, kw: int) -> list[tuple[int, int]]:
   return [(i, j) for i in range(kh) for j in range(kw)]
-
-
-def _im2col(x: tf.Tensor, kh: int, kw: int) -> tf.Tensor:
-  """``[b, h, w, c]`` -> ``[b * h * w, kh * kw * c]`` SAME patches.
-
-  PAD + one SLICE per kernel offset + CONCATENATION along channels (all
-  XNNPACK ops); columns are ordered (row offset, column offset, channel), as
-  ``reshape(kernel, [kh * kw * c, -1])``. The batch may be dynamic.
-  """
-  _, h, w, c = x.shape
-  if kh == kw == 1:
-    return tf.reshape(x, [-1, c])
-  ph, pw = (kh - 1) // 2, (kw - 1) // 2
-  xp = tf.pad(x, [[0, 0], [ph, kh - 1 - ph], [pw, kw - 1 - pw], [0, 0]])
-  # Explicit sizes (no -1) where the batch is static: XNNPACK takes SLICE
-  # only with a fully known size.
-  batch = x.shape[0] if x.shape[0] is not None else -1
-  pieces = [tf.slice(xp, [0, i, j, 0], [batch, h, w, c]) for i, j in
-            _offsets(kh, kw)]
-  return tf.reshape(tf.concat(pieces, axis=-1), [-1, kh * kw * c])
 
 
 def _fully_connected(x: tf.Tensor, weights_oi: tf.Tensor) -> tf.Tensor:
@@ -182,23 +178,79 @@ def _channels_first_2d(x: tf.Tensor) -> tf.Tensor:
   return tf.reshape(tf.transpose(x, [3, 0, 1, 2]), [int(x.shape[-1]), -1])
 
 
+def _im2col_t(x: tf.Tensor, kh: int, kw: int) -> tf.Tensor:
+  """``[b, h, w, c]`` -> ``[kh * kw * c, b * h * w]`` SAME patches.
+
+  Channels first: one TRANSPOSE of ``x``, PAD, one SLICE per offset (runs of
+  ``w`` or ``h * w`` floats) and a CONCATENATION along the first axis (whole
+  blocks), rows ordered as ``reshape(kernel, [kh * kw * c, -1])``. The batch
+  may be dynamic.
+  """
+  _, h, w, c = x.shape
+  xt = tf.transpose(x, [3, 0, 1, 2])  # [c, b, h, w]
+  if kh == kw == 1:
+    return tf.reshape(xt, [c, -1])
+  ph, pw = (kh - 1) // 2, (kw - 1) // 2
+  xp = tf.pad(xt, [[0, 0], [0, 0], [ph, kh - 1 - ph], [pw, kw - 1 - pw]])
+  # Explicit sizes (no -1) where the batch is static: XNNPACK takes SLICE
+  # only with a fully known size.
+  batch = x.shape[0] if x.shape[0] is not None else -1
+  pieces = [tf.slice(xp, [0, 0, i, j], [c, batch, h, w]) for i, j in
+            _offsets(kh, kw)]
+  return tf.reshape(tf.concat(pieces, axis=0), [kh * kw * c, -1])
+
+
+def _shifted_sum(x: tf.Tensor, weights_oi: tf.Tensor, kh: int,
+                 kw: int) -> tf.Tensor:
+  """SAME conv as a sum over offsets of FULLY_CONNECTED on shifted slices.
+
+  ``x``: ``[b, h, w, ci]``; ``weights_oi``: ``[co, kh * kw * ci]``
+  (offset-major). Returns ``[b * h * w, co]``. Each shifted slice of the
+  padded input moves runs of ``w * ci`` (or ``h * w * ci``) floats, where
+  im2col's CONCATENATION along channels moves runs of ``ci`` floats.
+  """
+  _, h, w, c = x.shape
+  if kh == kw == 1:
+    return _fully_connected(tf.reshape(x, [-1, c]), weights_oi)
+  ph, pw = (kh - 1) // 2, (kw - 1) // 2
+  batch = x.shape[0] if x.shape[0] is not None else -1
+  if c == 1:
+    # One channel: pad [b, h, w] (runs of w floats), not 4-byte pieces.
+    xp = tf.reshape(tf.pad(tf.reshape(x, [batch, h, w]),
+                           [[0, 0], [ph, kh - 1 - ph], [pw, kw - 1 - pw]]),
+                    [batch, h + kh - 1, w + kw - 1, 1])
+  else:
+    xp = tf.pad(x, [[0, 0], [ph, kh - 1 - ph], [pw, kw - 1 - pw], [0, 0]])
+  parts = tf.split(weights_oi, kh * kw, axis=1)
+  y = None
+  for (i, j), part in zip(_offsets(kh, kw), parts):
+    piece = tf.reshape(tf.slice(xp, [0, i, j, 0], [batch, h, w, c]), [-1, c])
+    term = _fully_connected(piece, part)
+    y = term if y is None else y + term
+  return y
+
+
 @tf.custom_gradient
-def _conv2d_im2col(x, kernel):
+def _conv2d_shifted(x, kernel):
   _, h, w, _ = x.shape
   kh, kw, ci, co = (int(d) for d in kernel.shape)
-  cols = _im2col(x, kh, kw)
-  y = tf.reshape(_fully_connected(cols, _kernel_oi(kernel)), [-1, h, w, co])
+  y = tf.reshape(_shifted_sum(x, _kernel_oi(kernel), kh, kw), [-1, h, w, co])
+  scope = _backward_scope()
 
   def grad(dy):
-    # Input gradient: im2col of dy against the flipped kernel, in/out
-    # swapped: [ci, kh * kw * co] weights.
-    flipped = tf.transpose(_flip_spatial_slices(kernel), [0, 1, 3, 2])
-    dx = tf.reshape(_fully_connected(_im2col(dy, kh, kw), _kernel_oi(flipped)),
-                    [-1, h, w, ci])
-    # Filter gradient: [co, n] x [kh * kw * ci, n] -> [co, kh * kw * ci].
-    dk_oi = _fully_connected(_channels_first_2d(dy), _channels_first_2d(cols))
-    dk = tf.transpose(tf.reshape(dk_oi, [co, kh, kw, ci]), [1, 2, 3, 0])
-    return dx, dk
+    with scope():
+      # Input gradient: the same shifted sum over dy with the flipped
+      # kernel, in/out swapped: [ci, kh * kw * co] weights.
+      flipped = _kernel_oi(tf.transpose(_flip_spatial_slices(kernel),
+                                        [0, 1, 3, 2]))
+      dx = tf.reshape(_shifted_sum(dy, flipped, kh, kw), [-1, h, w, ci])
+      # Filter gradient: [kh * kw * ci, n] x [co, n] -> [kh * kw * ci, co],
+      # the kernel's layout: channels-first patches of x (no transpose of
+      # the kh * kw times larger patches), the smaller dy as the weights.
+      dk = tf.reshape(_fully_connected(_im2col_t(x, kh, kw),
+                                       _channels_first_2d(dy)),
+                      [kh, kw, ci, co])
+      return dx, dk
 
   return y, grad
 
@@ -220,7 +272,7 @@ def conv2d(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
   if _use_tf_gradients():
     return tf.nn.conv2d(x, kernel, strides=1, padding="SAME") + bias
   if _delegate():
-    return _conv2d_im2col(x, kernel) + bias
+    return _conv2d_shifted(x, kernel) + bias
   return _conv2d_same(x, kernel) + bias
 
 
@@ -243,7 +295,13 @@ def _is_max(x: tf.Tensor, window_max: tf.Tensor) -> tf.Tensor:
 @tf.custom_gradient
 def _relu_arith(x):
   y = tf.nn.relu(x)
-  return y, lambda dy: dy * _positive(y)
+  scope = _backward_scope()
+
+  def grad(dy):
+    with scope():
+      return dy * _positive(y)
+
+  return y, grad
 
 
 def relu(x: tf.Tensor) -> tf.Tensor:
@@ -278,8 +336,13 @@ def relu_max_pool2x2(x: tf.Tensor) -> tf.Tensor:
 @tf.custom_gradient
 def _relu_max_pool2x2_arith(x):
   y = tf.nn.max_pool2d(tf.nn.relu(x), ksize=2, strides=2, padding="VALID")
+  scope = _backward_scope()
 
   def grad(dy):
+    with scope():
+      return _pool_grad(dy)
+
+  def _pool_grad(dy):
     # Window pairs in the last axis keep every tensor 4-D: x as
     # [b * h / 2, 2, w / 2, 2 * c], the pooled values broadcast over axis 1.
     _, h, w, c = x.shape
@@ -314,10 +377,12 @@ def relu_global_max(x: tf.Tensor) -> tf.Tensor:
 @tf.custom_gradient
 def _relu_global_max_arith(x):
   y = tf.reduce_max(tf.nn.relu(x), axis=[1, 2])
+  scope = _backward_scope()
 
   def grad(dy):
-    y4 = y[:, tf.newaxis, tf.newaxis, :]
-    return _is_max(x, y4) * (dy * _positive(y))[:, tf.newaxis, tf.newaxis, :]
+    with scope():
+      y4 = y[:, tf.newaxis, tf.newaxis, :]
+      return _is_max(x, y4) * (dy * _positive(y))[:, tf.newaxis, tf.newaxis, :]
 
   return y, grad
 
@@ -348,11 +413,13 @@ def dense(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
 @tf.custom_gradient
 def _dense_fc(x, kernel):
   y = _fully_connected(x, _channels_first_2d(kernel))
+  scope = _backward_scope()
 
   def grad(dy):
-    dx = _fully_connected(dy, kernel)
-    dk = _fully_connected(_channels_first_2d(x), _channels_first_2d(dy))
-    return dx, dk
+    with scope():
+      dx = _fully_connected(dy, kernel)
+      dk = _fully_connected(_channels_first_2d(x), _channels_first_2d(dy))
+      return dx, dk
 
   return y, grad
 
@@ -366,8 +433,11 @@ def upsample2x(x: tf.Tensor) -> tf.Tensor:
 
 @tf.custom_gradient
 def _upsample2x(x):
+  scope = _backward_scope()
+
   def grad(dy):
-    return 4.0 * tf.nn.avg_pool2d(dy, ksize=2, strides=2, padding="VALID")
+    with scope():
+      return 4.0 * tf.nn.avg_pool2d(dy, ksize=2, strides=2, padding="VALID")
   return _upsample_nearest(x), grad
 
 

@@ -201,6 +201,8 @@ _LAUNCHERS = {
     "benchmarks.simulation_main": (["--mode=scale"], {"mode": "scale"}),
     "benchmarks.train_step_main": (["--out_dir=o", "--threads=2"],
                                    {"out_dir": "o", "threads": 2}),
+    "benchmarks.op_profile_main": (["--out_dir=o", "--task=nt_xent"],
+                                   {"out_dir": "o", "task": "nt_xent"}),
 }
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from model import ops
 from model.features import FrontendConfig, frames_to_patches, log_mel
 from model.tflite_compat import convert, select_tf_ops
 
@@ -103,4 +104,42 @@ def test_converts_to_builtins_and_matches_tf():
   interpreter.allocate_tensors()
   got = interpreter.get_signature_runner("features")(waveform=x)["log_mel"]
   want = module.features(tf.constant(x))["log_mel"].numpy()
+  assert np.max(np.abs(got - want)) < 1e-4
+
+
+@pytest.mark.parametrize("config", [
+    CONFIG, FrontendConfig(fft_length=1024),
+    FrontendConfig(sample_rate=8000, fft_length=256, fmax=3800.0)],
+                         ids=["default", "fft1024", "8khz"])
+def test_matmul_dft_matches_stft(config):
+  """The delegate formulation's DFT-by-matmul front-end equals the STFT's."""
+  x = tf.constant(0.1 * np.random.default_rng(3).standard_normal(
+      (2, 3, config.sample_rate)).astype(np.float32))
+  want = log_mel(x, config).numpy()
+  with ops.formulation("delegate"):
+    got = log_mel(x, config).numpy()
+  assert got.shape == want.shape
+  assert np.max(np.abs(got - want)) < 1e-4
+
+
+def test_matmul_dft_front_end_converts_without_rfft():
+  import tflite_runtime.interpreter as tflite
+
+  class FrontEnd(tf.Module):
+
+    @tf.function(input_signature=[tf.TensorSpec([2, 16000], tf.float32)])
+    def features(self, waveform):
+      with ops.formulation("delegate"):
+        return {"log_mel": log_mel(waveform, CONFIG)}
+
+  module = FrontEnd()
+  model = convert(module, ["features"])
+  interpreter = tflite.Interpreter(model_content=model)
+  names = {op["op_name"] for op in interpreter._get_ops_details()}  # pylint: disable=protected-access
+  assert not names & {"RFFT2D", "COMPLEX_ABS"}, names
+  assert not select_tf_ops(model)
+  x = np.random.default_rng(2).standard_normal((2, 16000)).astype(np.float32)
+  interpreter.allocate_tensors()
+  got = interpreter.get_signature_runner("features")(waveform=x)["log_mel"]
+  want = log_mel(tf.constant(x), CONFIG).numpy()
   assert np.max(np.abs(got - want)) < 1e-4

@@ -38,7 +38,7 @@ def test_train_step_is_builtin_and_trains(task):
   model = SSLModel(spec)
   tflite_model = convert(sgd_train_module(model, BATCH, 0.05), ["train"])
   assert not select_tf_ops(tflite_model)
-  # Convs lower to im2col + FULLY_CONNECTED (XNNPACK runs those with
+  # Convs lower to shifted slices + FULLY_CONNECTED (XNNPACK runs those with
   # variable weights), gradient masks to arithmetic.
   names = operator_names(tflite_model)
   assert "FULLY_CONNECTED" in names

@@ -1,0 +1,48 @@
+"""Per-operator profile of a tiny exported train signature."""
+
+import os
+
+import pytest
+
+from benchmarks import op_profile
+from export import tflite_flops
+
+
+@pytest.fixture(scope="module")
+def tiny_train():
+  content, title = op_profile.training_model("tiny", "temporal_gap", 2)
+  assert title == "tiny / temporal_gap / batch 2 / delegate"
+  return content
+
+
+def test_profile_covers_every_node(tiny_train, tmp_path):
+  result = op_profile.profile(tiny_train, "train", repeats=2, whole_repeats=3)
+  costs = tflite_flops.op_costs(tiny_train, "train")
+  assert [r.op for r in result.rows] == [name for name, _ in costs]
+  assert [r.flops for r in result.rows] == [flops for _, flops in costs]
+  for row in result.rows:
+    assert (row.ms is None) == (row.op in op_profile.NOT_TIMED), row
+  timed = [r for r in result.rows if r.ms is not None]
+  assert {"FULLY_CONNECTED", "CONCATENATION", "BATCH_MATMUL"} <= {
+      r.op for r in timed}
+  assert all(r.bytes > 0 for r in timed if r.op == "FULLY_CONNECTED")
+  # The encoder's layers and their gradients are named.
+  layers = {(r.layer, r.backward) for r in timed}
+  assert {("block0/conv_1x3", False), ("block0/conv_1x3", True)} <= layers
+  # Operators alone miss fusion and cache effects, but not by 5x.
+  assert 0.2 * result.whole_ms < result.timed_ms < 5 * result.whole_ms, (
+      result.timed_ms, result.whole_ms)
+  assert sum(g.count for g in op_profile.by_op(result)) == len(result.rows)
+  assert sum(g.count for g in op_profile.by_layer(result)) == len(result.rows)
+  report = op_profile.format_report(result, title="tiny")
+  assert "## By operator type" in report and "FULLY_CONNECTED" in report
+  op_profile.write_csv(str(tmp_path / "p.csv"), result)
+  op_profile.plot(str(tmp_path / "p.png"), result)
+  with open(tmp_path / "p.csv", encoding="utf-8") as f:
+    assert len(f.readlines()) == len(result.rows) + 1
+  assert os.path.getsize(tmp_path / "p.png") > 0
+
+
+def test_profile_unknown_signature(tiny_train):
+  with pytest.raises(KeyError, match="has \\['embed'"):
+    op_profile.profile(tiny_train, "fit")
