@@ -32,7 +32,7 @@ from tqdm import tqdm
 from benchmarks.quality_seeds import SeedStatistics, format_seeds_table
 from model import cli
 from model import evaluation
-from model.config_checks import require_choice
+from model.config_checks import require_choice, require_positive
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
 from model.datasets.pipeline import SegmentPolicy, training_segments
@@ -113,10 +113,7 @@ class SweepConfig:
     if not self.seeds or len(set(self.seeds)) < len(self.seeds):
       raise ValueError(f"SweepConfig.seeds must be distinct and at least "
                        f"one, got {self.seeds}")
-    for field in ("steps", "batch_size"):
-      if getattr(self, field) <= 0:
-        raise ValueError(f"SweepConfig.{field} must be positive, got "
-                         f"{getattr(self, field)}")
+    require_positive(self, ("steps", "batch_size"))
     if not 0.0 < self.validation_fraction < 1.0:
       raise ValueError(f"SweepConfig.validation_fraction must be in (0, 1), "
                        f"got {self.validation_fraction}")

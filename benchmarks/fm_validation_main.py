@@ -1,4 +1,6 @@
-"""Launcher of the feature-matching validation sweep (:mod:`benchmarks.fm_validation`).
+"""Launcher of the feature-matching validation sweep.
+
+See :mod:`benchmarks.fm_validation`.
 
 Usage:
   python -m benchmarks.fm_validation_main --out_dir fm_output \\
@@ -16,30 +18,36 @@ from benchmarks.fm_validation import SweepConfig, run_fm_validation
 from model import cli
 from model.errors import UserError
 
+FLAGS = cli.launcher_flags()
+
 _DEFAULT = SweepConfig()
 
 # Flags are named after the SweepConfig fields they set.
-_CORPUS, _CORPUS_DIR = cli.define_corpus(_DEFAULT.corpus)
-_ENCODER = cli.define("encoder", _DEFAULT.encoder)
-_POOLING = cli.define("pooling", _DEFAULT.pooling)
+_CORPUS, _CORPUS_DIR = cli.define_corpus(_DEFAULT.corpus, flag_values=FLAGS)
+_ENCODER = cli.define("encoder", _DEFAULT.encoder, flag_values=FLAGS)
+_POOLING = cli.define("pooling", _DEFAULT.pooling, flag_values=FLAGS)
 _VARIANTS = flags.DEFINE_list(
     "variants", list(_DEFAULT.variants),
-    "task[:TaskConfig field=value...] (values may be fractions, 1/16).")
+    "task[:TaskConfig field=value...] (values may be fractions, 1/16).",
+    flag_values=FLAGS)
 _SEEDS = flags.DEFINE_list("seeds", [str(s) for s in _DEFAULT.seeds],
-                           "Seeds of weights, batch order and splits.")
-_STEPS = cli.define("steps", _DEFAULT.steps)
-_BATCH = cli.define("batch_size", _DEFAULT.batch_size)
+                           "Seeds of weights, batch order and splits.",
+                           flag_values=FLAGS)
+_STEPS = cli.define("steps", _DEFAULT.steps, flag_values=FLAGS)
+_BATCH = cli.define("batch_size", _DEFAULT.batch_size, flag_values=FLAGS)
 _LR = cli.define("learning_rate", _DEFAULT.learning_rate,
-                 help="Adam step size.")
+                 help="Adam step size.", flag_values=FLAGS)
 _HOP = flags.DEFINE_float("segment_hop", _DEFAULT.segment_hop,
-                          "Hop between training segments, in patches.")
+                          "Hop between training segments, in patches.",
+                          flag_values=FLAGS)
 _MIN_CLIP = flags.DEFINE_float(
     "min_clip_fraction", _DEFAULT.min_clip_fraction,
-    "Shortest training clip, as a fraction of an example.")
+    "Shortest training clip, as a fraction of an example.", flag_values=FLAGS)
 _VALIDATION = flags.DEFINE_float(
     "validation_fraction", _DEFAULT.validation_fraction,
-    "Fraction of each probe's train part held out for validation.")
-_OUT_DIR = cli.define("out_dir", _DEFAULT.out_dir)
+    "Fraction of each probe's train part held out for validation.",
+    flag_values=FLAGS)
+_OUT_DIR = cli.define("out_dir", _DEFAULT.out_dir, flag_values=FLAGS)
 
 
 def config_from_flags() -> SweepConfig:
@@ -58,7 +66,7 @@ def config_from_flags() -> SweepConfig:
 
 
 def run() -> None:
-  cli.run_study(config_from_flags, run_fm_validation)
+  cli.run_study(config_from_flags, run_fm_validation, FLAGS)
 
 
 if __name__ == "__main__":

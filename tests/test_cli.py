@@ -201,6 +201,7 @@ _LAUNCHERS = {
     "benchmarks.simulation_main": (["--mode=scale"], {"mode": "scale"}),
     "benchmarks.train_step_main": (["--out_dir=o", "--threads=2"],
                                    {"out_dir": "o", "threads": 2}),
+    "benchmarks.fm_validation_main": (["--steps=9"], {"steps": 9}),
     "benchmarks.op_profile_main": (["--out_dir=o", "--task=nt_xent"],
                                    {"out_dir": "o", "task": "nt_xent"}),
 }
