@@ -39,6 +39,7 @@ setuptools.setup(
             "audio-ssl-op-profile=benchmarks.op_profile_main:run",
             "audio-ssl-fed-quality=benchmarks.federated_quality_main:run",
             "audio-ssl-fassl=benchmarks.fassl_main:run",
+            "audio-ssl-fm-validation=benchmarks.fm_validation_main:run",
             "audio-ssl-distill=benchmarks.distill_main:run",
             "audio-ssl-fedsa=benchmarks.fedsa_main:run",
         ],
