@@ -211,3 +211,38 @@ def test_seeds_tune_schedules_and_batch_sizes_with_equal_budgets(
   with open(tmp_path / "report.md") as f:
     report = f.read()
   assert "fedavg vs centralized sgd" in report and "seed 1:" in report
+
+
+def test_seed_summary_is_mean_std_and_worst_seed(tmp_path, monkeypatch):
+  # Each seed's benchmark writes its pairings; the summary aggregates them.
+  scores = {0: {"fedavg": (96.0, 80.0), "fedadam": (99.0, 97.0)},
+            1: {"fedavg": (98.0, 90.0), "fedadam": (101.0, 93.0)}}
+
+  def fake_benchmark(config, show_progress):
+    assert config.num_seeds == 1 and config.corpus_dir == str(
+        tmp_path / "corpus")
+    evaluation.write_csv(
+        {f"{a} (server lr 1) vs centralized x (lr 1)":
+             {"content %": c, "speaker %": s}
+         for a, (c, s) in scores[config.seed].items()},
+        os.path.join(config.out_dir, "pairings.csv"))
+
+  monkeypatch.setattr(fq, "run_federated_quality_benchmark", fake_benchmark)
+  config = fq.FederatedQualityConfig(algorithms=("fedavg", "fedadam"),
+                                     num_seeds=2, out_dir=str(tmp_path))
+  summary = fq.run_federated_quality_seeds(config, show_progress=False)
+  assert summary["fedavg"] == pytest.approx({
+      "content % mean": 97.0, "content % std": math.sqrt(2),
+      "content % min": 96.0, "speaker % mean": 85.0,
+      "speaker % std": math.sqrt(50), "speaker % min": 80.0})
+  assert summary["fedadam"]["speaker % mean"] == pytest.approx(95.0)
+  with open(tmp_path / "report.md") as f:
+    report = f.read()
+  assert "| fedavg vs centralized sgd | 97.0 ± 1.4 | 85.0 ± 7.1 |" in report
+  assert "`speaker` 85.0%" in report
+  # fedadam: met on the mean (95.0), not on its worst seed (93.0).
+  assert ("fedadam vs centralized adam: goal >= 95% on the mean met on every "
+          "probe; on every seed NOT met (worst seed): `speaker` 93.0%"
+          in report)
+  assert [r["model"] for r in _read_csv(tmp_path / "seeds.csv")] == [
+      "fedavg seed 0", "fedadam seed 0", "fedavg seed 1", "fedadam seed 1"]
