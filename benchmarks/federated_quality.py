@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import json
 import os
 import time
@@ -32,9 +33,9 @@ from tff_sim.report import plot_quality_vs_cost_runs, read_release_csv
 from tff_sim.simulation import (RETRIEVAL_METRIC, SimulationConfig,
                                 run_simulation)
 
-__all__ = ["BATCH_SIZE", "COST_COLUMNS", "EXAMPLES", "FEDERATED_GOAL",
-           "LEARNING_RATE", "LOCAL_STEPS", "PAIRED_OPTIMIZER", "RANDOM_INIT",
-           "ROUNDS", "STEPS", "TFLOPS", "VALIDATION_MEAN", "WIRE_MB",
+__all__ = ["BATCH_SIZE", "CLIENT_LR", "COST_COLUMNS", "EXAMPLES",
+           "FEDERATED_GOAL", "LEARNING_RATE", "LOCAL_STEPS", "PAIRED_OPTIMIZER",
+           "RANDOM_INIT", "ROUNDS", "STEPS", "TFLOPS", "VALIDATION_MEAN", "WIRE_MB",
            "FederatedQualityConfig", "centralized_label", "format_table",
            "mixed_label", "run_federated_quality_benchmark",
            "run_federated_quality_seeds"]
@@ -54,6 +55,7 @@ COST_COLUMNS = (EXAMPLES, TFLOPS, WIRE_MB)
 VALIDATION_MEAN = "mean"
 #: Columns of the validation table that describe a candidate.
 LEARNING_RATE, ROUNDS, LOCAL_STEPS = "learning rate", "rounds", "local steps"
+CLIENT_LR = "client lr"
 STEPS, BATCH_SIZE = "steps", "batch size"
 #: Goal of every federated run, in percent of its paired centralized run, on
 #: every probe.
@@ -89,17 +91,20 @@ class FederatedQualityConfig:
     clients_per_round: Clients sampled per round.
     batch_size: Client (and centralized) batch size.
     max_local_steps: Cap on local steps per client and round.
-    client_learning_rate: Client SGD step size (not tuned).
+    client_learning_rate: Client SGD step size (when
+      ``client_learning_rates`` is empty).
     eval_every: Rounds between the federated runs' probes (the quality-vs-
       cost curve), scaled like the rounds for each of ``local_steps_grid``.
+    client_learning_rates: Client SGD step sizes tried by every federated
+      algorithm (empty: ``(client_learning_rate,)``).
     local_steps_grid: Local steps per round tried by every federated
       algorithm at equal examples: ``k`` runs ``rounds * max_local_steps /
       k`` rounds (must divide). Empty: ``(max_local_steps,)`` only.
     centralized_batch_sizes: Batch sizes tried by every centralized
       optimizer at equal examples (empty: ``(batch_size,)``). Each pairing
       evaluates as many candidates on each side: ``len(server grid) *
-      len(local_steps_grid) == len(centralized grid) *
-      len(centralized_batch_sizes)``.
+      len(client_learning_rates) * len(local_steps_grid) ==
+      len(centralized grid) * len(centralized_batch_sizes)``.
     sgd_server_learning_rates: Server learning-rate grid of FedAvg.
     adaptive_server_learning_rates: Server learning-rate grid of FedAdam and
       FedYogi.
@@ -139,6 +144,7 @@ class FederatedQualityConfig:
   adaptive_server_learning_rates: tuple[float, ...] = (1e-2, 3e-2, 1e-1)
   centralized_sgd_learning_rates: tuple[float, ...] = (0.015, 0.05, 0.15)
   centralized_adam_learning_rates: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
+  client_learning_rates: tuple[float, ...] = ()
   local_steps_grid: tuple[int, ...] = ()
   centralized_batch_sizes: tuple[int, ...] = ()
   validation_fraction: float = 0.3
@@ -153,7 +159,7 @@ class FederatedQualityConfig:
              "centralized_sgd_learning_rates",
              "centralized_adam_learning_rates")
     for field in ("algorithms", "mixes", "local_steps_grid",
-                  "centralized_batch_sizes", *grids):
+                  "centralized_batch_sizes", "client_learning_rates", *grids):
       object.__setattr__(self, field, tuple(getattr(self, field)))
     require_choice(self, ["corpus"], synthetic.CORPUS_PRESETS)
     if self.task not in SSL_TASKS or self.encoder not in ENCODERS:
@@ -166,9 +172,10 @@ class FederatedQualityConfig:
       raise ValueError(f"FederatedQualityConfig.algorithms must be distinct "
                        f"keys of {list(PAIRED_OPTIMIZER)}, got "
                        f"{self.algorithms}")
-    for field in grids:
+    for field in (*grids, "client_learning_rates"):
       grid = getattr(self, field)
-      if not grid or len(set(grid)) < len(grid) or min(grid) <= 0:
+      if ((not grid and field != "client_learning_rates")
+          or len(set(grid)) < len(grid) or any(lr <= 0 for lr in grid)):
         raise ValueError(f"FederatedQualityConfig.{field} must be distinct "
                          f"positive learning rates, got {grid}")
     for field in ("local_steps_grid", "centralized_batch_sizes"):
@@ -190,13 +197,14 @@ class FederatedQualityConfig:
     for algorithm in self.algorithms:
       optimizer = PAIRED_OPTIMIZER[algorithm]
       federated = (len(self.server_grid(algorithm))
-                   * len(self.local_steps))
+                   * len(self.client_lrs) * len(self.local_steps))
       central = (len(self.centralized_grid(optimizer))
                  * len(self.batch_sizes))
       if federated != central:
         raise ValueError(
             f"FederatedQualityConfig: {algorithm} evaluates {federated} "
-            f"candidates (server learning rates x local steps) but "
+            f"candidates (server x client learning rates x local steps) "
+            f"but "
             f"centralized {optimizer} {central} (learning rates x batch "
             f"sizes); the tuning budget must be the same on both sides")
     if not all(0.0 <= p <= 1.0 for p in self.mixes):
@@ -226,6 +234,11 @@ class FederatedQualityConfig:
   def spec(self) -> ModelSpec:
     return ModelSpec(task=self.task, encoder=ENCODERS[self.encoder],
                      seed=self.seed)
+
+  @property
+  def client_lrs(self) -> tuple[float, ...]:
+    """Client learning rates tried by every federated algorithm."""
+    return self.client_learning_rates or (self.client_learning_rate,)
 
   @property
   def local_steps(self) -> tuple[int, ...]:
@@ -260,16 +273,20 @@ class FederatedQualityConfig:
 
   def simulation(self, algorithm: str, partition: PartitionConfig,
                  server_learning_rate: float,
-                 local_steps: Optional[int] = None) -> SimulationConfig:
+                 local_steps: Optional[int] = None,
+                 client_learning_rate: Optional[float] = None
+                 ) -> SimulationConfig:
     """The federated run of ``algorithm`` on ``partition`` with
-    ``local_steps`` per round (None: ``max_local_steps``)."""
+    ``local_steps`` per round (None: ``max_local_steps``) and
+    ``client_learning_rate`` (None: the config's)."""
     local_steps = self.max_local_steps if local_steps is None else local_steps
     rounds = self.rounds_for(local_steps)
     return SimulationConfig(
         model=self.spec,
         algorithm=AlgorithmConfig(
             algorithm=algorithm,
-            client_learning_rate=self.client_learning_rate,
+            client_learning_rate=(client_learning_rate
+                                  or self.client_learning_rate),
             server_learning_rate=server_learning_rate),
         partition=partition, rounds=rounds,
         clients_per_round=self.clients_per_round, batch_size=self.batch_size,
@@ -335,7 +352,7 @@ def format_table(rows: Mapping[str, Mapping[str, float]]) -> str:
       return f"{value:.0f}"
     if column == WIRE_MB or column.endswith(("%", "% of centralized")):
       return f"{value:.1f}"
-    if column in (TFLOPS, LEARNING_RATE):
+    if column in (TFLOPS, LEARNING_RATE, CLIENT_LR):
       return f"{value:.4g}"
     return f"{value:.3f}"
 
@@ -385,6 +402,8 @@ def _describe(config: FederatedQualityConfig, name: str,
   """The picked settings of run ``name``: learning rate, and the schedule
   or batch size where several were tried."""
   text = f"{pick[LEARNING_RATE]:g}"
+  if CLIENT_LR in pick and len(config.client_lrs) > 1:
+    text += f", client lr {pick[CLIENT_LR]:g}"
   if LOCAL_STEPS in pick and len(config.local_steps) > 1:
     text += (f", {pick[ROUNDS]:.0f} rounds x {pick[LOCAL_STEPS]:.0f} local "
              "steps")
@@ -474,10 +493,12 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
   federated, curves, walls = {}, {}, {}
 
   def simulate(label: str, algorithm: str, partition: PartitionConfig,
-               learning_rate: float, local_steps: Optional[int] = None):
+               learning_rate: float, local_steps: Optional[int] = None,
+               client_learning_rate: Optional[float] = None):
     run_dir = os.path.join(runs_dir, _dir_name(label))
     result = run_simulation(
-        config.simulation(algorithm, partition, learning_rate, local_steps),
+        config.simulation(algorithm, partition, learning_rate, local_steps,
+                          client_learning_rate),
         table, waveforms, run_dir, show_progress=show_progress)
     totals = result.totals
     cost = _cost_row(totals["examples"], totals["client_flops"],
@@ -487,16 +508,20 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
   natural = PartitionConfig(method="natural", seed=config.seed)
   for algorithm in config.algorithms:
     candidates = {}
-    for lr in config.server_grid(algorithm):
-      for k in config.local_steps:
-        label = f"{algorithm} server lr {lr:g}"
-        if len(config.local_steps) > 1:
-          label += f" local steps {k}"
-        candidates[label] = simulate(label, algorithm, natural, lr, k)
-        logging.info("validating %s", label)
-        validation[label] = validate(
-            load_model(candidates[label][0].model_dir).encoder, lr,
-            {ROUNDS: config.rounds_for(k), LOCAL_STEPS: k})
+    for lr, client_lr, k in itertools.product(
+        config.server_grid(algorithm), config.client_lrs, config.local_steps):
+      label = f"{algorithm} server lr {lr:g}"
+      if len(config.client_lrs) > 1:
+        label += f" client lr {client_lr:g}"
+      if len(config.local_steps) > 1:
+        label += f" local steps {k}"
+      candidates[label] = simulate(label, algorithm, natural, lr, k,
+                                   client_lr)
+      logging.info("validating %s", label)
+      validation[label] = validate(
+          load_model(candidates[label][0].model_dir).encoder, lr,
+          {CLIENT_LR: client_lr, ROUNDS: config.rounds_for(k),
+           LOCAL_STEPS: k})
     chosen = _pick(validation, list(candidates))
     result, cost = candidates[chosen]
     picks[algorithm] = validation[chosen]
@@ -508,7 +533,8 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
     label = mixed_label(p)
     result, cost = simulate(label, "fedavg", PartitionConfig(
         method="mixed", mix=p, seed=config.seed),
-        picks["fedavg"][LEARNING_RATE], int(picks["fedavg"][LOCAL_STEPS]))
+        picks["fedavg"][LEARNING_RATE], int(picks["fedavg"][LOCAL_STEPS]),
+        picks["fedavg"][CLIENT_LR])
     federated[label] = (result.final_metrics, cost)
     curves[label] = read_release_csv(os.path.join(result.run_dir, "eval.csv"))
     walls[label] = result.totals["wall_s"]
@@ -592,6 +618,9 @@ def _report(config: FederatedQualityConfig,
   grids += [f"{centralized_label(o)} lr {config.centralized_grid(o)}"
             for o in dict.fromkeys(PAIRED_OPTIMIZER[a]
                                    for a in config.algorithms)]
+  if len(config.client_lrs) > 1:
+    grids.append("x client learning rate of every federated run "
+                 f"{config.client_lrs}")
   if len(config.local_steps) > 1:
     grids.append("x local steps per round of every federated run "
                  f"{config.local_steps} (rounds scaled for equal examples: "

@@ -8,7 +8,8 @@ Usage:
       [--adaptive_server_learning_rates 0.01,0.03,0.1]
       [--centralized_sgd_learning_rates 0.015,0.05,0.15]
       [--centralized_adam_learning_rates 0.001,0.003,0.01]
-      [--local_steps_grid 5,1 --centralized_batch_sizes 8,32] [--num_seeds 2]
+      [--client_learning_rates 0.05,0.15 | --local_steps_grid 5,1]
+      [--centralized_batch_sizes 8,32] [--num_seeds 2]
 
 Rerunning the same command reuses the corpus and every finished run (more
 --rounds resumes them); the probes are recomputed. Prints the report.
@@ -53,6 +54,9 @@ _CENTRAL_SGD_LRS = _define_grid(
 _CENTRAL_ADAM_LRS = _define_grid(
     "centralized_adam_learning_rates",
     "Centralized Adam learning-rate grid (same size as the server grids).")
+_CLIENT_LRS = flags.DEFINE_list(
+    "client_learning_rates", [], "Client learning rates tried by every "
+    "federated algorithm (empty: --client_learning_rate).")
 _LOCAL_STEPS_GRID = flags.DEFINE_list(
     "local_steps_grid", [], "Local steps per round tried by every federated "
     "algorithm, rounds scaled for equal examples (empty: --max_local_steps).")
@@ -87,6 +91,7 @@ def config_from_flags() -> FederatedQualityConfig:
       adaptive_server_learning_rates=_floats(_ADAPTIVE_SERVER_LRS.value),
       centralized_sgd_learning_rates=_floats(_CENTRAL_SGD_LRS.value),
       centralized_adam_learning_rates=_floats(_CENTRAL_ADAM_LRS.value),
+      client_learning_rates=_floats(_CLIENT_LRS.value),
       local_steps_grid=tuple(int(k) for k in _LOCAL_STEPS_GRID.value),
       centralized_batch_sizes=tuple(int(b)
                                     for b in _CENTRAL_BATCH_SIZES.value),

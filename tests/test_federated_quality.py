@@ -135,7 +135,9 @@ def test_federated_quality_config_rejects_invalid_values(change):
     # 3 rounds x 10 local steps is not a multiple of 4.
     dict(local_steps_grid=(10, 4), centralized_batch_sizes=(8, 16)),
     dict(local_steps_grid=(5, 5)), dict(centralized_batch_sizes=(0, 8)),
-    dict(num_seeds=0),
+    dict(num_seeds=0), dict(client_learning_rates=(0.05, -0.1)),
+    # 3 x 2 client lrs x 1 vs 3 x 1: the centralized side needs 2 batch sizes.
+    dict(client_learning_rates=(0.05, 0.15)),
 ])
 def test_tuning_budget_and_schedules_are_checked(change):
   base = dict(rounds=3, eval_every=3)
@@ -155,7 +157,20 @@ def test_local_step_schedules_keep_the_examples_equal():
     assert sim.rounds * sim.max_local_steps == 20
   single = fq.FederatedQualityConfig(rounds=4, max_local_steps=5)
   assert single.local_steps == (5,) and single.batch_sizes == (8,)
+  assert single.client_lrs == (0.05,)
   assert single.simulation("fedavg", fq.PartitionConfig(), 1.0).rounds == 4
+
+
+def test_client_learning_rates_are_a_tuned_axis():
+  config = fq.FederatedQualityConfig(
+      client_learning_rates=(0.05, 0.15), centralized_batch_sizes=(8, 32))
+  assert config.client_lrs == (0.05, 0.15)
+  sim = config.simulation("fedadam", fq.PartitionConfig(), 0.1,
+                          client_learning_rate=0.15)
+  assert sim.algorithm.client_learning_rate == 0.15
+  assert sim.algorithm.server_learning_rate == 0.1
+  assert (sim.rounds, sim.max_local_steps) == (config.rounds,
+                                               config.max_local_steps)
 
 
 @pytest.mark.slow
