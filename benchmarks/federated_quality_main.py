@@ -5,7 +5,7 @@ Usage:
       [--corpus full] [--encoder small] [--rounds 30]
       [--algorithms fedavg,fedadam,fedyogi] [--mixes 0,0.5,1]
       [--sgd_server_learning_rates 1,3,10]
-      [--adaptive_server_learning_rates 0.01,0.03,0.1]
+      [--adaptive_server_learning_rates 0.03,0.1,0.3]
       [--centralized_sgd_learning_rates 0.015,0.05,0.15]
       [--centralized_adam_learning_rates 0.001,0.003,0.01]
       [--client_learning_rates 0.05,0.15 | --local_steps_grid 5,1]
