@@ -6,7 +6,9 @@ Adam, at equal examples seen, each learning rate tuned on a validation split.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import itertools
 import json
 import os
 import time
@@ -15,7 +17,8 @@ from typing import Mapping, Optional, Sequence
 from absl import logging
 import numpy as np
 
-from model.config_checks import require_choice
+from model.config_checks import (require_choice, require_non_negative,
+                                 require_positive)
 from model import evaluation
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
@@ -31,10 +34,12 @@ from tff_sim.report import plot_quality_vs_cost_runs, read_release_csv
 from tff_sim.simulation import (RETRIEVAL_METRIC, SimulationConfig,
                                 run_simulation)
 
-__all__ = ["COST_COLUMNS", "EXAMPLES", "FEDERATED_GOAL", "PAIRED_OPTIMIZER",
-           "RANDOM_INIT", "TFLOPS", "VALIDATION_MEAN", "WIRE_MB",
+__all__ = ["BATCH_SIZE", "CLIENT_LR", "COST_COLUMNS", "EXAMPLES",
+           "FEDERATED_GOAL", "LEARNING_RATE", "LOCAL_STEPS", "PAIRED_OPTIMIZER",
+           "RANDOM_INIT", "ROUNDS", "STEPS", "TFLOPS", "VALIDATION_MEAN", "WIRE_MB",
            "FederatedQualityConfig", "centralized_label", "format_table",
-           "mixed_label", "run_federated_quality_benchmark"]
+           "mixed_label", "run_federated_quality_benchmark",
+           "run_federated_quality_seeds"]
 
 #: The centralized optimizer each federated algorithm is compared with (like
 #: with like: plain averaging of client SGD is SGD; an adaptive server
@@ -49,6 +54,10 @@ COST_COLUMNS = (EXAMPLES, TFLOPS, WIRE_MB)
 #: Column of the validation table: mean validation probe accuracy, the
 #: learning-rate selection criterion.
 VALIDATION_MEAN = "mean"
+#: Columns of the validation table that describe a candidate.
+LEARNING_RATE, ROUNDS, LOCAL_STEPS = "learning rate", "rounds", "local steps"
+CLIENT_LR = "client lr"
+STEPS, BATCH_SIZE = "steps", "batch size"
 #: Goal of every federated run, in percent of its paired centralized run, on
 #: every probe.
 FEDERATED_GOAL = 95.0
@@ -83,9 +92,20 @@ class FederatedQualityConfig:
     clients_per_round: Clients sampled per round.
     batch_size: Client (and centralized) batch size.
     max_local_steps: Cap on local steps per client and round.
-    client_learning_rate: Client SGD step size (not tuned).
+    client_learning_rate: Client SGD step size (when
+      ``client_learning_rates`` is empty).
     eval_every: Rounds between the federated runs' probes (the quality-vs-
-      cost curve).
+      cost curve), scaled like the rounds for each of ``local_steps_grid``.
+    client_learning_rates: Client SGD step sizes tried by every federated
+      algorithm (empty: ``(client_learning_rate,)``).
+    local_steps_grid: Local steps per round tried by every federated
+      algorithm at equal examples: ``k`` runs ``rounds * max_local_steps /
+      k`` rounds (must divide). Empty: ``(max_local_steps,)`` only.
+    centralized_batch_sizes: Batch sizes tried by every centralized
+      optimizer at equal examples (empty: ``(batch_size,)``). Each pairing
+      evaluates as many candidates on each side: ``len(server grid) *
+      len(client_learning_rates) * len(local_steps_grid) ==
+      len(centralized grid) * len(centralized_batch_sizes)``.
     sgd_server_learning_rates: Server learning-rate grid of FedAvg.
     adaptive_server_learning_rates: Server learning-rate grid of FedAdam and
       FedYogi.
@@ -98,6 +118,10 @@ class FederatedQualityConfig:
       FedAvg run each at FedAvg's chosen server learning rate (empty: none).
     num_workers: TFF worker processes of each federated run.
     seed: Seed of weights, partitions, sampling, batches and probe splits.
+    num_seeds: Seeds ``seed, seed + 1, ...``: the whole benchmark (tuning
+      included) runs once per seed, in ``<out_dir>/seed_<s>`` when more than
+      one, and the summary gives each pairing's mean and sample std of "% of
+      centralized" per probe.
     out_dir: Output directory (``runs/``, ``report.md``, ``results.csv``,
       ``validation.csv``, ``pairings.csv``, ``quality_vs_cost.png``, the
       corpus by default).
@@ -114,24 +138,29 @@ class FederatedQualityConfig:
   max_local_steps: int = 10
   client_learning_rate: float = 0.05
   eval_every: int = 10
-  # Grids measured on the full corpus: around (0.3, 1, 3) and (3e-3, 1e-2,
-  # 3e-2) every federated pick sat on the upper edge, centralized SGD's
-  # inside, centralized Adam's on the upper edge.
+  # Grids measured on the full corpus (tiny encoder, 20 rounds x 8 clients x
+  # 5 steps): every pick inside (FedAvg 3, FedAdam 0.1, centralized SGD 0.05,
+  # Adam 3e-3); (1e-2, 3e-2, 1e-1) put FedAdam's pick on the upper edge.
   sgd_server_learning_rates: tuple[float, ...] = (1.0, 3.0, 10.0)
-  adaptive_server_learning_rates: tuple[float, ...] = (1e-2, 3e-2, 1e-1)
+  adaptive_server_learning_rates: tuple[float, ...] = (3e-2, 1e-1, 3e-1)
   centralized_sgd_learning_rates: tuple[float, ...] = (0.015, 0.05, 0.15)
   centralized_adam_learning_rates: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
+  client_learning_rates: tuple[float, ...] = ()
+  local_steps_grid: tuple[int, ...] = ()
+  centralized_batch_sizes: tuple[int, ...] = ()
   validation_fraction: float = 0.3
   mixes: tuple[float, ...] = ()
   num_workers: int = 1
   seed: int = 0
+  num_seeds: int = 1
   out_dir: str = "federated_quality_output"
 
   def __post_init__(self):
     grids = ("sgd_server_learning_rates", "adaptive_server_learning_rates",
              "centralized_sgd_learning_rates",
              "centralized_adam_learning_rates")
-    for field in ("algorithms", "mixes", *grids):
+    for field in ("algorithms", "mixes", "local_steps_grid",
+                  "centralized_batch_sizes", "client_learning_rates", *grids):
       object.__setattr__(self, field, tuple(getattr(self, field)))
     require_choice(self, ["corpus"], synthetic.CORPUS_PRESETS)
     if self.task not in SSL_TASKS or self.encoder not in ENCODERS:
@@ -144,16 +173,41 @@ class FederatedQualityConfig:
       raise ValueError(f"FederatedQualityConfig.algorithms must be distinct "
                        f"keys of {list(PAIRED_OPTIMIZER)}, got "
                        f"{self.algorithms}")
-    for field in grids:
+    for field in (*grids, "client_learning_rates"):
       grid = getattr(self, field)
-      if not grid or len(set(grid)) < len(grid) or min(grid) <= 0:
+      if ((not grid and field != "client_learning_rates")
+          or len(set(grid)) < len(grid) or any(lr <= 0 for lr in grid)):
         raise ValueError(f"FederatedQualityConfig.{field} must be distinct "
                          f"positive learning rates, got {grid}")
-    sizes = {field: len(getattr(self, field)) for field in grids}
-    if len(set(sizes.values())) > 1:
-      raise ValueError(f"FederatedQualityConfig: every learning-rate grid "
-                       f"must have the same size (same tuning budget on both "
-                       f"sides), got {sizes}")
+    for field in ("local_steps_grid", "centralized_batch_sizes"):
+      grid = getattr(self, field)
+      if len(set(grid)) < len(grid) or any(v <= 0 for v in grid):
+        raise ValueError(f"FederatedQualityConfig.{field} must be distinct "
+                         f"positive integers, got {grid}")
+    if self.local_steps_grid:
+      budget = self.rounds * self.max_local_steps
+      if not self.max_local_steps or any(
+          budget % k or (self.eval_every * self.max_local_steps) % k
+          for k in self.local_steps_grid):
+        raise ValueError(
+            f"FederatedQualityConfig.local_steps_grid: every value must "
+            f"divide rounds * max_local_steps ({self.rounds} * "
+            f"{self.max_local_steps}) and eval_every * max_local_steps "
+            f"({self.eval_every} * {self.max_local_steps}), got "
+            f"{self.local_steps_grid}")
+    for algorithm in self.algorithms:
+      optimizer = PAIRED_OPTIMIZER[algorithm]
+      federated = (len(self.server_grid(algorithm))
+                   * len(self.client_lrs) * len(self.local_steps))
+      central = (len(self.centralized_grid(optimizer))
+                 * len(self.batch_sizes))
+      if federated != central:
+        raise ValueError(
+            f"FederatedQualityConfig: {algorithm} evaluates {federated} "
+            f"candidates (server x client learning rates x local steps) "
+            f"but "
+            f"centralized {optimizer} {central} (learning rates x batch "
+            f"sizes); the tuning budget must be the same on both sides")
     if not all(0.0 <= p <= 1.0 for p in self.mixes):
       raise ValueError(f"FederatedQualityConfig.mixes must be in [0, 1], got "
                        f"{self.mixes}")
@@ -163,14 +217,10 @@ class FederatedQualityConfig:
     if not 0 < self.validation_fraction < 1:
       raise ValueError(f"FederatedQualityConfig.validation_fraction must be "
                        f"in (0, 1), got {self.validation_fraction}")
-    for field in ("rounds", "clients_per_round", "batch_size", "eval_every",
-                  "num_workers", "client_learning_rate"):
-      if getattr(self, field) <= 0:
-        raise ValueError(f"FederatedQualityConfig.{field} must be positive, "
-                         f"got {getattr(self, field)}")
-    if self.max_local_steps < 0:
-      raise ValueError(f"FederatedQualityConfig.max_local_steps must be >= 0, "
-                       f"got {self.max_local_steps}")
+    require_positive(self, ("rounds", "clients_per_round", "batch_size",
+                            "eval_every", "num_workers", "client_learning_rate",
+                            "num_seeds"))
+    require_non_negative(self, ("max_local_steps",))
 
   @property
   def corpus_path(self) -> str:
@@ -181,6 +231,32 @@ class FederatedQualityConfig:
   def spec(self) -> ModelSpec:
     return ModelSpec(task=self.task, encoder=ENCODERS[self.encoder],
                      seed=self.seed)
+
+  @property
+  def client_lrs(self) -> tuple[float, ...]:
+    """Client learning rates tried by every federated algorithm."""
+    return self.client_learning_rates or (self.client_learning_rate,)
+
+  @property
+  def local_steps(self) -> tuple[int, ...]:
+    """Local steps per round tried by every federated algorithm."""
+    return self.local_steps_grid or (self.max_local_steps,)
+
+  @property
+  def batch_sizes(self) -> tuple[int, ...]:
+    """Batch sizes tried by every centralized optimizer."""
+    return self.centralized_batch_sizes or (self.batch_size,)
+
+  @property
+  def seeds(self) -> tuple[int, ...]:
+    """The seeds the benchmark runs with."""
+    return tuple(range(self.seed, self.seed + self.num_seeds))
+
+  def rounds_for(self, local_steps: int) -> int:
+    """Rounds of a run with ``local_steps`` per round (equal examples)."""
+    if not self.local_steps_grid:
+      return self.rounds
+    return self.rounds * self.max_local_steps // local_steps
 
   def server_grid(self, algorithm: str) -> tuple[float, ...]:
     """Server learning rates tried for ``algorithm``."""
@@ -193,17 +269,26 @@ class FederatedQualityConfig:
             "adam": self.centralized_adam_learning_rates}[optimizer]
 
   def simulation(self, algorithm: str, partition: PartitionConfig,
-                 server_learning_rate: float) -> SimulationConfig:
-    """The federated run of ``algorithm`` on ``partition``."""
+                 server_learning_rate: float,
+                 local_steps: Optional[int] = None,
+                 client_learning_rate: Optional[float] = None
+                 ) -> SimulationConfig:
+    """The federated run of ``algorithm`` on ``partition`` with
+    ``local_steps`` per round (None: ``max_local_steps``) and
+    ``client_learning_rate`` (None: the config's)."""
+    local_steps = self.max_local_steps if local_steps is None else local_steps
+    rounds = self.rounds_for(local_steps)
     return SimulationConfig(
         model=self.spec,
         algorithm=AlgorithmConfig(
             algorithm=algorithm,
-            client_learning_rate=self.client_learning_rate,
+            client_learning_rate=(client_learning_rate
+                                  or self.client_learning_rate),
             server_learning_rate=server_learning_rate),
-        partition=partition, rounds=self.rounds,
+        partition=partition, rounds=rounds,
         clients_per_round=self.clients_per_round, batch_size=self.batch_size,
-        max_local_steps=self.max_local_steps, eval_every=self.eval_every,
+        max_local_steps=local_steps,
+        eval_every=max(1, self.eval_every * rounds // self.rounds),
         seed=self.seed, num_workers=self.num_workers)
 
 
@@ -260,11 +345,11 @@ def format_table(rows: Mapping[str, Mapping[str, float]]) -> str:
   def cell(column: str, value: Optional[float]) -> str:
     if value is None:
       return "-"
-    if column in (EXAMPLES, "picked"):
+    if column in (EXAMPLES, "picked", ROUNDS, LOCAL_STEPS, STEPS, BATCH_SIZE):
       return f"{value:.0f}"
     if column == WIRE_MB or column.endswith(("%", "% of centralized")):
       return f"{value:.1f}"
-    if column in (TFLOPS, "learning rate"):
+    if column in (TFLOPS, LEARNING_RATE, CLIENT_LR):
       return f"{value:.4g}"
     return f"{value:.3f}"
 
@@ -309,15 +394,31 @@ def _pick(validation: dict[str, dict[str, float]], labels: Sequence[str]
   return best
 
 
+def _describe(config: FederatedQualityConfig, name: str,
+              pick: Mapping[str, float]) -> str:
+  """The picked settings of run ``name``: learning rate, and the schedule
+  or batch size where several were tried."""
+  text = f"{pick[LEARNING_RATE]:g}"
+  if CLIENT_LR in pick and len(config.client_lrs) > 1:
+    text += f", client lr {pick[CLIENT_LR]:g}"
+  if LOCAL_STEPS in pick and len(config.local_steps) > 1:
+    text += (f", {pick[ROUNDS]:.0f} rounds x {pick[LOCAL_STEPS]:.0f} local "
+             "steps")
+  if BATCH_SIZE in pick and len(config.batch_sizes) > 1:
+    text += f", batch {pick[BATCH_SIZE]:.0f}"
+  return text
+
+
 def _pairing_rows(rows: Mapping[str, Mapping[str, float]],
                   config: FederatedQualityConfig, tasks: Sequence[str],
-                  picks: Mapping[str, float]) -> dict[str, dict[str, float]]:
+                  picks: Mapping[str, Mapping[str, float]]
+                  ) -> dict[str, dict[str, float]]:
   """Per federated row: its % of the paired centralized run per probe."""
   out = {}
   for name in config.algorithms:
     reference = _reference(name)
-    label = (f"{name} (server lr {picks[name]:g}) vs {reference} "
-             f"(lr {picks[reference]:g})")
+    label = (f"{name} (server lr {_describe(config, name, picks[name])}) vs "
+             f"{reference} (lr {_describe(config, reference, picks[reference])})")
     out[label] = {_pairing_column(task): rows[name][_relative_column(task)]
                   for task in tasks if _relative_column(task) in rows[name]}
   return out
@@ -377,22 +478,25 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
   probe = dict(table=table, waveforms=waveforms, frontend=spec.frontend,
                seed=config.seed, tasks=tasks)
 
-  def validate(encoder: Encoder, learning_rate: float) -> dict[str, float]:
+  def validate(encoder: Encoder, learning_rate: float,
+               schedule: Mapping[str, float]) -> dict[str, float]:
     scores = evaluation.probe_validation(
         encoder, table, waveforms, spec.frontend, tasks=tasks,
         validation_fraction=config.validation_fraction, seed=config.seed)
-    return {"learning rate": learning_rate, **scores,
+    return {LEARNING_RATE: learning_rate, **schedule, **scores,
             VALIDATION_MEAN: float(np.mean(list(scores.values())))}
 
   validation, picks = {}, {}
   federated, curves, walls = {}, {}, {}
 
   def simulate(label: str, algorithm: str, partition: PartitionConfig,
-               learning_rate: float):
+               learning_rate: float, local_steps: Optional[int] = None,
+               client_learning_rate: Optional[float] = None):
     run_dir = os.path.join(runs_dir, _dir_name(label))
     result = run_simulation(
-        config.simulation(algorithm, partition, learning_rate), table,
-        waveforms, run_dir, show_progress=show_progress)
+        config.simulation(algorithm, partition, learning_rate, local_steps,
+                          client_learning_rate),
+        table, waveforms, run_dir, show_progress=show_progress)
     totals = result.totals
     cost = _cost_row(totals["examples"], totals["client_flops"],
                      totals["bytes_down"] + totals["bytes_up"])
@@ -401,15 +505,23 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
   natural = PartitionConfig(method="natural", seed=config.seed)
   for algorithm in config.algorithms:
     candidates = {}
-    for lr in config.server_grid(algorithm):
+    for lr, client_lr, k in itertools.product(
+        config.server_grid(algorithm), config.client_lrs, config.local_steps):
       label = f"{algorithm} server lr {lr:g}"
-      candidates[label] = simulate(label, algorithm, natural, lr)
+      if len(config.client_lrs) > 1:
+        label += f" client lr {client_lr:g}"
+      if len(config.local_steps) > 1:
+        label += f" local steps {k}"
+      candidates[label] = simulate(label, algorithm, natural, lr, k,
+                                   client_lr)
       logging.info("validating %s", label)
       validation[label] = validate(
-          load_model(candidates[label][0].model_dir).encoder, lr)
+          load_model(candidates[label][0].model_dir).encoder, lr,
+          {CLIENT_LR: client_lr, ROUNDS: config.rounds_for(k),
+           LOCAL_STEPS: k})
     chosen = _pick(validation, list(candidates))
     result, cost = candidates[chosen]
-    picks[algorithm] = validation[chosen]["learning rate"]
+    picks[algorithm] = validation[chosen]
     federated[algorithm] = (result.final_metrics, cost)
     curves[algorithm] = read_release_csv(os.path.join(result.run_dir,
                                                       "eval.csv"))
@@ -417,44 +529,52 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
   for p in config.mixes:
     label = mixed_label(p)
     result, cost = simulate(label, "fedavg", PartitionConfig(
-        method="mixed", mix=p, seed=config.seed), picks["fedavg"])
+        method="mixed", mix=p, seed=config.seed),
+        picks["fedavg"][LEARNING_RATE], int(picks["fedavg"][LOCAL_STEPS]),
+        picks["fedavg"][CLIENT_LR])
     federated[label] = (result.final_metrics, cost)
     curves[label] = read_release_csv(os.path.join(result.run_dir, "eval.csv"))
     walls[label] = result.totals["wall_s"]
 
   examples = federated[config.algorithms[0]][1][EXAMPLES]
-  seen = {a: federated[a][1][EXAMPLES] for a in config.algorithms}
+  seen = {label: cost[EXAMPLES] for label, (_, cost) in federated.items()
+          if label in config.algorithms}
   if len(set(seen.values())) > 1:
     raise RuntimeError(f"federated quality: the natural-partition runs saw "
                        f"different numbers of examples: {seen}")
-  steps = max(1, round(examples / config.batch_size))
   segments = training_segments(waveforms, spec).waveforms
-  central_cost = _cost_row(steps * config.batch_size,
-                           steps * config.batch_size * costs.flops_per_example,
-                           0)
-  central = {}
+  central, central_costs = {}, {}
   for optimizer in dict.fromkeys(PAIRED_OPTIMIZER[a]
                                  for a in config.algorithms):
     candidates = {}
     for lr in config.centralized_grid(optimizer):
-      label = f"{centralized_label(optimizer)} lr {lr:g}"
-      candidates[label] = train_centralized(
-          spec, TrainConfig(steps=steps, batch_size=config.batch_size,
-                            seed=config.seed, optimizer=optimizer,
-                            learning_rate=lr, momentum=0.0),
-          segments, os.path.join(runs_dir, _dir_name(label)),
-          dataset_info={"kind": "synthetic", "preset": config.corpus},
-          show_progress=show_progress)
-      logging.info("validating %s", label)
-      validation[label] = validate(candidates[label].model.encoder, lr)
+      for batch_size in config.batch_sizes:
+        label = f"{centralized_label(optimizer)} lr {lr:g}"
+        if len(config.batch_sizes) > 1:
+          label += f" batch {batch_size}"
+        steps = max(1, round(examples / batch_size))
+        candidates[label] = train_centralized(
+            spec, TrainConfig(steps=steps, batch_size=batch_size,
+                              seed=config.seed, optimizer=optimizer,
+                              learning_rate=lr, momentum=0.0),
+            segments, os.path.join(runs_dir, _dir_name(label)),
+            dataset_info={"kind": "synthetic", "preset": config.corpus},
+            show_progress=show_progress)
+        logging.info("validating %s", label)
+        validation[label] = validate(candidates[label].model.encoder, lr,
+                                     {STEPS: steps, BATCH_SIZE: batch_size})
     chosen = _pick(validation, list(candidates))
     row = centralized_label(optimizer)
-    picks[row] = validation[chosen]["learning rate"]
+    picks[row] = validation[chosen]
     walls[row] = candidates[chosen].wall_s
+    steps, batch_size = int(picks[row][STEPS]), int(picks[row][BATCH_SIZE])
+    central_costs[row] = _cost_row(
+        steps * batch_size, steps * batch_size * costs.flops_per_example, 0)
     central[row] = evaluation.evaluate_encoder(
         candidates[chosen].model.encoder, **probe)
     curves[row] = [{**central[row], "cumulative_bytes_up": 0.0,
-                    "cumulative_client_flops": central_cost[TFLOPS] * 1e12}]
+                    "cumulative_client_flops":
+                        central_costs[row][TFLOPS] * 1e12}]
   random_scores = evaluation.evaluate_encoder(
       Encoder(spec.encoder, seed=config.seed), **probe)
   baseline_scores = evaluation.evaluate_logmel_baseline(**probe)
@@ -463,7 +583,7 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
                         **_cost_row(0, 0, 0)},
           evaluation.LOGMEL_BASELINE: {**_quality(baseline_scores, tasks),
                                        **_cost_row(0, 0, 0)}}
-  rows.update({label: {**_quality(scores, tasks), **central_cost}
+  rows.update({label: {**_quality(scores, tasks), **central_costs[label]}
                for label, scores in central.items()})
   rows.update({label: {**_quality(scores, tasks), **cost}
                for label, (scores, cost) in federated.items()})
@@ -479,7 +599,7 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
   evaluation.write_csv(pairings, os.path.join(config.out_dir,
                                               "pairings.csv"))
   with open(os.path.join(config.out_dir, "report.md"), "w") as f:
-    f.write(_report(config, rows, validation, pairings, picks, walls, steps,
+    f.write(_report(config, rows, validation, pairings, picks, walls,
                     time.time() - start))
   return rows
 
@@ -488,13 +608,27 @@ def _report(config: FederatedQualityConfig,
             rows: Mapping[str, Mapping[str, float]],
             validation: Mapping[str, Mapping[str, float]],
             pairings: Mapping[str, Mapping[str, float]],
-            picks: Mapping[str, float], walls: Mapping[str, float],
-            steps: int, wall_s: float) -> str:
+            picks: Mapping[str, Mapping[str, float]],
+            walls: Mapping[str, float], wall_s: float) -> str:
   """The Markdown report: pairings, goal, test table, validation, runs."""
   grids = [f"{a} server lr {config.server_grid(a)}" for a in config.algorithms]
   grids += [f"{centralized_label(o)} lr {config.centralized_grid(o)}"
             for o in dict.fromkeys(PAIRED_OPTIMIZER[a]
                                    for a in config.algorithms)]
+  if len(config.client_lrs) > 1:
+    grids.append("x client learning rate of every federated run "
+                 f"{config.client_lrs}")
+  if len(config.local_steps) > 1:
+    grids.append("x local steps per round of every federated run "
+                 f"{config.local_steps} (rounds scaled for equal examples: "
+                 + ", ".join(f"{config.rounds_for(k)} x {k}"
+                             for k in config.local_steps) + ")")
+  if len(config.batch_sizes) > 1:
+    grids.append("x batch size of every centralized run "
+                 f"{config.batch_sizes}")
+  examples = rows[config.algorithms[0]][EXAMPLES]
+  steps = " or ".join(f"{max(1, round(examples / b))} steps of batch {b}"
+                      for b in config.batch_sizes)
   return "\n".join([
       f"# Federated vs. centralized: {config.task}, {config.encoder} encoder, "
       f"{config.corpus} corpus", "",
@@ -504,17 +638,17 @@ def _report(config: FederatedQualityConfig,
       f"{config.rounds} rounds x {config.clients_per_round} clients x <= "
       f"{config.max_local_steps} local SGD steps (lr "
       f"{config.client_learning_rate}) of batch {config.batch_size}, natural "
-      f"partition unless named. Centralized runs: {steps} steps of batch "
-      f"{config.batch_size} on all training segments, i.e. as many examples "
-      "as each federated run saw; their `client TFLOPs` is the same training "
-      "compute in one place, with nothing on the wire.", "",
-      "Learning rates (grids of the same size on both sides): "
+      f"partition unless named. Centralized runs: {steps} on all training "
+      "segments, i.e. as many examples as each federated run saw; their "
+      "`client TFLOPs` is the same training compute in one place, with "
+      "nothing on the wire.", "",
+      "Candidates (as many on both sides of each pairing): "
       + "; ".join(grids) + ". Each is picked by the mean linear-probe "
       f"accuracy on a validation part ({config.validation_fraction:g} of each "
       "probe's train speakers, or of its train clips for `speaker`) carved "
       "out of the train split; the test split is used only to score the "
-      "picks: " + ", ".join(f"{name} {lr:g}" for name, lr in picks.items())
-      + ".", "",
+      "picks: " + "; ".join(f"{name} {_describe(config, name, pick)}"
+                            for name, pick in picks.items()) + ".", "",
       "## % of the paired centralized run (test split)", "",
       format_table(pairings), "",
       *_goal_lines(pairings), "",
@@ -523,10 +657,120 @@ def _report(config: FederatedQualityConfig,
       "training except for `speaker`) and keyword retrieval mean average "
       "precision; % of centralized against each row's paired run.", "",
       format_table(rows), "",
-      "## Validation (learning-rate choice)", "",
+      "## Validation (choice of learning rate and schedule)", "",
       format_table(validation), "",
       "Training wall time of the picked runs (federated: cumulative over "
       "resumes; centralized: this invocation only): " + ", ".join(
           f"{name} {seconds:.0f} s" for name, seconds in walls.items())
       + f". Whole invocation: {wall_s:.0f} s.", "",
+      "```json", json.dumps(dataclasses.asdict(config), indent=2), "```", ""])
+
+
+def _seed_summary(per_seed: Mapping[int, Mapping[str, Mapping[str, float]]]
+                  ) -> dict[str, dict[str, float]]:
+  """Per algorithm and probe: mean, sample std and minimum over seeds of
+  "% of centralized"."""
+  out = {}
+  first = next(iter(per_seed.values()))
+  for algorithm, columns in first.items():
+    out[algorithm] = {}
+    for column in columns:
+      values = [pairings[algorithm][column] for pairings in per_seed.values()
+                if column in pairings[algorithm]]
+      out[algorithm][f"{column} mean"] = float(np.mean(values))
+      out[algorithm][f"{column} std"] = (float(np.std(values, ddof=1))
+                                         if len(values) > 1 else 0.0)
+      out[algorithm][f"{column} min"] = float(np.min(values))
+  return out
+
+
+def run_federated_quality_seeds(config: FederatedQualityConfig, *,
+                                show_progress: bool = True
+                                ) -> dict[str, dict[str, float]]:
+  """:func:`run_federated_quality_benchmark` once per seed of
+  ``config.seeds``, tuning included, and the spread of the pairings.
+
+  With one seed the benchmark writes to ``out_dir`` as it does alone; with
+  several each seed writes to ``<out_dir>/seed_<s>`` (one shared corpus) and
+  ``out_dir`` gets ``seeds.csv`` (every seed's "% of centralized" per
+  probe), ``summary.csv`` and ``report.md`` (mean ± sample std over seeds,
+  and the goal judged on the mean and on the worst seed).
+
+  Args:
+    config: What to run.
+    show_progress: Show progress bars.
+
+  Returns:
+    Per federated algorithm: ``"<probe> % mean"``, ``"<probe> % std"`` and
+    ``"<probe> % min"`` over the seeds.
+  """
+  start = time.time()
+  per_seed, labels = {}, {}
+  for seed in config.seeds:
+    seed_config = config
+    if config.num_seeds > 1:
+      seed_config = dataclasses.replace(
+          config, seed=seed, num_seeds=1, corpus_dir=config.corpus_path,
+          out_dir=os.path.join(config.out_dir, f"seed_{seed}"))
+    logging.info("federated quality: seed %d", seed)
+    run_federated_quality_benchmark(seed_config, show_progress=show_progress)
+    rows = _read_pairings(os.path.join(seed_config.out_dir, "pairings.csv"))
+    per_seed[seed] = {label.split(" ", 1)[0]: values
+                      for label, values in rows.items()}
+    labels[seed] = list(rows)
+  summary = _seed_summary(per_seed)
+  if config.num_seeds == 1:
+    return summary
+  evaluation.write_csv({f"{algorithm} seed {seed}": values
+                        for seed, pairings in per_seed.items()
+                        for algorithm, values in pairings.items()},
+                       os.path.join(config.out_dir, "seeds.csv"))
+  evaluation.write_csv(summary, os.path.join(config.out_dir, "summary.csv"))
+  with open(os.path.join(config.out_dir, "report.md"), "w") as f:
+    f.write(_seeds_report(config, summary, labels, time.time() - start))
+  return summary
+
+
+def _read_pairings(path: str) -> dict[str, dict[str, float]]:
+  with open(path, newline="") as f:
+    return {row.pop("model"): {k: float(v) for k, v in row.items() if v}
+            for row in csv.DictReader(f)}
+
+
+def _seeds_report(config: FederatedQualityConfig,
+                  summary: Mapping[str, Mapping[str, float]],
+                  labels: Mapping[int, Sequence[str]], wall_s: float) -> str:
+  """The Markdown report over seeds: mean ± std table, goal, picks."""
+  columns = list(dict.fromkeys(c.rsplit(" ", 1)[0]
+                               for values in summary.values() for c in values))
+  lines = ["| pairing | " + " | ".join(columns) + " |",
+           "|---|" + "---:|" * len(columns)]
+  verdicts = []
+  for algorithm, values in summary.items():
+    pairing = (f"{algorithm} vs "
+               f"{centralized_label(PAIRED_OPTIMIZER[algorithm])}")
+    lines.append(f"| {pairing} | " + " | ".join(
+        f"{values[f'{c} mean']:.1f} ± {values[f'{c} std']:.1f}"
+        for c in columns) + " |")
+    low_mean = [f"`{c[:-2]}` {values[f'{c} mean']:.1f}%" for c in columns
+                if values[f"{c} mean"] < FEDERATED_GOAL]
+    low_min = [f"`{c[:-2]}` {values[f'{c} min']:.1f}%" for c in columns
+               if values[f"{c} min"] < FEDERATED_GOAL]
+    verdicts.append(
+        f"- {pairing}: goal >= {FEDERATED_GOAL:g}% on the mean "
+        + ("met on every probe" if not low_mean
+           else "NOT met: " + ", ".join(low_mean))
+        + "; on every seed " + ("met" if not low_min
+                                else "NOT met (worst seed): "
+                                + ", ".join(low_min)) + ".")
+  picks = [f"- seed {seed}: " + "; ".join(names)
+           for seed, names in labels.items()]
+  return "\n".join([
+      f"# Federated vs. centralized over {config.num_seeds} seeds: "
+      f"{config.task}, {config.encoder} encoder, {config.corpus} corpus", "",
+      "% of the paired centralized run on the test split, mean ± sample std "
+      f"over seeds {', '.join(map(str, config.seeds))}; every seed tunes "
+      "its own picks on its validation split (reports in `seed_<s>/`).", "",
+      *lines, "", *verdicts, "", "Picks per seed:", "", *picks, "",
+      f"Whole invocation: {wall_s:.0f} s.", "",
       "```json", json.dumps(dataclasses.asdict(config), indent=2), "```", ""])

@@ -5,9 +5,11 @@ Usage:
       [--corpus full] [--encoder small] [--rounds 30]
       [--algorithms fedavg,fedadam,fedyogi] [--mixes 0,0.5,1]
       [--sgd_server_learning_rates 1,3,10]
-      [--adaptive_server_learning_rates 0.01,0.03,0.1]
+      [--adaptive_server_learning_rates 0.03,0.1,0.3]
       [--centralized_sgd_learning_rates 0.015,0.05,0.15]
       [--centralized_adam_learning_rates 0.001,0.003,0.01]
+      [--client_learning_rates 0.05,0.15 | --local_steps_grid 5,1]
+      [--centralized_batch_sizes 8,32] [--num_seeds 2]
 
 Rerunning the same command reuses the corpus and every finished run (more
 --rounds resumes them); the probes are recomputed. Prints the report.
@@ -19,7 +21,7 @@ from absl import flags
 
 from benchmarks.federated_quality import (PAIRED_OPTIMIZER,
                                           FederatedQualityConfig,
-                                          run_federated_quality_benchmark)
+                                          run_federated_quality_seeds)
 from model import cli
 
 FLAGS = cli.launcher_flags()
@@ -57,6 +59,20 @@ _CENTRAL_SGD_LRS = _define_grid(
 _CENTRAL_ADAM_LRS = _define_grid(
     "centralized_adam_learning_rates",
     "Centralized Adam learning-rate grid (same size as the server grids).")
+_CLIENT_LRS = flags.DEFINE_list(
+    "client_learning_rates", [], "Client learning rates tried by every "
+    "federated algorithm (empty: --client_learning_rate).", flag_values=FLAGS)
+_LOCAL_STEPS_GRID = flags.DEFINE_list(
+    "local_steps_grid", [], "Local steps per round tried by every federated "
+    "algorithm, rounds scaled for equal examples (empty: --max_local_steps).",
+    flag_values=FLAGS)
+_CENTRAL_BATCH_SIZES = flags.DEFINE_list(
+    "centralized_batch_sizes", [], "Batch sizes tried by every centralized "
+    "optimizer at equal examples (empty: --batch_size).", flag_values=FLAGS)
+_NUM_SEEDS = flags.DEFINE_integer(
+    "num_seeds", _DEFAULT.num_seeds, "Seeds --seed, --seed + 1, ...: the "
+    "whole benchmark per seed, mean ± std of the pairings.", lower_bound=1,
+    flag_values=FLAGS)
 _VALIDATION_FRACTION = flags.DEFINE_float(
     "validation_fraction", _DEFAULT.validation_fraction,
     "Fraction of each probe's train split held out to pick learning rates.",
@@ -83,13 +99,18 @@ def config_from_flags() -> FederatedQualityConfig:
       adaptive_server_learning_rates=_floats(_ADAPTIVE_SERVER_LRS.value),
       centralized_sgd_learning_rates=_floats(_CENTRAL_SGD_LRS.value),
       centralized_adam_learning_rates=_floats(_CENTRAL_ADAM_LRS.value),
+      client_learning_rates=_floats(_CLIENT_LRS.value),
+      local_steps_grid=tuple(int(k) for k in _LOCAL_STEPS_GRID.value),
+      centralized_batch_sizes=tuple(int(b)
+                                    for b in _CENTRAL_BATCH_SIZES.value),
       validation_fraction=_VALIDATION_FRACTION.value,
       mixes=tuple(float(p) for p in _MIXES.value),
-      num_workers=_WORKERS.value, seed=_SEED.value, out_dir=_OUT_DIR.value)
+      num_workers=_WORKERS.value, seed=_SEED.value,
+      num_seeds=_NUM_SEEDS.value, out_dir=_OUT_DIR.value)
 
 
 def run() -> None:
-  cli.run_study(config_from_flags, run_federated_quality_benchmark, FLAGS)
+  cli.run_study(config_from_flags, run_federated_quality_seeds, FLAGS)
 
 
 if __name__ == "__main__":

@@ -126,3 +126,138 @@ def test_benchmark_tunes_on_validation_and_pairs_runs(tiny_corpus_dir,
 def test_federated_quality_config_rejects_invalid_values(change):
   with pytest.raises(ValueError, match="FederatedQualityConfig"):
     fq.FederatedQualityConfig(**change)
+
+
+@pytest.mark.parametrize("change", [
+    # 2 server lrs x 2 local-step values vs 3 learning rates x 1 batch size.
+    dict(algorithms=("fedavg",), sgd_server_learning_rates=(1.0, 3.0),
+         local_steps_grid=(10, 5)),
+    # 3 rounds x 10 local steps is not a multiple of 4.
+    dict(local_steps_grid=(10, 4), centralized_batch_sizes=(8, 16)),
+    dict(local_steps_grid=(5, 5)), dict(centralized_batch_sizes=(0, 8)),
+    dict(num_seeds=0), dict(client_learning_rates=(0.05, -0.1)),
+    # 3 x 2 client lrs x 1 vs 3 x 1: the centralized side needs 2 batch sizes.
+    dict(client_learning_rates=(0.05, 0.15)),
+])
+def test_tuning_budget_and_schedules_are_checked(change):
+  base = dict(rounds=3, eval_every=3)
+  with pytest.raises(ValueError, match="FederatedQualityConfig"):
+    fq.FederatedQualityConfig(**{**base, **change})
+
+
+def test_local_step_schedules_keep_the_examples_equal():
+  config = fq.FederatedQualityConfig(
+      rounds=4, max_local_steps=5, eval_every=2, local_steps_grid=(5, 2, 1),
+      centralized_batch_sizes=(8, 16, 32))
+  assert config.seeds == (0,)
+  for k, rounds, eval_every in ((5, 4, 2), (2, 10, 5), (1, 20, 10)):
+    sim = config.simulation("fedavg", fq.PartitionConfig(), 1.0, k)
+    assert (sim.rounds, sim.max_local_steps, sim.eval_every) == (
+        rounds, k, eval_every)
+    assert sim.rounds * sim.max_local_steps == 20
+  single = fq.FederatedQualityConfig(rounds=4, max_local_steps=5)
+  assert single.local_steps == (5,) and single.batch_sizes == (8,)
+  assert single.client_lrs == (0.05,)
+  assert single.simulation("fedavg", fq.PartitionConfig(), 1.0).rounds == 4
+
+
+def test_client_learning_rates_are_a_tuned_axis():
+  config = fq.FederatedQualityConfig(
+      client_learning_rates=(0.05, 0.15), centralized_batch_sizes=(8, 32))
+  assert config.client_lrs == (0.05, 0.15)
+  sim = config.simulation("fedadam", fq.PartitionConfig(), 0.1,
+                          client_learning_rate=0.15)
+  assert sim.algorithm.client_learning_rate == 0.15
+  assert sim.algorithm.server_learning_rate == 0.1
+  assert (sim.rounds, sim.max_local_steps) == (config.rounds,
+                                               config.max_local_steps)
+
+
+@pytest.mark.slow
+def test_seeds_tune_schedules_and_batch_sizes_with_equal_budgets(
+    tiny_corpus_dir, tmp_path):
+  config = fq.FederatedQualityConfig(
+      corpus="tiny", corpus_dir=tiny_corpus_dir, task="triplet",
+      encoder="tiny", algorithms=("fedavg",), rounds=1, clients_per_round=2,
+      batch_size=2, max_local_steps=2, eval_every=1,
+      sgd_server_learning_rates=(1.0,), local_steps_grid=(2, 1),
+      centralized_sgd_learning_rates=(0.05,), centralized_batch_sizes=(2, 4),
+      num_seeds=2, out_dir=str(tmp_path))
+  summary = fq.run_federated_quality_seeds(config, show_progress=False)
+  assert not _workers_left()
+  tasks = ["content", "keyword", "speaker"]
+  per_seed = {}
+  for seed in (0, 1):
+    seed_dir = tmp_path / f"seed_{seed}"
+    validation = {r["model"]: r for r in _read_csv(seed_dir /
+                                                   "validation.csv")}
+    # Two candidates on each side, at the same number of examples.
+    assert list(validation) == [
+        "fedavg server lr 1 local steps 2", "fedavg server lr 1 local steps 1",
+        "centralized sgd lr 0.05 batch 2", "centralized sgd lr 0.05 batch 4"]
+    assert [(float(validation[k]["rounds"]),
+             float(validation[k]["local steps"]))
+            for k in list(validation)[:2]] == [(1, 2), (2, 1)]
+    assert [(float(validation[k]["steps"]), float(validation[k]["batch size"]))
+            for k in list(validation)[2:]] == [(4, 2), (2, 4)]
+    for side in (list(validation)[:2], list(validation)[2:]):
+      means = [float(validation[k][fq.VALIDATION_MEAN]) for k in side]
+      assert [float(validation[k]["picked"]) for k in side] == [
+          float(i == int(np.argmax(means))) for i in range(2)]
+    rows = {r["model"]: r for r in _read_csv(seed_dir / "results.csv")}
+    assert float(rows["fedavg"][fq.EXAMPLES]) == 2 * 2 * 2
+    assert float(rows["centralized sgd"][fq.EXAMPLES]) == 2 * 2 * 2
+    (pairing,) = _read_csv(seed_dir / "pairings.csv")
+    assert pairing["model"].startswith("fedavg (server lr 1, ")
+    per_seed[seed] = {t: float(pairing[f"{t} %"]) for t in tasks
+                      if pairing.get(f"{t} %")}
+    with open(seed_dir / "report.md") as f:
+      assert f'"seed": {seed}' in f.read()
+  assert set(per_seed[0]) == set(per_seed[1]) and per_seed[0]
+  for task in per_seed[0]:
+    values = [per_seed[s][task] for s in (0, 1)]
+    assert summary["fedavg"][f"{task} % mean"] == pytest.approx(
+        np.mean(values))
+    assert summary["fedavg"][f"{task} % std"] == pytest.approx(
+        np.std(values, ddof=1))
+    assert summary["fedavg"][f"{task} % min"] == pytest.approx(min(values))
+  seeds = _read_csv(tmp_path / "seeds.csv")
+  assert [r["model"] for r in seeds] == ["fedavg seed 0", "fedavg seed 1"]
+  with open(tmp_path / "report.md") as f:
+    report = f.read()
+  assert "fedavg vs centralized sgd" in report and "seed 1:" in report
+
+
+def test_seed_summary_is_mean_std_and_worst_seed(tmp_path, monkeypatch):
+  # Each seed's benchmark writes its pairings; the summary aggregates them.
+  scores = {0: {"fedavg": (96.0, 80.0), "fedadam": (99.0, 97.0)},
+            1: {"fedavg": (98.0, 90.0), "fedadam": (101.0, 93.0)}}
+
+  def fake_benchmark(config, show_progress):
+    assert config.num_seeds == 1 and config.corpus_dir == str(
+        tmp_path / "corpus")
+    evaluation.write_csv(
+        {f"{a} (server lr 1) vs centralized x (lr 1)":
+             {"content %": c, "speaker %": s}
+         for a, (c, s) in scores[config.seed].items()},
+        os.path.join(config.out_dir, "pairings.csv"))
+
+  monkeypatch.setattr(fq, "run_federated_quality_benchmark", fake_benchmark)
+  config = fq.FederatedQualityConfig(algorithms=("fedavg", "fedadam"),
+                                     num_seeds=2, out_dir=str(tmp_path))
+  summary = fq.run_federated_quality_seeds(config, show_progress=False)
+  assert summary["fedavg"] == pytest.approx({
+      "content % mean": 97.0, "content % std": math.sqrt(2),
+      "content % min": 96.0, "speaker % mean": 85.0,
+      "speaker % std": math.sqrt(50), "speaker % min": 80.0})
+  assert summary["fedadam"]["speaker % mean"] == pytest.approx(95.0)
+  with open(tmp_path / "report.md") as f:
+    report = f.read()
+  assert "| fedavg vs centralized sgd | 97.0 ± 1.4 | 85.0 ± 7.1 |" in report
+  assert "`speaker` 85.0%" in report
+  # fedadam: met on the mean (95.0), not on its worst seed (93.0).
+  assert ("fedadam vs centralized adam: goal >= 95% on the mean met on every "
+          "probe; on every seed NOT met (worst seed): `speaker` 93.0%"
+          in report)
+  assert [r["model"] for r in _read_csv(tmp_path / "seeds.csv")] == [
+      "fedavg seed 0", "fedadam seed 0", "fedavg seed 1", "fedadam seed 1"]
