@@ -37,12 +37,9 @@ _STEPS = cli.define("steps", _DEFAULT.steps, flag_values=FLAGS)
 _BATCH = cli.define("batch_size", _DEFAULT.batch_size, flag_values=FLAGS)
 _LR = cli.define("learning_rate", _DEFAULT.learning_rate,
                  help="Adam step size.", flag_values=FLAGS)
-_HOP = flags.DEFINE_float("segment_hop", _DEFAULT.segment_hop,
-                          "Hop between training segments, in patches.",
-                          flag_values=FLAGS)
-_MIN_CLIP = flags.DEFINE_float(
-    "min_clip_fraction", _DEFAULT.min_clip_fraction,
-    "Shortest training clip, as a fraction of an example.", flag_values=FLAGS)
+_HOP = cli.define("segment_hop", _DEFAULT.segment_hop, flag_values=FLAGS)
+_MIN_CLIP = cli.define("min_clip_fraction", _DEFAULT.min_clip_fraction,
+                       flag_values=FLAGS)
 _VALIDATION = flags.DEFINE_float(
     "validation_fraction", _DEFAULT.validation_fraction,
     "Fraction of each probe's train part held out for validation.",

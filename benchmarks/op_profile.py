@@ -59,8 +59,24 @@ NOT_TIMED = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE")
 _KEY = "op"
 
 
+class _Rates:
+  """Bandwidth and arithmetic rate of something with bytes, flops and ms."""
+
+  bytes: int
+  flops: int
+  ms: Optional[float]
+
+  @property
+  def gbytes_per_s(self) -> float:
+    return self.bytes / (self.ms * 1e6) if self.ms else 0.0
+
+  @property
+  def gflops_per_s(self) -> float:
+    return self.flops / (self.ms * 1e6) if self.ms else 0.0
+
+
 @dataclasses.dataclass(frozen=True)
-class OpRow:
+class OpRow(_Rates):
   """One operator of the signature.
 
   Attributes:
@@ -86,14 +102,6 @@ class OpRow:
   bytes: int
   flops: int
   delegated: bool
-
-  @property
-  def gbytes_per_s(self) -> float:
-    return self.bytes / (self.ms * 1e6) if self.ms else 0.0
-
-  @property
-  def gflops_per_s(self) -> float:
-    return self.flops / (self.ms * 1e6) if self.ms else 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -434,7 +442,7 @@ def profile(content: bytes, signature: str, *,
 
 
 @dataclasses.dataclass(frozen=True)
-class Group:
+class Group(_Rates):
   """Totals of a set of rows."""
 
   key: str
@@ -443,14 +451,6 @@ class Group:
   bytes: int
   flops: int
   delegated: int
-
-  @property
-  def gbytes_per_s(self) -> float:
-    return self.bytes / (self.ms * 1e6) if self.ms else 0.0
-
-  @property
-  def gflops_per_s(self) -> float:
-    return self.flops / (self.ms * 1e6) if self.ms else 0.0
 
 
 def _group(rows: Iterable[OpRow], key: Callable[[OpRow], str]) -> list[Group]:

@@ -40,14 +40,9 @@ _BATCH = cli.define("batch_size", _DEFAULT.batch_size,
                     help="SSL examples per step.", flag_values=FLAGS)
 _LR = cli.define("learning_rate", _DEFAULT.learning_rate,
                  help="SSL learning rate.", flag_values=FLAGS)
-_HOP = flags.DEFINE_float("segment_hop", _DEFAULT.segment_hop,
-                          "Hop between SSL training segments, in patches.",
-                          flag_values=FLAGS)
-_MIN_CLIP = flags.DEFINE_float(
-    "min_clip_fraction", _DEFAULT.min_clip_fraction,
-    "Shortest SSL training clip, as a fraction of an example (shorter clips "
-    "are skipped, longer ones shorter than an example zero-padded).",
-    flag_values=FLAGS)
+_HOP = cli.define("segment_hop", _DEFAULT.segment_hop, flag_values=FLAGS)
+_MIN_CLIP = cli.define("min_clip_fraction", _DEFAULT.min_clip_fraction,
+                       flag_values=FLAGS)
 _SUPERVISED_STEPS = flags.DEFINE_integer(
     "supervised_steps", _DEFAULT.supervised_steps,
     "Steps of each supervised baseline and fine-tuning run.", flag_values=FLAGS)

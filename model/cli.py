@@ -191,6 +191,12 @@ SHARED_FLAGS: Mapping[str, SharedFlag] = {
     "task": SharedFlag("enum", "Self-supervised task.", choices=_tasks),
     "steps": SharedFlag("integer", "Optimizer steps."),
     "learning_rate": SharedFlag("float", "Learning rate."),
+    "segment_hop": SharedFlag("float", "Hop between SSL training segments, "
+                              "in patches."),
+    "min_clip_fraction": SharedFlag(
+        "float", "Shortest SSL training clip, as a fraction of an example "
+        "(shorter clips are skipped, longer ones shorter than an example "
+        "zero-padded)."),
     "rounds": SharedFlag("integer", "Federated rounds.",
                          bounds={"lower_bound": 0}),
     "clients_per_round": SharedFlag("integer", "Clients sampled per round.",
