@@ -28,3 +28,26 @@ def tiny_corpus_dir(tmp_path_factory):
   synthetic.generate_corpus(path, synthetic.CORPUS_PRESETS["tiny"],
                             show_progress=False)
   return path
+
+
+#: Train batch of :func:`tiny_cbow_export`.
+TINY_EXPORT_BATCH = 2
+
+
+@pytest.fixture(scope="session")
+def tiny_cbow_export(tiny_corpus_dir, tmp_path_factory):
+  """A builtin ``tiny`` audio2vec_cbow export (train batch
+  :data:`TINY_EXPORT_BATCH`, no embed-only models), made once per session.
+
+  Shared read-only by the app-contract and virtual-device tests.
+  """
+  # pylint: disable=g-import-not-at-top
+  from export.corpus import load_corpus
+  from export.exporter import ExportConfig, export_model, fresh_source
+  from export.verification import VerifyConfig
+  config = ExportConfig(
+      batch_size=TINY_EXPORT_BATCH, quantizations=(),
+      verify=VerifyConfig(train_steps=2, num_batches=1, embed_patches=4))
+  return export_model(fresh_source("tiny", "audio2vec_cbow"),
+                      str(tmp_path_factory.mktemp("cbow_export") / "export"),
+                      config, corpus=load_corpus(tiny_corpus_dir))

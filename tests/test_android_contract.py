@@ -25,11 +25,7 @@ from export import device_session
 from export import tensor_file
 from export import manifest as manifest_lib
 from export import weight_store
-from export.corpus import load_corpus
-from export.exporter import (TRAINING_DIR, ExportConfig, export_model,
-                             fresh_source)
-from export.verification import VerifyConfig
-from model.datasets.synthetic import CORPUS_PRESETS, generate_corpus
+from export.exporter import TRAINING_DIR
 
 ANDROID = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))), "android_demo")
@@ -37,7 +33,7 @@ ANDROID = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 SOURCE_SETS = ("core/src/main", "app/src/main")
 CONTRACT = "Contract.kt"
 #: A batch size no Kotlin source may contain by accident.
-BATCH = 3
+BATCH = 2  # conftest.TINY_EXPORT_BATCH
 #: Calls whose first argument names a signature, tensor or manifest key.
 NAMED_CALLS = {"obj", "objects", "string", "int", "ints", "long", "boolean",
                "strings", "has", "signature",
@@ -334,17 +330,10 @@ def check_app(root: str, manifest: manifest_lib.Manifest) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-  """A tiny builtin training export with batch size :data:`BATCH`."""
-  root = tmp_path_factory.mktemp("contract")
-  generate_corpus(str(root / "corpus"), CORPUS_PRESETS["tiny"],
-                  show_progress=False)
-  config = ExportConfig(batch_size=BATCH, quantizations=(), verify=VerifyConfig(
-      train_steps=2, num_batches=1, embed_patches=4))
-  result = export_model(fresh_source("tiny", "audio2vec_cbow"),
-                        str(root / "export"), config,
-                        corpus=load_corpus(str(root / "corpus")))
-  return result.out_dir, result.manifests[TRAINING_DIR]
+def exported(tiny_cbow_export):
+  """The session's tiny builtin training export and its manifest."""
+  return (tiny_cbow_export.out_dir,
+          tiny_cbow_export.manifests[TRAINING_DIR])
 
 
 @pytest.fixture

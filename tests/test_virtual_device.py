@@ -11,19 +11,15 @@ import pytest
 import soundfile as sf
 
 from export.audio_buffers import NotEnoughAudioError, WindowBuffer
-from export.corpus import load_corpus
 from export.device_session import DELTA_FILE, VirtualDevice
-from export.exporter import (TRAINING_DIR, ExportConfig, export_model,
-                             fresh_source)
+from export.exporter import TRAINING_DIR
 from export.runtime import OnDeviceModel
 from export.tensor_file import (Kind, TensorFile, TensorFileError,
                                 decode_tensor_file, encode_tensor_file,
                                 read_tensor_file, write_tensor_file)
-from export.verification import VerifyConfig
 from export.weight_store import WEIGHTS_FILE
-from model.datasets.synthetic import CORPUS_PRESETS, generate_corpus
 
-BATCH = 2
+BATCH = 2  # conftest.TINY_EXPORT_BATCH
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: A tensor file the Kotlin library's tests decode and re-encode byte for byte.
 FIXTURE = os.path.join(ROOT, "android_demo", "core", "src", "test",
@@ -31,16 +27,8 @@ FIXTURE = os.path.join(ROOT, "android_demo", "core", "src", "test",
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-  root = tmp_path_factory.mktemp("device")
-  generate_corpus(str(root / "corpus"), CORPUS_PRESETS["tiny"],
-                  show_progress=False)
-  config = ExportConfig(batch_size=BATCH, quantizations=(), verify=VerifyConfig(
-      train_steps=2, num_batches=1, embed_patches=4))
-  result = export_model(fresh_source("tiny", "audio2vec_cbow"),
-                        str(root / "export"), config,
-                        corpus=load_corpus(str(root / "corpus")))
-  return os.path.join(result.out_dir, TRAINING_DIR)
+def model_dir(tiny_cbow_export):
+  return os.path.join(tiny_cbow_export.out_dir, TRAINING_DIR)
 
 
 def _tone(seconds, rate, freq, seed):
