@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import tensorflow as tf
 
@@ -126,17 +126,22 @@ def _conv2d_same(x, kernel):
   return y, grad
 
 
-def _backward_scope() -> Callable[[], contextlib.AbstractContextManager[None]]:
-  """The forward op's name scope plus ``backward/``, for a gradient function.
+def _in_backward_scope(grad: Callable[..., Any]) -> Callable[..., Any]:
+  """``grad``, run in the forward op's name scope plus ``backward/``.
 
   Gradient functions run where the tape's gradient is taken; re-entering the
   forward scope keeps the layer in the names of the exported gradient ops
-  (read by ``benchmarks.op_profile``). Call at forward time; enter
-  ``scope()`` in the gradient function.
+  (read by ``benchmarks.op_profile``). Wrap at forward time:
+  ``return y, _in_backward_scope(grad)``.
   """
   scope = tf.get_current_name_scope()
   name = f"{scope}/backward/" if scope else "backward/"
-  return lambda: tf.name_scope(name)
+
+  def scoped(*dys: tf.Tensor) -> Any:
+    with tf.name_scope(name):
+      return grad(*dys)
+
+  return scoped
 
 
 def _offsets(kh: int, kw: int) -> list[tuple[int, int]]:
@@ -235,24 +240,22 @@ def _conv2d_shifted(x, kernel):
   _, h, w, _ = x.shape
   kh, kw, ci, co = (int(d) for d in kernel.shape)
   y = tf.reshape(_shifted_sum(x, _kernel_oi(kernel), kh, kw), [-1, h, w, co])
-  scope = _backward_scope()
 
   def grad(dy):
-    with scope():
-      # Input gradient: the same shifted sum over dy with the flipped
-      # kernel, in/out swapped: [ci, kh * kw * co] weights.
-      flipped = _kernel_oi(tf.transpose(_flip_spatial_slices(kernel),
-                                        [0, 1, 3, 2]))
-      dx = tf.reshape(_shifted_sum(dy, flipped, kh, kw), [-1, h, w, ci])
-      # Filter gradient: [kh * kw * ci, n] x [co, n] -> [kh * kw * ci, co],
-      # the kernel's layout: channels-first patches of x (no transpose of
-      # the kh * kw times larger patches), the smaller dy as the weights.
-      dk = tf.reshape(_fully_connected(_im2col_t(x, kh, kw),
-                                       _channels_first_2d(dy)),
-                      [kh, kw, ci, co])
-      return dx, dk
+    # Input gradient: the same shifted sum over dy with the flipped kernel,
+    # in/out swapped: [ci, kh * kw * co] weights.
+    flipped = _kernel_oi(tf.transpose(_flip_spatial_slices(kernel),
+                                      [0, 1, 3, 2]))
+    dx = tf.reshape(_shifted_sum(dy, flipped, kh, kw), [-1, h, w, ci])
+    # Filter gradient: [kh * kw * ci, n] x [co, n] -> [kh * kw * ci, co], the
+    # kernel's layout: channels-first patches of x (no transpose of the
+    # kh * kw times larger patches), the smaller dy as the weights.
+    dk = tf.reshape(_fully_connected(_im2col_t(x, kh, kw),
+                                     _channels_first_2d(dy)),
+                    [kh, kw, ci, co])
+    return dx, dk
 
-  return y, grad
+  return y, _in_backward_scope(grad)
 
 
 def conv2d(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
@@ -295,13 +298,7 @@ def _is_max(x: tf.Tensor, window_max: tf.Tensor) -> tf.Tensor:
 @tf.custom_gradient
 def _relu_arith(x):
   y = tf.nn.relu(x)
-  scope = _backward_scope()
-
-  def grad(dy):
-    with scope():
-      return dy * _positive(y)
-
-  return y, grad
+  return y, _in_backward_scope(lambda dy: dy * _positive(y))
 
 
 def relu(x: tf.Tensor) -> tf.Tensor:
@@ -336,13 +333,8 @@ def relu_max_pool2x2(x: tf.Tensor) -> tf.Tensor:
 @tf.custom_gradient
 def _relu_max_pool2x2_arith(x):
   y = tf.nn.max_pool2d(tf.nn.relu(x), ksize=2, strides=2, padding="VALID")
-  scope = _backward_scope()
 
   def grad(dy):
-    with scope():
-      return _pool_grad(dy)
-
-  def _pool_grad(dy):
     # Window pairs in the last axis keep every tensor 4-D: x as
     # [b * h / 2, 2, w / 2, 2 * c], the pooled values broadcast over axis 1.
     _, h, w, c = x.shape
@@ -351,7 +343,7 @@ def _relu_max_pool2x2_arith(x):
     routed = _is_max(pairs, up(y)) * up(dy * _positive(y))
     return tf.reshape(routed, [-1, h, w, c])
 
-  return y, grad
+  return y, _in_backward_scope(grad)
 
 
 @tf.custom_gradient
@@ -377,14 +369,12 @@ def relu_global_max(x: tf.Tensor) -> tf.Tensor:
 @tf.custom_gradient
 def _relu_global_max_arith(x):
   y = tf.reduce_max(tf.nn.relu(x), axis=[1, 2])
-  scope = _backward_scope()
 
   def grad(dy):
-    with scope():
-      y4 = y[:, tf.newaxis, tf.newaxis, :]
-      return _is_max(x, y4) * (dy * _positive(y))[:, tf.newaxis, tf.newaxis, :]
+    y4 = y[:, tf.newaxis, tf.newaxis, :]
+    return _is_max(x, y4) * (dy * _positive(y))[:, tf.newaxis, tf.newaxis, :]
 
-  return y, grad
+  return y, _in_backward_scope(grad)
 
 
 @tf.custom_gradient
@@ -413,15 +403,13 @@ def dense(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
 @tf.custom_gradient
 def _dense_fc(x, kernel):
   y = _fully_connected(x, _channels_first_2d(kernel))
-  scope = _backward_scope()
 
   def grad(dy):
-    with scope():
-      dx = _fully_connected(dy, kernel)
-      dk = _fully_connected(_channels_first_2d(x), _channels_first_2d(dy))
-      return dx, dk
+    dx = _fully_connected(dy, kernel)
+    dk = _fully_connected(_channels_first_2d(x), _channels_first_2d(dy))
+    return dx, dk
 
-  return y, grad
+  return y, _in_backward_scope(grad)
 
 
 def upsample2x(x: tf.Tensor) -> tf.Tensor:
@@ -433,12 +421,9 @@ def upsample2x(x: tf.Tensor) -> tf.Tensor:
 
 @tf.custom_gradient
 def _upsample2x(x):
-  scope = _backward_scope()
-
   def grad(dy):
-    with scope():
-      return 4.0 * tf.nn.avg_pool2d(dy, ksize=2, strides=2, padding="VALID")
-  return _upsample_nearest(x), grad
+    return 4.0 * tf.nn.avg_pool2d(dy, ksize=2, strides=2, padding="VALID")
+  return _upsample_nearest(x), _in_backward_scope(grad)
 
 
 def softplus(x: tf.Tensor) -> tf.Tensor:
