@@ -12,6 +12,10 @@ is timed under the same runtime and flags as the whole signature
 XNNPACK flags :data:`export.litert_runtime.XNNPACK_FLAGS`), and the per-call
 overhead of a one-element ``ADD`` model is subtracted.
 
+A signature with a dynamic batch (``embed``) is profiled at the batch of the
+inputs given (default 1): each one-op model gets the actual shapes of that
+call, not the file's placeholders.
+
 Resource-variable operators (``VAR_HANDLE``, ``READ_VARIABLE``,
 ``ASSIGN_VARIABLE``) and ``CALL_ONCE`` cannot run without their variables:
 they are listed with no time (they copy the weights only). What is timed is
@@ -165,9 +169,17 @@ def _is_constant(model: Any, tensor: Any) -> bool:
   return buffer is not None and buffer.data is not None and len(buffer.data)
 
 
-def _one_op_model(model: Any, subgraph: Any, op: Any) -> tuple[bytes, list[int]]:
-  """``op`` alone as a model; returns it and its runtime inputs' indices."""
+def _one_op_model(model: Any, subgraph: Any, op: Any,
+                  shapes: Optional[Mapping[int, Sequence[int]]] = None
+                  ) -> tuple[bytes, list[int]]:
+  """``op`` alone as a model; returns it and its runtime inputs' indices.
+
+  ``shapes`` gives the actual shape of non-constant tensors (by index) in
+  the call profiled: a signature with a dynamic batch has placeholder
+  shapes in the file, which the one-op model must not keep.
+  """
   schema = _schema()
+  shapes = shapes or {}
   tensors, buffers, remap, runtime_inputs = [], [schema.BufferT()], {}, []
 
   def add(index: int) -> int:
@@ -182,6 +194,9 @@ def _one_op_model(model: Any, subgraph: Any, op: Any) -> tuple[bytes, list[int]]
         tensor.buffer = len(buffers) - 1
       else:
         tensor.buffer = 0
+        if index in shapes:
+          tensor.shape = np.array(shapes[index], np.int32)
+          tensor.shapeSignature = None
         if index not in op.outputs:
           runtime_inputs.append(index)
       tensor.name = f"t{len(tensors)}".encode()
@@ -304,6 +319,13 @@ def _compiled_call(content: bytes, feeds: Sequence[np.ndarray], threads: int,
   return lambda: model.run_by_name(_KEY, inputs, outputs)
 
 
+def _actual_shape(tensor: Any, value: Optional[np.ndarray]) -> Sequence[int]:
+  """The shape in the call profiled, else the file's (placeholder) shape."""
+  if value is not None and value.dtype != object:
+    return value.shape
+  return tensor.shape if tensor.shape is not None else ()
+
+
 def _layer(name: str) -> tuple[str, bool]:
   """``(layer, backward)`` from a tensor name's TF name scopes.
 
@@ -348,9 +370,10 @@ def profile(content: bytes, signature: str, *,
   """Times every operator of ``signature`` on its own.
 
   Args:
-    content: A builtin ``.tflite`` flatbuffer with static shapes.
+    content: A builtin ``.tflite`` flatbuffer (float or quantized).
     signature: Signature key.
-    inputs: Inputs of one call (default: seeded normal noise times 0.1).
+    inputs: Inputs of one call (default: seeded normal noise times 0.1, a
+      dynamic dimension as 1).
     threads: Runtime threads.
     xnnpack_flags: XNNPACK flags of the runtime.
     repeats: Timed samples per operator (median).
@@ -405,19 +428,20 @@ def profile(content: bytes, signature: str, *,
       if t >= 0:
         tensor = graph.tensors[t]
         constant = bool(_is_constant(model, tensor))
-        in_shapes.append(_shape_text(tensor.shape if tensor.shape is not None
-                                     else (), constant))
         v = value(int(t))
+        in_shapes.append(_shape_text(_actual_shape(tensor, v), constant))
         tensor_bytes += v.nbytes if v is not None and v.dtype != object else 0
     for t in op.outputs:
       tensor = graph.tensors[t]
-      out_shapes.append(_shape_text(tensor.shape if tensor.shape is not None
-                                    else ()))
       v = value(int(t))
+      out_shapes.append(_shape_text(_actual_shape(tensor, v)))
       tensor_bytes += v.nbytes if v is not None and v.dtype != object else 0
     ms = None
     if name not in NOT_TIMED:
-      one, runtime_inputs = _one_op_model(model, graph, op)
+      shapes = {int(t): v.shape for t in list(op.inputs) + list(op.outputs)
+                if t >= 0 and (v := value(int(t))) is not None
+                and v.dtype != object}
+      one, runtime_inputs = _one_op_model(model, graph, op, shapes)
       feeds = [value(t) for t in runtime_inputs]
       try:
         call = _compiled_call(one, feeds, threads, xnnpack_flags)
@@ -500,11 +524,11 @@ def format_report(result: Profile, *, title: str = "",
       f"Signature `{result.signature}`, LiteRT CompiledModel, XNNPACK flags "
       f"0x{result.xnnpack_flags:02X}, {result.threads} thread(s), {result.clock} "
       f"time; host load average {load} on {os.cpu_count()} CPUs.", "",
-      f"- whole signature, measured: **{result.whole_ms:.1f} ms** "
+      f"- whole signature, measured: **{result.whole_ms:.2f} ms** "
       f"({flops / 1e6:.0f} MFLOP, {flops / (result.whole_ms * 1e6):.1f} "
       f"GFLOP/s)",
       f"- sum of {len(result.rows) - len(untimed)} operators timed alone: "
-      f"**{total:.1f} ms** ({total / result.whole_ms:.2f}x the whole; "
+      f"**{total:.2f} ms** ({total / result.whole_ms:.2f}x the whole; "
       f"per-call overhead {result.overhead_ms * 1e3:.0f} us subtracted from "
       f"each)",
       f"- not timed ({len(untimed)} nodes: "
@@ -592,7 +616,7 @@ def run_profile(content: bytes, signature: str, out_dir: str, *,
   """Profiles ``signature`` and writes ``op_profile.{md,csv,png}``.
 
   Args:
-    content: A builtin ``.tflite`` flatbuffer with static shapes.
+    content: A builtin ``.tflite`` flatbuffer (float or quantized).
     signature: Signature key.
     out_dir: Where the report, CSV and plot go (created).
     title: Title of the report and the plot.

@@ -46,3 +46,33 @@ def test_profile_covers_every_node(tiny_train, tmp_path):
 def test_profile_unknown_signature(tiny_train):
   with pytest.raises(KeyError, match="has \\['embed'"):
     op_profile.profile(tiny_train, "fit")
+
+
+@pytest.mark.parametrize("quantization", ["float32", "int8"])
+def test_profile_of_embed_with_a_dynamic_batch(quantization):
+  """``embed`` (dynamic batch) is profiled at the actual shapes of one call."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+
+  from export.conversion import convert_embed_model  # pylint: disable=import-outside-toplevel
+  from export.exporter import fresh_source  # pylint: disable=import-outside-toplevel
+  from export.ondevice_module import EmbedModule  # pylint: disable=import-outside-toplevel
+  model = fresh_source("tiny", "temporal_gap").model
+  samples = model.spec.frontend.patch_samples
+  rng = np.random.default_rng(0)
+  representative = lambda: ({"waveform": (0.1 * rng.standard_normal(
+      (1, samples))).astype(np.float32)} for _ in range(4))
+  content = convert_embed_model(EmbedModule(model), quantization,
+                                representative=representative).content
+  result = op_profile.profile(content, "embed", repeats=2, whole_repeats=3)
+  matmuls = [r for r in result.rows
+             if r.op in ("FULLY_CONNECTED", "BATCH_MATMUL", "CONV_2D")]
+  assert {r.op for r in matmuls} >= {"FULLY_CONNECTED", "CONV_2D"}
+  assert all(r.ms is not None and r.delegated for r in matmuls), matmuls
+  # The log-mel's shapes, not the file's batch-1 placeholders.
+  frames, bins = model.spec.frontend.patch_shape
+  assert any(f"1x{frames}x{bins}" in r.outputs for r in result.rows
+             if r.layer.startswith("frontend")), result.rows
+  layers = {r.layer.split("/")[0] for r in result.rows if r.ms is not None}
+  assert {"frontend", "block0"} <= layers
+  if quantization == "int8":
+    assert "QUANTIZE" in {r.op for r in result.rows if r.ms is not None}
