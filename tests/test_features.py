@@ -122,6 +122,22 @@ def test_matmul_dft_matches_stft(config):
   assert np.max(np.abs(got - want)) < 1e-4
 
 
+@pytest.mark.parametrize("samples", [400, 401, 559, 560, 15600])
+@pytest.mark.parametrize("window_s", [0.025, 0.02], ids=["400", "320"])
+def test_matmul_dft_frames_any_length(samples, window_s):
+  """The delegate formulation's framing by hop-strided slices equals
+  ``tf.signal.frame`` for lengths with and without a remainder, and for a
+  window that is a whole number of hops."""
+  config = FrontendConfig(window_s=window_s)
+  x = tf.constant(0.1 * np.random.default_rng(4).standard_normal(
+      (2, samples)).astype(np.float32))
+  want = log_mel(x, config).numpy()
+  with ops.formulation("delegate"):
+    got = log_mel(x, config).numpy()
+  assert got.shape == want.shape == (2, config.num_frames(samples), 64)
+  assert np.max(np.abs(got - want)) < 1e-4
+
+
 def test_matmul_dft_front_end_converts_without_rfft():
   import tflite_runtime.interpreter as tflite
 
