@@ -69,6 +69,7 @@ class _CompiledSignature:
     self._output_shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     self._current: Optional[dict[str, tuple[int, ...]]] = None
     self._capacity: dict[str, int] = {}
+    self._dtypes: dict[str, np.dtype] = {}
 
   def _details(self, kind: str) -> dict[str, dict[str, Any]]:
     details = (self._compiled.get_input_tensor_details(self._key)
@@ -87,9 +88,10 @@ class _CompiledSignature:
     return self._details("outputs")
 
   def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
-    details = self.get_input_details()
     shapes = {name: tuple(np.shape(value)) for name, value in inputs.items()}
     if shapes != self._current:
+      details = self.get_input_details()
+      self._dtypes = {name: d["dtype"] for name, d in details.items()}
       # Dynamic dimensions (``N`` of ``embed``): resize, then size the
       # outputs' dynamic dimensions alike (LiteRT reports output shapes
       # only after a run, so the output buffers are host arrays).
@@ -124,7 +126,7 @@ class _CompiledSignature:
       self._current = shapes
     for name, value in inputs.items():
       self._inputs[name].write(np.ascontiguousarray(
-          value, dtype=details[name]["dtype"]))
+          value, dtype=self._dtypes[name]))
     self._compiled.run_by_name(self._key, self._inputs, self._outputs)
     return {name: self._outputs[name].read(
         int(np.prod(shape, dtype=np.int64)), dtype).reshape(shape)

@@ -158,6 +158,7 @@ class OnDeviceModel:
     self.interpreter = make_interpreter(model_content, self.runtime,
                                         num_threads=num_threads)
     self._runners: dict[str, Any] = {}
+    self._input_infos: dict[str, dict[str, TensorInfo]] = {}
     signatures = self.interpreter.get_signature_list()
     keys = sorted(signatures.get("get_weights", {}).get("outputs", []))
     if variables is None:
@@ -252,8 +253,13 @@ class OnDeviceModel:
     return array
 
   def _inputs(self, signature: str) -> dict[str, TensorInfo]:
-    return {name: _tensor_info(d) for name, d in
-            self.runner(signature).get_input_details().items()}
+    # Dtypes and shape signatures never change: read once (the runtimes'
+    # detail calls cost about 5% of a one-patch embed).
+    if signature not in self._input_infos:
+      self._input_infos[signature] = {
+          name: _tensor_info(d) for name, d in
+          self.runner(signature).get_input_details().items()}
+    return self._input_infos[signature]
 
   def train(self, waveform: np.ndarray) -> float:
     """One optimizer step on a ``[B, S]`` float32 batch; returns the loss.
