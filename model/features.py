@@ -246,19 +246,17 @@ def _mel_by_matmul(waveform: tf.Tensor, config: FrontendConfig) -> tf.Tensor:
   # x[a + n1 * b] as [m, a, b]: stage 1 sums over b (the contiguous axis).
   x = tf.reshape(tf.transpose(tf.reshape(frames, [-1, taps, n1]), [0, 2, 1]),
                  [-1, taps])
-  # Stage 1, real and imaginary parts apart, with the frames as the matmul's
-  # right operand: each is [c, (m, a)], one contiguous [c, m, a] block (two
-  # matmuls, no SLICE/SPLIT: SLICE of a dynamic batch is not delegated, and
-  # int8 conversion keeps the front-end float by tensor name, which misses
-  # SPLIT's outputs).
-  y_re, y_im = (tf.reshape(tf.matmul(tf.constant(rows), x, transpose_b=True),
-                           [half, -1, n1])
-                for rows in (stage1[:half], stage1[half:]))
-  # Stage 2 for each c (BATCH_MATMUL over c): [z_re | z_im] as one
-  # [c, m, 2 * n1] block, squared, and re^2 + im^2 summed by a constant
-  # [2 * n1, n1] matmul (fewer, larger matmuls than re and im apart).
-  z = (tf.matmul(y_re, tf.constant(stage2[:, :n1, :]))
-       + tf.matmul(y_im, tf.constant(stage2[:, n1:, :])))
+  # Stage 1 with the frames as the matmul's right operand: [(re|im, c),
+  # (m, a)]; then [c, m, (re|im, a)] (one TRANSPOSE) so that stage 2 is one
+  # BATCH_MATMUL over c with the real form of its complex matrices, giving
+  # [z_re | z_im] as [c, m, 2 * n1] (fewer, larger matmuls than re and im
+  # apart, and no SLICE/SPLIT: int8 conversion keeps the front-end float by
+  # tensor name, which misses SPLIT's outputs).
+  y = tf.reshape(tf.matmul(tf.constant(stage1), x, transpose_b=True),
+                 [2, half, -1, n1])
+  y = tf.reshape(tf.transpose(y, [1, 2, 0, 3]), [half, -1, 2 * n1])
+  z = tf.matmul(y, tf.constant(stage2))
+  # re^2 + im^2 by a constant [2 * n1, n1] matmul.
   pair_sum = np.concatenate([np.eye(n1), np.eye(n1)]).astype(np.float32)
   power = tf.matmul(tf.reshape(z * z, [-1, 2 * n1]), tf.constant(pair_sum))
   magnitude = tf.sqrt(tf.reshape(power, [half, -1, n1]))  # [c, m, d]
