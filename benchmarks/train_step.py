@@ -75,8 +75,13 @@ class TrainStepConfig:
     variants: Keys of :data:`TRAIN_VARIANTS` to time.
     quantizations: Embed variants (empty: no embed rows).
     optimizer: Optimizer of the step.
-    steps: Timed calls per variant (the median is reported).
+    steps: Timed calls per variant (the median is reported); ``embed``
+      rows time ``5 * steps`` rounds.
     warmup: Untimed calls per variant first.
+    embed_burst: Consecutive ``embed`` calls of a variant in each round
+      (each timed): 1 runs every call right after the other models (cold
+      caches: with eight embed files interleaved that added about 0.1 ms
+      per call); more measures the steady state of an embed loop.
   """
 
   presets: tuple[str, ...] = ("small",)
@@ -88,6 +93,7 @@ class TrainStepConfig:
   optimizer: OptimizerConfig = OptimizerConfig("sgd", learning_rate=0.01)
   steps: int = 10
   warmup: int = 2
+  embed_burst: int = 10
 
   def __post_init__(self):
     for field in ("presets", "tasks", "batch_sizes", "variants",
@@ -100,9 +106,9 @@ class TrainStepConfig:
       raise ValueError(f"TrainStepConfig.quantizations: unknown {unknown}; "
                        f"expected some of {list(QUANTIZATIONS)}")
     if min(self.batch_sizes, default=0) < 1 or self.threads < 1 or (
-        self.steps < 1 or self.warmup < 0):
-      raise ValueError("TrainStepConfig: batch sizes, threads and steps must "
-                       "be >= 1, warmup >= 0")
+        self.steps < 1 or self.warmup < 0 or self.embed_burst < 1):
+      raise ValueError("TrainStepConfig: batch sizes, threads, steps and "
+                       "embed_burst must be >= 1, warmup >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,19 +158,21 @@ class Row:
 
 
 def _time_round_robin(calls: dict[str, Callable[[], object]], steps: int,
-                      warmup: int
+                      warmup: int, burst: int = 1
                       ) -> dict[str, tuple[list[float], list[float]]]:
-  """CPU and wall milliseconds of each call, ``steps`` rounds of all calls."""
+  """CPU and wall milliseconds of each call, ``steps`` rounds of all calls
+  (``burst`` consecutive calls of each per round, each timed)."""
   for _ in range(warmup):
     for call in calls.values():
       call()
   times = {name: ([], []) for name in calls}
   for _ in range(steps):
     for name, call in calls.items():
-      wall, cpu = time.perf_counter(), time.process_time()
-      call()
-      times[name][0].append(1e3 * (time.process_time() - cpu))
-      times[name][1].append(1e3 * (time.perf_counter() - wall))
+      for _ in range(burst):
+        wall, cpu = time.perf_counter(), time.process_time()
+        call()
+        times[name][0].append(1e3 * (time.process_time() - cpu))
+        times[name][1].append(1e3 * (time.perf_counter() - wall))
   return times
 
 
@@ -239,7 +247,8 @@ def _embed_rows(preset: str, config: TrainStepConfig) -> list[Row]:
       meta[name] = (quantization, runtime, len(content), flops,
                     delegation_lib.delegation(content, "embed",
                                               runtime=runtime).flops_fraction)
-  times = _time_round_robin(calls, config.steps * 5, config.warmup)
+  times = _time_round_robin(calls, config.steps * 5, config.warmup,
+                            config.embed_burst)
   return [Row(preset=preset, task="-", batch=1, threads=config.threads,
               kind="embed", variant=f"embed {q}", runtime=runtime,
               file_bytes=size, flops=flops, delegated=delegated,
@@ -287,7 +296,8 @@ def format_table(rows: Sequence[Row], config: TrainStepConfig) -> str:
   load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
   lines = [f"optimizer {config.optimizer.name}, {config.threads} thread(s); "
            f"CPU ms median of {config.steps} interleaved calls after "
-           f"{config.warmup} warm-up calls (embed: {config.steps * 5}); host "
+           f"{config.warmup} warm-up calls (embed: {config.steps * 5} rounds "
+           f"of {config.embed_burst} consecutive calls); host "
            f"load average {load} on {os.cpu_count()} CPUs", ""]
   train = [r for r in rows if r.kind == "train"]
   if train:

@@ -47,6 +47,11 @@ _STEPS = cli.define("steps", _DEFAULT.steps, help="Timed calls per variant.",
 _WARMUP = flags.DEFINE_integer("warmup", _DEFAULT.warmup,
                                "Untimed calls per variant.", lower_bound=0,
                                flag_values=FLAGS)
+_EMBED_BURST = flags.DEFINE_integer(
+    "embed_burst", _DEFAULT.embed_burst,
+    "Consecutive embed calls per variant and round (1: cold caches after "
+    "the other models; more: an embed loop's steady state).", lower_bound=1,
+    flag_values=FLAGS)
 
 
 def main() -> None:
@@ -65,7 +70,7 @@ def main() -> None:
       batch_sizes=tuple(int(b) for b in _BATCH_SIZES.value),
       threads=_THREADS.value, variants=tuple(_VARIANTS.value),
       quantizations=tuple(_QUANTIZATIONS.value), steps=_STEPS.value,
-      warmup=_WARMUP.value))
+      warmup=_WARMUP.value, embed_burst=_EMBED_BURST.value))
   cli.quiet_logging()
   print(train_step.run_benchmark(
       config, _OUT_DIR.value,
