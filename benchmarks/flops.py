@@ -43,7 +43,8 @@ def frontend_macs(frontend: FrontendConfig, frames: int, *,
   (``4 (n / 2) log2 n`` real MACs) and the mel matmul
   (``(n / 2 + 1) x num_mel_bins``). With ``dft_by_matmul`` (the ``delegate``
   formulation's front-end, :func:`model.features.dft_matrices`): the two DFT
-  stages' matmuls and the mel matmul over their ``(n2 / 2 + 1) n1`` bins.
+  stages' matmuls, the ``[2 n1, n1]`` matmul that sums ``re^2 + im^2``, and
+  the mel matmul over their ``(n2 / 2 + 1) n1`` bins.
   Windowing, magnitude and log are elementwise and not included.
   """
   n = frontend.fft_length
@@ -52,7 +53,7 @@ def frontend_macs(frontend: FrontendConfig, frames: int, *,
     half, width = stage2.shape[0], stage2.shape[1]
     n1 = width // 2
     per_frame = (n1 * stage1.shape[0] * stage1.shape[1] + half * width ** 2
-                 + mel.shape[0] * mel.shape[1])
+                 + half * width * n1 + mel.shape[0] * mel.shape[1])
   else:
     per_frame = 4 * fft_complex_macs(n) + (n // 2 + 1) * frontend.num_mel_bins
   return int(round(frames * per_frame))

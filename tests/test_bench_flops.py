@@ -123,6 +123,6 @@ def test_promote_signature_keeps_the_model_working(conv_model):
 def test_frontend_macs_of_the_matmul_dft():
   frontend = flops.FrontendConfig()
   # n1 = 16, 25 taps, 17 stage-1 bins: [16 x 25] x [25 x 34], 17 x [32 x 32],
-  # then the mel matmul over 17 x 16 bins.
-  per_frame = 16 * 25 * 34 + 17 * 32 * 32 + 17 * 16 * 64
+  # re^2 + im^2 as 17 x [32 x 16], then the mel matmul over 17 x 16 bins.
+  per_frame = 16 * 25 * 34 + 17 * 32 * 32 + 17 * 32 * 16 + 17 * 16 * 64
   assert flops.frontend_macs(frontend, 96, dft_by_matmul=True) == 96 * per_frame
