@@ -9,7 +9,8 @@ standard library, numpy and the runtime, never TensorFlow (except for the
 an emulated aarch64 Python (:mod:`benchmarks.arm64`).
 
 In the worker the interpreter is created with
-``experimental_op_resolver_type`` ``AUTO`` (XNNPACK on: the default delegate)
+``experimental_op_resolver_type`` ``AUTO`` (XNNPACK on: the default delegate;
+tflite-runtime: a delegate with the project's flags, ``export/xnnpack.py``)
 or ``BUILTIN_WITHOUT_DEFAULT_DELEGATES`` (off), and ``allocate_tensors()`` is
 called before ``get_signature_runner()``: only then is the default delegate
 applied. Whether XNNPACK took anything is then verified, not assumed:
@@ -238,14 +239,19 @@ def _random_inputs(runner: Any, batch: int, seed: int
   return inputs
 
 
-def _litert_runtime() -> Any:
-  """``export/litert_runtime.py``, loaded by path (no package, no TF)."""
+def _export_module(name: str) -> Any:
+  """``export/<name>.py``, loaded by path (no package, no TF)."""
   path = os.path.join(os.path.dirname(os.path.dirname(
-      os.path.abspath(__file__))), "export", "litert_runtime.py")
-  spec = importlib.util.spec_from_file_location("_litert_runtime", path)
+      os.path.abspath(__file__))), "export", f"{name}.py")
+  spec = importlib.util.spec_from_file_location(f"_{name}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
+
+
+def _litert_runtime() -> Any:
+  """``export/litert_runtime.py``, loaded by path (no package, no TF)."""
+  return _export_module("litert_runtime")
 
 
 def _interpreter(request: Mapping[str, Any]) -> Any:
@@ -253,13 +259,18 @@ def _interpreter(request: Mapping[str, Any]) -> Any:
 
   ``ai_edge_litert`` with XNNPACK is LiteRT's ``CompiledModel`` with the
   project's XNNPACK flags (as ``export.runtime`` runs it), except for the
-  delegate probe, which needs the interpreter's node list.
+  delegate probe, which needs the interpreter's node list;
+  ``tflite_runtime`` with XNNPACK runs a delegate with the project's flags
+  (``export/xnnpack.py``), as ``export.runtime`` does.
   """
   if (request["runtime"] == "ai_edge_litert" and request["xnnpack"]
       and not request.get("probe")):
     with open(request["path"], "rb") as f:
       return _litert_runtime().CompiledInterpreter(
           f.read(), num_threads=request["threads"])
+  if request["runtime"] == "tflite_runtime" and request["xnnpack"]:
+    return _export_module("xnnpack").tflite_runtime_interpreter(
+        model_path=request["path"], num_threads=request["threads"])
   module = importlib.import_module(_MODULES[request["runtime"]])
   if request["runtime"] == "tensorflow":
     module = module.lite

@@ -12,8 +12,9 @@ operator's FLOPs come from :func:`export.tflite_flops.op_costs`.
 :data:`export.litert_runtime.XNNPACK_FLAGS` (the defaults plus ``0x08``),
 which its Python interpreter cannot set: the interpreter's partition (default flags) is taken
 and the float32 FULLY_CONNECTED nodes with non-constant weights, which only
-that flag admits, are added to it. Other runtimes are reported as their
-interpreter delegates.
+that flag admits, are added to it. ``tflite_runtime`` is reported with the
+delegate :mod:`export.runtime` gives it (:mod:`export.xnnpack`, flags
+:data:`export.xnnpack.TFLITE_RUNTIME_FLAGS`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import importlib
 from typing import Any
 
 from export import tflite_flops
+from export import xnnpack
 from export.runtime import DEFAULT_RUNTIME, resolve_runtime
 
 __all__ = ["Delegation", "delegated_nodes", "delegation", "model_delegation"]
@@ -116,11 +118,14 @@ def delegated_nodes(content: bytes, signature: str, *,
   if runtime not in _INTERPRETERS:
     raise ValueError(f"delegation: runtime {runtime!r} not supported; "
                      f"expected one of {sorted(_INTERPRETERS)}")
-  module = importlib.import_module(_INTERPRETERS[runtime])
-  interpreter = module.Interpreter(
-      model_content=tflite_flops.promote_signature(content, signature),
-      num_threads=1)
-  interpreter.allocate_tensors()  # Applies the default delegate.
+  promoted = tflite_flops.promote_signature(content, signature)
+  if runtime == "tflite_runtime":
+    # The delegate export.runtime runs (flags TFLITE_RUNTIME_FLAGS).
+    interpreter = xnnpack.tflite_runtime_interpreter(model_content=promoted)
+  else:
+    interpreter = importlib.import_module(_INTERPRETERS[runtime]).Interpreter(
+        model_content=promoted, num_threads=1)
+    interpreter.allocate_tensors()  # Applies the default delegate.
   ops = interpreter._get_ops_details()  # pylint: disable=protected-access
   delegated = _replaced(ops)
   if runtime == "ai_edge_litert":

@@ -19,15 +19,17 @@ import numpy as np
 
 from export import manifest as manifest_lib
 from export.litert_runtime import XNNPACK_FLAGS, CompiledInterpreter
+from export.xnnpack import TFLITE_RUNTIME_FLAGS, tflite_runtime_interpreter
 
-__all__ = ["RUNTIMES", "DEFAULT_RUNTIME", "XNNPACK_FLAGS", "TensorInfo",
+__all__ = ["RUNTIMES", "DEFAULT_RUNTIME", "XNNPACK_FLAGS",
+           "TFLITE_RUNTIME_FLAGS", "TensorInfo",
            "resolve_runtime", "make_interpreter", "OnDeviceModel"]
 
 #: Interpreters by name: LiteRT (``ai-edge-litert``, the default: its
 #: ``CompiledModel`` runs XNNPACK with :data:`XNNPACK_FLAGS`), the legacy
-#: ``tflite-runtime`` 2.14 (default XNNPACK delegate, which takes no
-#: FULLY_CONNECTED with variable weights) and TF's own interpreter (with Flex
-#: kernels, for ``flex`` exports).
+#: ``tflite-runtime`` 2.14 (an XNNPACK delegate made with
+#: :data:`TFLITE_RUNTIME_FLAGS` through ctypes, :mod:`export.xnnpack`) and
+#: TF's own interpreter (with Flex kernels, for ``flex`` exports).
 RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 #: The runtime of every host-side path unless told otherwise.
 DEFAULT_RUNTIME = "ai_edge_litert"
@@ -89,9 +91,12 @@ def make_interpreter(model_content: bytes, runtime: str = DEFAULT_RUNTIME,
 
   ``ai_edge_litert`` is LiteRT's ``CompiledModel`` with XNNPACK flags
   :data:`XNNPACK_FLAGS` (measured faster than LiteRT's ``Interpreter`` on
-  training steps); the other runtimes are interpreters with their default
-  XNNPACK delegate, tensors allocated before any signature runner is
-  created (only then is the delegate applied).
+  training steps); ``tflite_runtime`` is its interpreter with an XNNPACK
+  delegate made with :data:`TFLITE_RUNTIME_FLAGS` (default delegate, with a
+  warning, where tflite-runtime refuses it: training files);
+  ``tensorflow`` is TF's interpreter with its default XNNPACK delegate.
+  Tensors are allocated before any signature runner is created (only then
+  is a default delegate applied).
 
   Args:
     model_content: A ``.tflite`` flatbuffer.
@@ -109,12 +114,10 @@ def make_interpreter(model_content: bytes, runtime: str = DEFAULT_RUNTIME,
   if runtime == "ai_edge_litert":
     return CompiledInterpreter(model_content, num_threads=num_threads)
   if runtime == "tflite_runtime":
-    interpreter_class = importlib.import_module(
-        "tflite_runtime.interpreter").Interpreter
-  else:
-    interpreter_class = importlib.import_module("tensorflow").lite.Interpreter
-  interpreter = interpreter_class(model_content=model_content,
-                                  num_threads=num_threads)
+    return tflite_runtime_interpreter(model_content=model_content,
+                                      num_threads=num_threads)
+  interpreter = importlib.import_module("tensorflow").lite.Interpreter(
+      model_content=model_content, num_threads=num_threads)
   interpreter.allocate_tensors()
   return interpreter
 
