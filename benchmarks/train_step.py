@@ -5,7 +5,8 @@ module is timed as:
 
 * a builtin-only TFLite file in the XNNPACK formulation
   (``ops.EXPORT``: shifted-slice FULLY_CONNECTED convs, DFT by matmuls) on LiteRT (``CompiledModel``,
-  XNNPACK flags 0x0B) and on tflite-runtime 2.14;
+  XNNPACK flags 0x0B) and on tflite-runtime 2.14 (an XNNPACK delegate made
+  through ctypes, flags 0x1B: :mod:`export.xnnpack`);
 * a builtin-only file in the previous formulation (``custom``: CONV_2D with
   conv-shaped gradients) on tflite-runtime and LiteRT, the baseline;
 * a flex TFLite file (``tf.lite.Interpreter`` with Select-TF kernels);

@@ -92,8 +92,10 @@ def make_interpreter(model_content: bytes, runtime: str = DEFAULT_RUNTIME,
   ``ai_edge_litert`` is LiteRT's ``CompiledModel`` with XNNPACK flags
   :data:`XNNPACK_FLAGS` (measured faster than LiteRT's ``Interpreter`` on
   training steps); ``tflite_runtime`` is its interpreter with an XNNPACK
-  delegate made with :data:`TFLITE_RUNTIME_FLAGS` (default delegate, with a
-  warning, where tflite-runtime refuses it: training files);
+  delegate made with :data:`TFLITE_RUNTIME_FLAGS`
+  (:func:`export.xnnpack.tflite_runtime_interpreter`; training files run
+  each signature at its allocated shapes, a larger ``embed`` batch in
+  slices; the default delegate, with a warning, where that fails);
   ``tensorflow`` is TF's interpreter with its default XNNPACK delegate.
   Tensors are allocated before any signature runner is created (only then
   is a default delegate applied).

@@ -12,8 +12,20 @@ with the default delegate turned off. The interpreter holds the delegate and
 drops it after itself; the delegate is then deleted
 (``TfLiteXNNPackDelegateDelete``).
 
-This module imports only the standard library and tflite-runtime (no
-TensorFlow, no numpy), so a benchmark worker can load it by file path.
+Training files need more: tflite-runtime 2.14 sizes variable reads (and
+what follows them) only when they run, and refuses a delegate for a graph
+with such dynamic-sized tensors unless the delegate declares
+``kTfLiteDelegateFlagsAllowDynamicTensors``; it then neither sizes the
+tensors before delegating nor re-delegates after an input is resized. So a
+training file is allocated first (every static shape known), the flag is set
+in the delegate's ``TfLiteDelegate.flags``, the delegate applied, and the
+interpreter wrapped in :class:`FixedShapeInterpreter`, which runs a signature
+only at the input shapes it was allocated with: a dynamic batch (``embed``'s
+``N``) is run in slices of the allocated batch. Losses, weights and
+embeddings are checked against LiteRT by the tests.
+
+This module imports only the standard library, numpy and tflite-runtime
+(no TensorFlow), so a benchmark worker can load it by file path.
 """
 
 from __future__ import annotations
@@ -25,10 +37,12 @@ import logging
 import os
 from typing import Any, Optional
 
+import numpy as np
+
 __all__ = ["FLAG_QS8", "FLAG_QU8", "FLAG_DYNAMIC_FULLY_CONNECTED",
            "FLAG_VARIABLE_OPERATORS", "TFLITE_RUNTIME_FLAGS",
            "XNNPackUnavailable", "XNNPackDelegate", "create_delegate",
-           "tflite_runtime_interpreter"]
+           "FixedShapeInterpreter", "tflite_runtime_interpreter"]
 
 # Flag values of tflite-runtime 2.14's ``xnnpack_delegate.h``.
 #: Signed 8-bit quantized operators (``TFLITE_XNNPACK_DELEGATE_FLAG_QS8``).
@@ -43,10 +57,22 @@ FLAG_DYNAMIC_FULLY_CONNECTED = 0x08
 FLAG_VARIABLE_OPERATORS = 0x10
 
 #: Flags of every tflite-runtime interpreter the project makes: quantized
-#: operators (int8 embed files) and FULLY_CONNECTED with variable weights
-#: (training files). Flags that only apply to operators a file lacks change
-#: nothing for it.
-TFLITE_RUNTIME_FLAGS = FLAG_QS8 | FLAG_QU8 | FLAG_DYNAMIC_FULLY_CONNECTED
+#: operators (int8 embed files), FULLY_CONNECTED with variable weights and
+#: variable operators (training files). Measured (small encoder, 1 thread,
+#: CPU ms medians, interleaved): int8 embed of one patch 1.00 (default
+#: delegate) -> 0.44 (0x03) -> 0.38 (0x0B) -> 0.37 (0x1B); float32 embed
+#: 0.43 -> 0.37 (0x0B, 0x1B); temporal_gap train step, batch 32: 420 (no
+#: delegate) -> 210 (0x0B) -> 195 (0x1B). Flags for operators a file lacks
+#: change nothing for it.
+TFLITE_RUNTIME_FLAGS = (FLAG_QS8 | FLAG_QU8 | FLAG_DYNAMIC_FULLY_CONNECTED
+                        | FLAG_VARIABLE_OPERATORS)
+
+#: ``kTfLiteDelegateFlagsAllowDynamicTensors`` of ``TfLiteDelegate.flags``.
+_ALLOW_DYNAMIC_TENSORS = 0x1
+#: Offset of ``TfLiteDelegate.flags``: after ``data_`` and four function
+#: pointers (``Prepare``, ``CopyFromBufferHandle``, ``CopyToBufferHandle``,
+#: ``FreeBufferHandle``), as tflite-runtime 2.14's ``common.h`` lays it out.
+_DELEGATE_FLAGS_OFFSET = 5 * ctypes.sizeof(ctypes.c_void_p)
 
 _WRAPPER = "tflite_runtime._pywrap_tensorflow_interpreter_wrapper"
 _SYMBOLS = ("TfLiteXNNPackDelegateOptionsDefault",
@@ -123,12 +149,12 @@ class XNNPackDelegate:
       XNNPackUnavailable: The library, a function or the delegate could not
         be had (the message says which).
     """
+    self._library: Optional[ctypes.CDLL] = None
+    self._pointer: Optional[int] = None
     if not 0 <= flags < 2**32:
       raise ValueError(f"XNNPACK flags must fit 32 bits, got {flags:#x}")
     if num_threads < 1:
       raise ValueError(f"num_threads must be >= 1, got {num_threads}")
-    self._library: Optional[ctypes.CDLL] = None
-    self._pointer: Optional[int] = None
     library = _library()
     options = library.TfLiteXNNPackDelegateOptionsDefault()
     # As tflite-runtime's own default delegate: no thread pool for 1 thread.
@@ -147,6 +173,21 @@ class XNNPackDelegate:
     if self._pointer is None:
       raise ValueError("XNNPACK delegate already deleted")
     return self._pointer
+
+  def allow_dynamic_tensors(self) -> None:
+    """Sets ``kTfLiteDelegateFlagsAllowDynamicTensors`` in the delegate's
+    ``TfLiteDelegate.flags`` (before it is applied): the interpreter then
+    applies it to graphs with dynamic-sized tensors, and XNNPACK leaves
+    their nodes to the built-in kernels."""
+    flags = ctypes.c_int64.from_address(self._get_native_delegate_pointer()
+                                        + _DELEGATE_FLAGS_OFFSET)
+    flags.value |= _ALLOW_DYNAMIC_TENSORS
+
+  @property
+  def delegate_flags(self) -> int:
+    """``TfLiteDelegate.flags`` (the interpreter's view of the delegate)."""
+    return ctypes.c_int64.from_address(self._get_native_delegate_pointer()
+                                       + _DELEGATE_FLAGS_OFFSET).value
 
   def close(self) -> None:
     """Deletes the delegate (idempotent). Only after its interpreter is
@@ -171,6 +212,104 @@ def create_delegate(flags: int = TFLITE_RUNTIME_FLAGS, num_threads: int = 1
     return None
 
 
+class _FixedShapeRunner:
+  """A signature runner called only at its allocated input shapes."""
+
+  def __init__(self, runner: Any, signature: str):
+    self._runner = runner
+    self._signature = signature
+    self._details = runner.get_input_details()
+
+  def get_input_details(self) -> dict[str, dict[str, Any]]:
+    return self._runner.get_input_details()
+
+  def get_output_details(self) -> dict[str, dict[str, Any]]:
+    return self._runner.get_output_details()
+
+  def __call__(self, **inputs: Any) -> dict[str, Any]:
+    arrays = {name: np.asarray(value) for name, value in inputs.items()}
+    allocated = {name: tuple(int(d) for d in self._details[name]["shape"])
+                 for name in arrays if name in self._details}
+    if all(arrays[name].shape == shape for name, shape in allocated.items()):
+      return self._runner(**arrays)
+    # A dynamic leading dimension: run slices of the allocated size.
+    sizes = set()
+    for name, shape in allocated.items():
+      array = arrays[name]
+      dynamic = int(self._details[name]["shape_signature"][0]) < 0
+      if (not dynamic or array.shape[1:] != shape[1:]
+          or array.shape[0] % shape[0]):
+        raise ValueError(
+            f"{self._signature}: input {name!r} has shape "
+            f"{list(array.shape)}; this tflite-runtime interpreter runs it "
+            f"at {list(shape)} or a multiple of the dynamic first dimension")
+      sizes.add((array.shape[0], shape[0]))
+    if len(sizes) != 1:
+      raise ValueError(f"{self._signature}: inputs disagree on the first "
+                       f"dimension ({sorted(sizes)})")
+    total, step = sizes.pop()
+    parts = [self._runner(**{name: value[i:i + step] if name in allocated
+                             else value for name, value in arrays.items()})
+             for i in range(0, total, step)]
+    return {name: np.concatenate([part[name] for part in parts])
+            for name in parts[0]}
+
+
+class FixedShapeInterpreter:
+  """A tflite-runtime interpreter whose signatures run only at the input
+  shapes they were allocated with (its XNNPACK delegate does not follow a
+  resize): an input with a larger dynamic first dimension is run in slices.
+
+  Offers ``get_signature_list`` and ``get_signature_runner``; every other
+  attribute is the wrapped interpreter's.
+
+  Attributes:
+    xnnpack_flags: Flags of the XNNPACK delegate it runs.
+  """
+
+  def __init__(self, interpreter: Any, xnnpack_flags: int):
+    self._interpreter = interpreter
+    self.xnnpack_flags = xnnpack_flags
+
+  def get_signature_list(self) -> dict[str, Any]:
+    return self._interpreter.get_signature_list()
+
+  def get_signature_runner(self, signature_key: str) -> _FixedShapeRunner:
+    return _FixedShapeRunner(
+        self._interpreter.get_signature_runner(signature_key), signature_key)
+
+  def __getattr__(self, name: str) -> Any:
+    return getattr(self._interpreter, name)
+
+
+def _with_dynamic_tensors(tflite: Any, delegate: XNNPackDelegate,
+                          model_content: Optional[bytes],
+                          model_path: Optional[str],
+                          num_threads: int) -> FixedShapeInterpreter:
+  """Applies ``delegate`` to a graph with dynamic-sized tensors (see the
+  module docstring).
+
+  Raises:
+    RuntimeError: tflite-runtime refused the delegate or could not prepare
+      the delegated graph.
+    AttributeError: The interpreter lacks the private members used here
+      (another tflite-runtime version).
+  """
+  interpreter = tflite.Interpreter(
+      model_content=model_content, model_path=model_path,
+      num_threads=num_threads, experimental_op_resolver_type=(
+          tflite.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+  interpreter.allocate_tensors()  # Sizes every static tensor first.
+  delegate.allow_dynamic_tensors()
+  # The interpreter holds the delegate (and drops it after itself), as it
+  # does for ``experimental_delegates``, before the delegate is applied.
+  interpreter._delegates = [delegate]  # pylint: disable=protected-access
+  interpreter._interpreter.ModifyGraphWithDelegate(  # pylint: disable=protected-access
+      delegate._get_native_delegate_pointer())  # pylint: disable=protected-access
+  interpreter.allocate_tensors()
+  return FixedShapeInterpreter(interpreter, delegate.flags)
+
+
 def tflite_runtime_interpreter(*, model_content: Optional[bytes] = None,
                                model_path: Optional[str] = None,
                                num_threads: int = 1,
@@ -179,11 +318,12 @@ def tflite_runtime_interpreter(*, model_content: Optional[bytes] = None,
   """A ``tflite_runtime`` interpreter running XNNPACK with ``flags``,
   tensors allocated.
 
-  tflite-runtime applies a delegate to the whole file at once and refuses
-  it for a graph that has dynamic-sized tensors when the delegate is applied
-  (every training file: its SLICE outputs and variable reads are sized only
-  when they run); tflite-runtime's own default delegate is then silently
-  dropped as well. Such a file keeps the default delegate, with a warning.
+  A file without dynamic-sized tensors (embed-only files) gets the delegate
+  through ``experimental_delegates``; one that has them (training files) is
+  delegated as the module docstring says and returned as a
+  :class:`FixedShapeInterpreter`. If that fails too, or the delegate cannot
+  be made, the file keeps tflite-runtime's default delegate (a warning is
+  logged; the default delegate then takes nothing of a training file).
 
   Args:
     model_content: A ``.tflite`` flatbuffer (or give ``model_path``).
@@ -196,28 +336,36 @@ def tflite_runtime_interpreter(*, model_content: Optional[bytes] = None,
     delegate it runs (``None``: the default delegate).
   """
   tflite = importlib.import_module("tflite_runtime.interpreter")
-  resolver = tflite.OpResolverType
   delegate = None if flags is None else create_delegate(flags, num_threads)
-  interpreter = None
   if delegate is not None:
     try:
       interpreter = tflite.Interpreter(
           model_content=model_content, model_path=model_path,
           num_threads=num_threads, experimental_delegates=[delegate],
           experimental_op_resolver_type=(
-              resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
-    except RuntimeError as e:  # ModifyGraphWithDelegate refused the delegate.
+              tflite.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+      interpreter.allocate_tensors()
+      interpreter.xnnpack_flags = delegate.flags
+      return interpreter
+    except RuntimeError:  # Dynamic-sized tensors: a training file.
+      pass
+    # The refused delegate may still be referenced by the failed
+    # interpreter until it is collected: a fresh one is used.
+    delegate = create_delegate(flags, num_threads)
+    try:
+      return _with_dynamic_tensors(tflite, delegate, model_content,
+                                   model_path, num_threads)
+    except (RuntimeError, AttributeError) as e:
       _warn_once(f"tflite-runtime refused the XNNPACK delegate with flags "
-                 f"{flags:#x} ({str(e) or 'the graph has dynamic-sized tensors'}"
-                 f"); falling back to its default XNNPACK delegate")
-  if interpreter is None:
-    delegate = None
-    interpreter = tflite.Interpreter(
-        model_content=model_content, model_path=model_path,
-        num_threads=num_threads, experimental_op_resolver_type=resolver.AUTO)
-  # Before any signature runner: only then is a default delegate applied.
+                 f"{flags:#x} ({type(e).__name__}: {e}); falling back to its "
+                 f"default XNNPACK delegate")
+  interpreter = tflite.Interpreter(
+      model_content=model_content, model_path=model_path,
+      num_threads=num_threads,
+      experimental_op_resolver_type=tflite.OpResolverType.AUTO)
+  # Before any signature runner: only then is the default delegate applied.
   interpreter.allocate_tensors()
-  interpreter.xnnpack_flags = delegate.flags if delegate else None
+  interpreter.xnnpack_flags = None
   return interpreter
 
 

@@ -197,10 +197,7 @@ def _im2col_t(x: tf.Tensor, kh: int, kw: int) -> tf.Tensor:
     return tf.reshape(xt, [c, -1])
   ph, pw = (kh - 1) // 2, (kw - 1) // 2
   xp = tf.pad(xt, [[0, 0], [0, 0], [ph, kh - 1 - ph], [pw, kw - 1 - pw]])
-  # Explicit sizes (no -1) where the batch is static: XNNPACK takes SLICE
-  # only with a fully known size.
-  batch = x.shape[0] if x.shape[0] is not None else -1
-  pieces = [tf.slice(xp, [0, 0, i, j], [c, batch, h, w]) for i, j in
+  pieces = [_shifted(xp, [0, 0, i, j], [c, x.shape[0], h, w]) for i, j in
             _offsets(kh, kw)]
   return tf.reshape(tf.concat(pieces, axis=0), [kh * kw * c, -1])
 
@@ -229,10 +226,26 @@ def _shifted_sum(x: tf.Tensor, weights_oi: tf.Tensor, kh: int,
   parts = tf.split(weights_oi, kh * kw, axis=1)
   y = None
   for (i, j), part in zip(_offsets(kh, kw), parts):
-    piece = tf.reshape(tf.slice(xp, [0, i, j, 0], [batch, h, w, c]), [-1, c])
+    piece = tf.reshape(_shifted(xp, [0, i, j, 0], [batch, h, w, c]), [-1, c])
     term = _fully_connected(piece, part)
     y = term if y is None else y + term
   return y
+
+
+def _shifted(x: tf.Tensor, begin: list[int], size: list) -> tf.Tensor:
+  """``x[begin : begin + size]``; a ``None`` or ``-1`` size is the rest of
+  the axis (the dynamic batch).
+
+  With a fully known size this is a SLICE (XNNPACK takes SLICE only with a
+  known size); with a dynamic batch a STRIDED_SLICE, whose output
+  tflite-runtime sizes when the graph is prepared (a SLICE with a ``-1``
+  size gets a dynamic-sized output there, which keeps tflite-runtime's
+  XNNPACK delegate off the whole file).
+  """
+  if all(d is not None and d >= 0 for d in size):
+    return tf.slice(x, begin, size)
+  return x[tuple(slice(b, None if d is None or d < 0 else b + d)
+                 for b, d in zip(begin, size))]
 
 
 @tf.custom_gradient

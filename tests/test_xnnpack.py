@@ -79,3 +79,22 @@ def test_missing_symbol_falls_back_to_the_default_delegate(
   assert "falling back to tflite-runtime's default" in caplog.text
   runner = interpreter.get_signature_runner("embed")
   assert runner(waveform=int8_embed[1][:1])["embedding"].shape[0] == 1
+
+
+def test_fixed_shape_runner_slices_the_dynamic_batch_only():
+  model = fresh_source("tiny", "temporal_gap").model
+  content = convert_embed_model(EmbedModule(model), "float32").content
+  # An embed-only file takes the delegate directly; a training file (dynamic
+  # tensors) is wrapped: wrap this one to check the slicing.
+  interpreter = xnnpack.tflite_runtime_interpreter(model_content=content)
+  assert not isinstance(interpreter, xnnpack.FixedShapeInterpreter)
+  fixed = xnnpack.FixedShapeInterpreter(interpreter, interpreter.xnnpack_flags)
+  rng = np.random.default_rng(1)
+  patches = rng.standard_normal(
+      (3, model.spec.frontend.patch_samples)).astype(np.float32)
+  sliced = fixed.get_signature_runner("embed")(waveform=patches)
+  whole = interpreter.get_signature_runner("embed")(waveform=patches)
+  np.testing.assert_allclose(sliced["embedding"], whole["embedding"],
+                             rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match=r"input 'waveform' has shape \[3, 7\]"):
+    fixed.get_signature_runner("embed")(waveform=patches[:, :7])
