@@ -63,7 +63,8 @@ FLAG_VARIABLE_OPERATORS = 0x10
 #: delegate) -> 0.44 (0x03) -> 0.38 (0x0B) -> 0.37 (0x1B); float32 embed
 #: 0.43 -> 0.37 (0x0B, 0x1B); temporal_gap train step, batch 32: 420 (no
 #: delegate) -> 210 (0x0B) -> 195 (0x1B). Flags for operators a file lacks
-#: change nothing for it.
+#: change nothing for it (QU8: uint8 files, which the project does not
+#: make; LiteRT's default flags have it too).
 TFLITE_RUNTIME_FLAGS = (FLAG_QS8 | FLAG_QU8 | FLAG_DYNAMIC_FULLY_CONNECTED
                         | FLAG_VARIABLE_OPERATORS)
 
@@ -177,8 +178,9 @@ class XNNPackDelegate:
   def allow_dynamic_tensors(self) -> None:
     """Sets ``kTfLiteDelegateFlagsAllowDynamicTensors`` in the delegate's
     ``TfLiteDelegate.flags`` (before it is applied): the interpreter then
-    applies it to graphs with dynamic-sized tensors, and XNNPACK leaves
-    their nodes to the built-in kernels."""
+    applies it to graphs with dynamic-sized tensors, and no longer
+    re-applies it after an input is resized (see
+    :class:`FixedShapeInterpreter`)."""
     flags = ctypes.c_int64.from_address(self._get_native_delegate_pointer()
                                         + _DELEGATE_FLAGS_OFFSET)
     flags.value |= _ALLOW_DYNAMIC_TENSORS
