@@ -24,6 +24,7 @@ from model.datasets import synthetic
 from model.datasets.audio import decode_clips
 from model.datasets.pipeline import training_segments
 from model.encoders import ENCODERS, Encoder
+from model.errors import NonFiniteWeightsError
 from model.ssl_model import ModelSpec, SSLModel, load_model
 from model.tasks import SSL_TASKS
 from model.train import TrainConfig, train_centralized
@@ -58,6 +59,9 @@ VALIDATION_MEAN = "mean"
 LEARNING_RATE, ROUNDS, LOCAL_STEPS = "learning rate", "rounds", "local steps"
 CLIENT_LR = "client lr"
 STEPS, BATCH_SIZE = "steps", "batch size"
+#: Validation column: 1 for a candidate whose training diverged (non-finite
+#: weights); it is never picked and its probe cells are empty.
+DIVERGED = "diverged"
 #: Goal of every federated run, in percent of its paired centralized run, on
 #: every probe.
 FEDERATED_GOAL = 95.0
@@ -386,12 +390,30 @@ def _validation_tasks(table, seed: int, validation_fraction: float
 
 def _pick(validation: dict[str, dict[str, float]], labels: Sequence[str]
           ) -> str:
-  """The label with the best mean validation accuracy (first on ties)."""
-  best = max(labels, key=lambda label: (validation[label][VALIDATION_MEAN],
+  """The label with the best mean validation accuracy (first on ties);
+  diverged candidates are never picked.
+
+  Raises:
+    RuntimeError: Every candidate diverged (the message names them).
+  """
+  finite = [label for label in labels if not validation[label].get(DIVERGED)]
+  if not finite:
+    raise RuntimeError(f"federated quality: every candidate diverged "
+                       f"(non-finite weights): {', '.join(labels)}; try "
+                       f"smaller learning rates")
+  best = max(finite, key=lambda label: (validation[label][VALIDATION_MEAN],
                                         -labels.index(label)))
   for label in labels:
     validation[label]["picked"] = float(label == best)
   return best
+
+
+def _diverged(label: str, error: Exception, settings: Mapping[str, float]
+              ) -> dict[str, float]:
+  """The validation row of a candidate whose training diverged."""
+  logging.warning("%s diverged and is left out of the picks: %s", label,
+                  error)
+  return {**settings, DIVERGED: 1.0}
 
 
 def _describe(config: FederatedQualityConfig, name: str,
@@ -512,13 +534,18 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
         label += f" client lr {client_lr:g}"
       if len(config.local_steps) > 1:
         label += f" local steps {k}"
-      candidates[label] = simulate(label, algorithm, natural, lr, k,
-                                   client_lr)
-      logging.info("validating %s", label)
-      validation[label] = validate(
-          load_model(candidates[label][0].model_dir).encoder, lr,
-          {CLIENT_LR: client_lr, ROUNDS: config.rounds_for(k),
-           LOCAL_STEPS: k})
+      settings = {CLIENT_LR: client_lr, ROUNDS: config.rounds_for(k),
+                  LOCAL_STEPS: k}
+      try:
+        candidates[label] = simulate(label, algorithm, natural, lr, k,
+                                     client_lr)
+        logging.info("validating %s", label)
+        validation[label] = validate(
+            load_model(candidates[label][0].model_dir).encoder, lr, settings)
+      except NonFiniteWeightsError as error:
+        candidates[label] = None
+        validation[label] = _diverged(label, error,
+                                      {LEARNING_RATE: lr, **settings})
     chosen = _pick(validation, list(candidates))
     result, cost = candidates[chosen]
     picks[algorithm] = validation[chosen]
@@ -560,9 +587,16 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
             segments, os.path.join(runs_dir, _dir_name(label)),
             dataset_info={"kind": "synthetic", "preset": config.corpus},
             show_progress=show_progress)
+        settings = {STEPS: steps, BATCH_SIZE: batch_size}
+        encoder = candidates[label].model.encoder
+        if not all(np.all(np.isfinite(w.numpy())) for w in encoder.weights):
+          validation[label] = _diverged(
+              label, NonFiniteWeightsError(f"{label}: non-finite encoder "
+                                           "weights"),
+              {LEARNING_RATE: lr, **settings})
+          continue
         logging.info("validating %s", label)
-        validation[label] = validate(candidates[label].model.encoder, lr,
-                                     {STEPS: steps, BATCH_SIZE: batch_size})
+        validation[label] = validate(encoder, lr, settings)
     chosen = _pick(validation, list(candidates))
     row = centralized_label(optimizer)
     picks[row] = validation[chosen]

@@ -9,9 +9,14 @@ exit with status 2 instead of a traceback.
 
 from __future__ import annotations
 
-__all__ = ["UserError"]
+__all__ = ["NonFiniteWeightsError", "UserError"]
 
 
 class UserError(Exception):
   """Wrong input given by the user; the message says what, where, expected
   vs got."""
+
+
+class NonFiniteWeightsError(ValueError):
+  """Weights hold NaN or infinity, e.g. after training diverged; the message
+  names the source and the weight."""

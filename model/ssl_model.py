@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from model.encoders import ENCODERS, Encoder, EncoderConfig
+from model.errors import NonFiniteWeightsError
 from model.features import FrontendConfig, PatchShape, log_mel
 from model.saved_model import SPEC_FILE, WEIGHTS_FILE, SavedModel
 from model.tasks import TASKS, SSLTask, TaskConfig, require_image_task
@@ -229,8 +230,9 @@ def assign_weights(model: SSLModel, weights: Mapping[str, np.ndarray], *,
     encoder_only: Assign only the encoder's weights (the head keeps its own).
 
   Raises:
-    ValueError: A weight is missing, unexpected, of the wrong shape or dtype,
-      or not finite; the message names it.
+    ValueError: A weight is missing, unexpected, of the wrong shape or dtype;
+      :class:`model.errors.NonFiniteWeightsError` (a ``ValueError``) if one
+      is not finite. The message names it.
   """
   names = model.encoder.weight_names if encoder_only else model.weight_names
   variables = model.encoder.weights if encoder_only else model.weights
@@ -249,7 +251,7 @@ def assign_weights(model: SSLModel, weights: Mapping[str, np.ndarray], *,
       raise ValueError(f"{source}: weight {name!r} has dtype {value.dtype}, "
                        f"expected float32")
     if not np.all(np.isfinite(value)):
-      raise ValueError(f"{source}: weight {name!r} has "
+      raise NonFiniteWeightsError(f"{source}: weight {name!r} has "
                        f"{int(np.sum(~np.isfinite(value)))} non-finite values")
   for name, variable in zip(names, variables):
     variable.assign(weights[name])

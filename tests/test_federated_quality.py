@@ -261,3 +261,27 @@ def test_seed_summary_is_mean_std_and_worst_seed(tmp_path, monkeypatch):
           in report)
   assert [r["model"] for r in _read_csv(tmp_path / "seeds.csv")] == [
       "fedavg seed 0", "fedadam seed 0", "fedavg seed 1", "fedadam seed 1"]
+
+
+def test_diverged_candidates_are_never_picked():
+  validation = {"a": {fq.VALIDATION_MEAN: 0.4}, "b": {fq.DIVERGED: 1.0},
+              "c": {fq.VALIDATION_MEAN: 0.6}}
+  assert fq._pick(validation, ["a", "b", "c"]) == "c"  # pylint: disable=protected-access
+  assert [validation[k]["picked"] for k in "abc"] == [0.0, 0.0, 1.0]
+  with pytest.raises(RuntimeError, match="every candidate diverged.*b"):
+    fq._pick({"b": {fq.DIVERGED: 1.0}}, ["b"])  # pylint: disable=protected-access
+
+
+def test_non_finite_weights_are_their_own_error():
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from model.errors import NonFiniteWeightsError  # pylint: disable=g-import-not-at-top
+  from model.ssl_model import ModelSpec, SSLModel, assign_weights  # pylint: disable=g-import-not-at-top
+  from model.encoders import ENCODERS  # pylint: disable=g-import-not-at-top
+  model = SSLModel(ModelSpec(task="triplet", encoder=ENCODERS["tiny"]))
+  weights = {name: np.array(w.numpy()) for name, w in
+             zip(model.weight_names, model.weights)}
+  name = model.weight_names[0]
+  weights[name].flat[0] = np.nan
+  with pytest.raises(NonFiniteWeightsError, match=f"{name}.*1 non-finite"):
+    assign_weights(model, weights, source="test")
+  assert issubclass(NonFiniteWeightsError, ValueError)
