@@ -1110,7 +1110,9 @@ def _make_parent(path: str) -> None:
 
 def plot_quality_table(rows: Mapping[str, Mapping[str, float]], path: str, *,
                        title: str = "Downstream quality",
-                       ylabel: str = "accuracy") -> None:
+                       ylabel: str = "accuracy",
+                       errors: Optional[Mapping[str, Mapping[str, float]]]
+                       = None) -> None:
   """Grouped bar chart, one group per column and one bar per row, as PNG.
 
   Args:
@@ -1119,11 +1121,14 @@ def plot_quality_table(rows: Mapping[str, Mapping[str, float]], path: str, *,
     path: Output PNG (parent directories are created).
     title: Chart title.
     ylabel: Y-axis label.
+    errors: Optional error-bar half-lengths (e.g. standard errors), shaped
+      like ``rows``; missing ones draw no bar.
 
   Raises:
     ValueError: ``rows`` has no rows or no columns.
   """
   columns = _columns(rows)
+  errors = errors or {}
   positions = np.arange(len(columns))
   width = 0.8 / len(rows)
   figure = Figure(figsize=(max(6.0, 0.4 * len(rows) * len(columns) + 2), 4.0),
@@ -1132,7 +1137,9 @@ def plot_quality_table(rows: Mapping[str, Mapping[str, float]], path: str, *,
   for i, (name, values) in enumerate(rows.items()):
     axes.bar(positions + (i - (len(rows) - 1) / 2) * width,
              [values.get(column, np.nan) for column in columns], width,
-             label=name)
+             yerr=[errors.get(name, {}).get(column, np.nan)
+                   for column in columns] if name in errors else None,
+             capsize=2, label=name)
   axes.set_xticks(positions, columns)
   axes.set_ylabel(ylabel)
   axes.set_title(title)
