@@ -410,9 +410,10 @@ def run_multimodal_benchmark(config: MultimodalBenchmarkConfig, *,
     show_progress: Show progress bars.
 
   Returns:
-    Rows (random init, shared federated, separate federated, shared
-    centralized, then the ablation) of probe accuracies, retrieval mAPs,
-    parameters and examples per modality.
+    Rows (random init, the no-learning baseline, shared federated, separate
+    federated, shared centralized, then the ablation) of probe accuracies
+    with their standard errors (``<probe> se``) and test predictions
+    (``<probe> n``), retrieval mAPs, parameters and examples per modality.
   """
   start = time.time()
   os.makedirs(config.out_dir, exist_ok=True)
