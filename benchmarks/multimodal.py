@@ -12,13 +12,17 @@ Runs, all with the same task, encoder preset, rounds, clients and batches:
 * ``shared (centralized)``: one encoder, as many audio and image examples
   as the shared federated run, modalities interleaved, Adam.
 * ``random init``: the encoder at its initial weights.
+* the non-learned baseline: log-mel mean+std per mel bin for the audio
+  probes, the standardized image's raw pixels for digits.
 * the ablation: the shared federated run with other client mixes, i.e. other
   shares of audio and image data on the clients.
 
 Scores: linear probes on every audio label of the synthetic corpus (test
-speakers unseen except for ``speaker``) and on the digit classes (random
-stratified split), retrieval mAP within each modality (keywords, digits);
-a t-SNE map of both modalities' embeddings from the shared encoder.
+speakers unseen except for ``speaker``) and on the digit classes (stratified
+over images), cross-validated (``probe_folds``: every labelled clip and image
+tested once, accuracy pooled, binomial standard error), retrieval mAP within
+each modality (keywords, digits); a t-SNE map of both modalities' embeddings
+from the shared encoder.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from model.datasets.images import load_digits_images
 from model.datasets.pipeline import training_segments
 from model.encoders import ENCODERS, Encoder
 from model.multimodal import (MultimodalTrainConfig, image_embeddings,
+                              pixel_features, probe_image_features,
                               probe_images, train_multimodal)
 from model.saved_model import is_saved_model
 from model.ssl_model import ModelSpec, SSLModel, load_model, save_model
@@ -51,7 +56,8 @@ from tff_sim.multimodal import (ClientMix, MultimodalSimulationConfig,
                                 run_multimodal_simulation)
 
 __all__ = ["SHARED_FEDERATED", "SEPARATE_FEDERATED", "SHARED_CENTRALIZED",
-           "RANDOM_INIT", "DIGITS", "PARAMS", "AUDIO_SHARE",
+           "RANDOM_INIT", "NO_LEARNING", "DIGITS", "PARAMS", "AUDIO_SHARE",
+           "STDERR_SUFFIX", "NUM_TEST_SUFFIX",
            "MultimodalBenchmarkConfig", "mix_label", "target_checks",
            "run_multimodal_benchmark"]
 
@@ -59,12 +65,18 @@ SHARED_FEDERATED = "shared (federated)"
 SEPARATE_FEDERATED = "separate (federated)"
 SHARED_CENTRALIZED = "shared (centralized)"
 RANDOM_INIT = "random init"
+#: Row of the non-learned features (log-mel statistics; raw pixels).
+NO_LEARNING = "no learning (log-mel mean+std; pixels)"
 #: Column of the digit linear probe.
 DIGITS = "digits"
 #: Column of the encoder parameters a row needs to serve both modalities.
 PARAMS = "encoder params"
 #: Column of the audio share of the training examples.
 AUDIO_SHARE = "audio share"
+#: Suffix of a probe's binomial standard error column.
+STDERR_SUFFIX = " se"
+#: Suffix of a probe's test-prediction count column.
+NUM_TEST_SUFFIX = " n"
 _AUDIO_PREFIX = "audio "
 
 
@@ -91,6 +103,8 @@ class MultimodalBenchmarkConfig:
     centralized_learning_rate: Adam step size of the centralized run.
     ablation_mixes: Client mixes of the ablation runs (shared encoder).
     tsne_points: Points per modality in the t-SNE map.
+    probe_folds: Cross-validation folds of the linear probes (1: one 70/30
+      split per probe).
     seed: Seed of weights, clients, batches, splits.
     out_dir: Output directory.
   """
@@ -114,6 +128,7 @@ class MultimodalBenchmarkConfig:
       (0.5, 0.5, 0.0), (0.0, 0.0, 1.0), (0.5, 0.125, 0.375),
       (0.125, 0.5, 0.375))
   tsne_points: int = 400
+  probe_folds: int = 5
   seed: int = 0
   out_dir: str = "multimodal_output"
 
@@ -136,7 +151,8 @@ class MultimodalBenchmarkConfig:
       ClientMix(*mix)
     for field in ("digit_groups", "num_clients", "rounds", "clients_per_round",
                   "batch_size", "client_learning_rate",
-                  "centralized_learning_rate", "tsne_points"):
+                  "centralized_learning_rate", "tsne_points",
+                  "probe_folds"):
       if getattr(self, field) <= 0:
         raise ValueError(f"MultimodalBenchmarkConfig.{field} must be "
                          f"positive, got {getattr(self, field)}")
@@ -167,25 +183,44 @@ def mix_label(mix: Sequence[float]) -> str:
   return "shared, mix " + "/".join(f"{100 * s:g}" for s in mix) + "%"
 
 
-def _quality(audio: Mapping[str, float], images: Mapping[str, float],
+def _quality(audio: evaluation.ProbeResult, images: Mapping[str, float],
              tasks: Sequence[str]) -> dict[str, float]:
+  """Probe accuracies, their standard errors and test counts, retrieval."""
   # Tasks too small to split are skipped alike for every encoder.
-  row = {f"{_AUDIO_PREFIX}{t}": audio[t] for t in tasks if t in audio}
-  row[f"{_AUDIO_PREFIX}retrieval_map"] = audio["retrieval_map"]
+  row, spread = {}, {}
+  for t in tasks:
+    if t in audio.accuracy:
+      column = f"{_AUDIO_PREFIX}{t}"
+      row[column] = audio.accuracy[t]
+      spread[column + STDERR_SUFFIX] = audio.stderr[t]
+      spread[column + NUM_TEST_SUFFIX] = audio.num_test[t]
+  row[f"{_AUDIO_PREFIX}retrieval_map"] = audio.retrieval["map"]
   row[DIGITS] = images["accuracy"]
   row[f"{DIGITS} retrieval_map"] = images["retrieval_map"]
-  return row
+  spread[DIGITS + STDERR_SUFFIX] = images["accuracy_stderr"]
+  spread[DIGITS + NUM_TEST_SUFFIX] = images["num_test"]
+  return {**row, **spread}
 
 
 #: Columns that are not scores.
 _COUNT_COLUMNS = (PARAMS, "audio examples", "image examples", AUDIO_SHARE)
 
 
+def _is_spread(column: str) -> bool:
+  return column.endswith(STDERR_SUFFIX) or column.endswith(NUM_TEST_SUFFIX)
+
+
 def _probe_columns(rows: Mapping[str, Mapping[str, float]]) -> list[str]:
   """The linear-probe columns (every audio label, digits)."""
   first = next(iter(rows.values()))
-  return [c for c in first if c not in _COUNT_COLUMNS and (
-      (c.startswith(_AUDIO_PREFIX) and "retrieval" not in c) or c == DIGITS)]
+  return [c for c in first if c not in _COUNT_COLUMNS and not _is_spread(c)
+          and ((c.startswith(_AUDIO_PREFIX) and "retrieval" not in c)
+               or c == DIGITS)]
+
+
+def _stderr(row: Mapping[str, float], probe: str) -> float:
+  """A row's standard error of ``probe`` (NaN if not recorded)."""
+  return float(row.get(probe + STDERR_SUFFIX, float("nan")))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,35 +276,59 @@ def target_checks(rows: Mapping[str, Mapping[str, float]]
   gaps = {p: 100 * (shared[p] - separate[p]) for p in probes}
   lifts = {p: 100 * (shared[p] - random[p]) for p in probes}
   ratios = {p: 100 * shared[p] / max(central[p], 1e-9) for p in probes}
-  fmt = lambda d, unit: ", ".join(f"{p} {v:+.1f}{unit}" if unit == " pts"
-                                  else f"{p} {v:.1f}{unit}"
-                                  for p, v in d.items())
+
+  def difference_se(other):
+    return {p: 100 * np.hypot(_stderr(shared, p), _stderr(other, p))
+            for p in probes}
+
+  def ratio_se(p):
+    # First-order propagation of both standard errors into the ratio.
+    return ratios[p] * np.hypot(_stderr(shared, p) / max(shared[p], 1e-9),
+                                _stderr(central, p) / max(central[p], 1e-9))
+
+  spread = {"gap": difference_se(separate), "lift": difference_se(random),
+            "ratio": {p: ratio_se(p) for p in probes}}
+
+  def fmt(d, unit, kind):
+    parts = []
+    for p, v in d.items():
+      se = spread[kind][p]
+      text = f"{p} {v:+.1f}" if unit == " pts" else f"{p} {v:.1f}"
+      parts.append(text + (f" ± {se:.1f}" if np.isfinite(se) else "") + unit)
+    return ", ".join(parts)
   return [
       ("shared within 2 points of separate on every probe, half the "
        "parameters",
        all(g >= -2.0 for g in gaps.values())
        and 2 * shared[PARAMS] == separate[PARAMS],
-       f"shared - separate: {fmt(gaps, ' pts')}; params {shared[PARAMS]:.0f}"
+       f"shared - separate: {fmt(gaps, ' pts', 'gap')}; params "
+       f"{shared[PARAMS]:.0f}"
        f" vs {separate[PARAMS]:.0f}"),
       ("shared beats random init on digits by >= 20 points and on every "
        "audio probe",
        lifts[DIGITS] >= 20.0 and all(v > 0 for p, v in lifts.items()
                                      if p != DIGITS),
-       f"shared - random: {fmt(lifts, ' pts')}"),
+       f"shared - random: {fmt(lifts, ' pts', 'lift')}"),
       ("federated >= 95% of centralized on every probe",
        all(r >= 95.0 for r in ratios.values()),
-       f"federated / centralized: {fmt(ratios, '%')}"),
+       f"federated / centralized: {fmt(ratios, '%', 'ratio')}"),
   ]
 
 
 def _format_table(rows: Mapping[str, Mapping[str, float]]) -> str:
-  columns = list(next(iter(rows.values())))
+  """Markdown; a probe's cell is ``accuracy ± standard error``."""
+  columns = [c for c in next(iter(rows.values())) if not _is_spread(c)]
   lines = ["| run | " + " | ".join(columns) + " |",
            "|---|" + "---:|" * len(columns)]
+
+  def cell(row, c):
+    if c in (PARAMS, "audio examples", "image examples"):
+      return f"{row[c]:.0f}"
+    se = _stderr(row, c)
+    return f"{row[c]:.3f}" + (f" ± {se:.3f}" if np.isfinite(se) else "")
+
   for name, row in rows.items():
-    cells = [f"{row[c]:.0f}" if c in (PARAMS, "audio examples",
-                                      "image examples")
-             else f"{row[c]:.3f}" for c in columns]
+    cells = [cell(row, c) for c in columns]
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
@@ -351,9 +410,10 @@ def run_multimodal_benchmark(config: MultimodalBenchmarkConfig, *,
     show_progress: Show progress bars.
 
   Returns:
-    Rows (random init, shared federated, separate federated, shared
-    centralized, then the ablation) of probe accuracies, retrieval mAPs,
-    parameters and examples per modality.
+    Rows (random init, the no-learning baseline, shared federated, separate
+    federated, shared centralized, then the ablation) of probe accuracies
+    with their standard errors (``<probe> se``) and test predictions
+    (``<probe> n``), retrieval mAPs, parameters and examples per modality.
   """
   start = time.time()
   os.makedirs(config.out_dir, exist_ok=True)
@@ -374,10 +434,12 @@ def run_multimodal_benchmark(config: MultimodalBenchmarkConfig, *,
   params = spec.encoder.num_params
 
   def scores(audio_encoder, image_encoder) -> dict[str, float]:
-    audio = evaluation.evaluate_encoder(audio_encoder, table, waveforms,
-                                        spec.frontend, seed=config.seed)
+    audio = evaluation.probe_encoder(audio_encoder, table, waveforms,
+                                     spec.frontend, seed=config.seed,
+                                     probe_folds=config.probe_folds)
     return _quality(audio, probe_images(image_encoder, digits,
-                                        seed=config.seed), tasks)
+                                        seed=config.seed,
+                                        folds=config.probe_folds), tasks)
 
   data_key = {"corpus": config.corpus, "digit_groups": config.digit_groups,
               "max_digits": config.max_digits}
@@ -401,6 +463,18 @@ def run_multimodal_benchmark(config: MultimodalBenchmarkConfig, *,
   initial = Encoder(spec.encoder, seed=config.seed)
   rows[RANDOM_INIT] = {**scores(initial, initial), PARAMS: params,
                        **examples({"audio": 0, "image": 0})}
+  labelled = np.flatnonzero([bool(clip.labels) for clip in table])
+  rows[NO_LEARNING] = {
+      **_quality(
+          evaluation.probe_embeddings(
+              evaluation.logmel_statistics([waveforms[i] for i in labelled],
+                                           spec.frontend),
+              labelled, table, seed=config.seed,
+              probe_folds=config.probe_folds),
+          probe_image_features(pixel_features(digits), digits.labels,
+                               folds=config.probe_folds, seed=config.seed),
+          tasks),
+      PARAMS: 0, **examples({"audio": 0, "image": 0})}
 
   shared = federated(config.mix, ("audio", "image"), "shared")
   walls[SHARED_FEDERATED] = shared.wall_s
@@ -458,7 +532,8 @@ def run_multimodal_benchmark(config: MultimodalBenchmarkConfig, *,
   evaluation.plot_quality_table(
       {k: {c: v[c] for c in probes} for k, v in rows.items()},
       os.path.join(config.out_dir, "probes.png"),
-      title="linear probes: shared vs separate encoders")
+      title="linear probes: shared vs separate encoders (± 1 standard error)",
+      errors={k: {c: _stderr(v, c) for c in probes} for k, v in rows.items()})
   if ablation:
     _plot_ablation(rows, [SHARED_FEDERATED, *ablation],
                    [f"{_AUDIO_PREFIX}keyword" if "keyword" in tasks else
@@ -475,6 +550,21 @@ def _report(config: MultimodalBenchmarkConfig,
             walls: Mapping[str, float], wall_s: float) -> str:
   checks = target_checks(rows)
   a, i, b = config.mix
+  random, shared = rows[RANDOM_INIT], rows[SHARED_FEDERATED]
+  pixels = rows.get(NO_LEARNING, {})
+  counts = ", ".join(f"{c} {rows[RANDOM_INIT][c + NUM_TEST_SUFFIX]:.0f}"
+                     for c in _probe_columns(rows)
+                     if c + NUM_TEST_SUFFIX in rows[RANDOM_INIT])
+  folds = (f"{config.probe_folds}-fold cross-validated (every labelled clip "
+           "and image tested once, accuracy pooled over the folds)"
+           if config.probe_folds > 1 else "one 70/30 split")
+  needed = random[DIGITS] + 0.2
+  ceiling = (
+      f"Digits: +20 points over random init needs {needed:.3f}"
+      + (" (above 1: cannot be met)" if needed > 1 else "")
+      + f"; the shared encoder reaches {shared[DIGITS]:.3f}"
+      + (f", raw pixels {pixels[DIGITS]:.3f}" if DIGITS in pixels else "")
+      + ".")
   return "\n".join([
       f"# One encoder for unpaired audio and images: {config.task}, "
       f"{config.encoder} encoder, {config.corpus} corpus + digits", "",
@@ -489,13 +579,19 @@ def _report(config: MultimodalBenchmarkConfig,
       f"modalities interleaved, Adam lr {config.centralized_learning_rate}. "
       "Audio probes: linear probes on each label of the corpus (unseen "
       "speakers except for `speaker`), keyword retrieval mAP; digits: "
-      "linear probe on a stratified 30% test split, digit retrieval mAP. "
+      "linear probe stratified over images, digit retrieval mAP. Probes are "
+      f"{folds}; a cell is accuracy ± its binomial standard error. Test "
+      f"predictions per probe: {counts}. Row `{NO_LEARNING}`: the linear "
+      "probe on each clip's log-mel mean and std per mel bin (audio) and on "
+      "the standardized image's pixels (digits). "
       "Ablation rows `shared, mix a/i/b%`: the shared federated run with a% "
       "audio-only, i% image-only and b% audio+image clients.", "",
       _format_table(rows), "",
       "## Targets", "",
       *[f"- **{'met' if met else 'NOT met'}**: {name} ({detail})"
         for name, met, detail in checks], "",
+      "± is one standard error of the difference (or ratio) from the two "
+      "binomial standard errors. " + ceiling, "",
       "Plots: `tsne.png` (both modalities in the shared encoder's space), "
       "`probes.png`, `ablation.png` (probe accuracy vs the audio share of "
       "the training examples).", "",

@@ -3,7 +3,7 @@
 Usage:
   python -m benchmarks.multimodal_main --out_dir multimodal_output
       [--corpus full] [--encoder tiny] [--rounds 20] [--mix 0.25,0.25,0.5]
-      [--ablation_mixes 0.5/0.5/0,0/0/1]
+      [--ablation_mixes 0.5/0.5/0,0/0/1] [--probe_folds 5]
 
 Prints the report (``<out_dir>/report.md``; also ``results.csv``,
 ``tsne.png``, ``probes.png``, ``ablation.png``).
@@ -66,6 +66,9 @@ _ABLATION = flags.DEFINE_list(
 _TSNE = flags.DEFINE_integer("tsne_points", _DEFAULT.tsne_points,
                              "Points per modality in the t-SNE map.",
                              flag_values=FLAGS)
+_PROBE_FOLDS = flags.DEFINE_integer(
+    "probe_folds", _DEFAULT.probe_folds, "Cross-validation folds of the "
+    "linear probes (1: one 70/30 split).", flag_values=FLAGS)
 _SEED = cli.define("seed", _DEFAULT.seed, flag_values=FLAGS)
 _OUT_DIR = cli.define("out_dir", _DEFAULT.out_dir, flag_values=FLAGS)
 
@@ -99,7 +102,8 @@ def config_from_flags() -> MultimodalBenchmarkConfig:
       centralized_learning_rate=_CENTRAL_LR.value,
       ablation_mixes=tuple(_floats(m.split("/"), "ablation_mixes")
                            for m in _ABLATION.value),
-      tsne_points=_TSNE.value, seed=_SEED.value, out_dir=_OUT_DIR.value)
+      tsne_points=_TSNE.value, probe_folds=_PROBE_FOLDS.value,
+      seed=_SEED.value, out_dir=_OUT_DIR.value)
 
 
 def run() -> None:

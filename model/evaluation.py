@@ -13,7 +13,8 @@ from absl import logging
 from matplotlib.figure import Figure
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GroupShuffleSplit, train_test_split
+from sklearn.model_selection import (GroupShuffleSplit, StratifiedGroupKFold,
+                                     StratifiedKFold, train_test_split)
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler, normalize
 import tensorflow as tf
@@ -28,6 +29,9 @@ __all__ = [
     "validation_split_for_task",
     "Classifier",
     "ProbeResult",
+    "binomial_stderr",
+    "cross_validation_splits",
+    "pooled_probe",
     "clip_embeddings",
     "clip_patches",
     "default_tasks",
@@ -381,6 +385,155 @@ def probe_validation(encoder: Encoder, table: ClipTable,
   return scores
 
 
+def _folds_within_speakers(task: str, labels: np.ndarray, folds: int,
+                           seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+  """Stratified k folds; classes with fewer clips than folds train only."""
+  classes, counts = np.unique(labels, return_counts=True)
+  testable = np.isin(labels, classes[counts >= folds])
+  candidates = np.flatnonzero(testable)
+  num_testable = int(np.count_nonzero(counts >= folds))
+  if num_testable < 2:
+    raise ValueError(
+        f"task {task!r}: {folds}-fold cross-validation within speakers needs "
+        f"at least 2 classes with {folds} or more clips each; got "
+        f"{num_testable} such classes ({len(labels)} clips, {len(classes)} "
+        f"classes)")
+  always_train = np.flatnonzero(~testable)
+  splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+  return [(np.concatenate([candidates[train], always_train]),
+           candidates[test])
+          for train, test in splitter.split(candidates, labels[candidates])]
+
+
+def _folds_across_speakers(task: str, labels: np.ndarray, groups: np.ndarray,
+                           folds: int, seed: int
+                           ) -> list[tuple[np.ndarray, np.ndarray]]:
+  """Speaker-disjoint k folds, label proportions balanced across folds."""
+  num_groups = len(np.unique(groups))
+  if num_groups < folds:
+    raise ValueError(
+        f"task {task!r}: {folds}-fold speaker-disjoint cross-validation needs "
+        f"clips from at least {folds} speakers; got {num_groups} speaker(s) "
+        f"({len(labels)} clips)")
+  splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True,
+                                  random_state=seed)
+  return list(splitter.split(labels, labels, groups=groups))
+
+
+def cross_validation_splits(table: ClipTable, task: str, *, folds: int,
+                            test_fraction: float = 0.3, seed: int = 0
+                            ) -> list[tuple[np.ndarray, np.ndarray]]:
+  """The train/test splits a probe of ``task`` is scored on.
+
+  ``folds == 1`` is :func:`split_for_task` (one split). For ``folds > 1``
+  every clip labelled for ``task`` is in the test part of exactly one fold:
+  for :data:`SPEAKER_TASK` by stratified k-fold within speakers
+  (``sklearn`` ``StratifiedKFold``; a speaker with fewer clips than folds is
+  in every fold's train part only), for every other task by speaker-disjoint
+  k-fold with balanced labels (``StratifiedGroupKFold`` over
+  ``client_id``), so no speaker is on both sides of a fold. As in
+  :func:`split_for_task`, test clips whose label does not occur in their
+  fold's train part are dropped (logged).
+
+  Args:
+    table: The clips.
+    task: Label column.
+    folds: Number of folds (>= 1).
+    test_fraction: The single split's test fraction (``folds == 1`` only).
+    seed: Seed of the split(s).
+
+  Returns:
+    ``(train, test)`` sorted indices into ``table.with_label(task)``, one
+    pair per fold.
+
+  Raises:
+    ValueError: ``folds`` < 1, or the task has fewer than 2 classes, too few
+      speakers or clips for the folds, or a fold leaves fewer than 2 classes
+      in train; the message names the task and the counts.
+  """
+  if folds < 1:
+    raise ValueError(f"folds must be >= 1, got {folds}")
+  if folds == 1:
+    return [split_for_task(table, task, test_fraction=test_fraction,
+                           seed=seed)]
+  labels, _ = _labels_and_rows(table, task)
+  num_classes = len(np.unique(labels))
+  if num_classes < 2:
+    raise ValueError(f"task {task!r}: needs at least 2 classes, got "
+                     f"{num_classes} ({len(labels)} labelled clips)")
+  if task == SPEAKER_TASK:
+    splits = _folds_within_speakers(task, labels, folds, seed)
+  else:
+    groups = np.asarray([clip.client_id for clip in table.with_label(task)])
+    splits = _folds_across_speakers(task, labels, groups, folds, seed)
+  result, dropped = [], 0
+  for fold, (train, test) in enumerate(splits):
+    seen = np.isin(labels[test], labels[train])
+    dropped += int(np.count_nonzero(~seen))
+    train_classes = len(np.unique(labels[train]))
+    if train_classes < 2:
+      raise ValueError(
+          f"task {task!r}: fold {fold} of {folds} leaves {train_classes} "
+          f"class(es) in train ({len(labels)} clips, {num_classes} classes); "
+          f"need at least 2")
+    result.append((np.sort(train), np.sort(test[seen])))
+  if dropped:
+    logging.warning("task %r: dropping %d of %d test clips whose label never "
+                    "occurs in their fold's train part", task, dropped,
+                    len(labels))
+  return result
+
+
+def binomial_stderr(accuracy: float, num_predictions: int) -> float:
+  """Standard error of an accuracy over independent predictions.
+
+  ``sqrt(p (1 - p) / n)``; NaN when ``n`` is 0. Clips of one speaker are not
+  independent, so this is a lower bound on the spread between splits.
+  """
+  if num_predictions <= 0:
+    return math.nan
+  return math.sqrt(accuracy * (1.0 - accuracy) / num_predictions)
+
+
+def _probe_predictions(train_x: np.ndarray, train_y: np.ndarray,
+                       test_x: np.ndarray) -> np.ndarray:
+  """Predictions of a standardized logistic regression fitted on train."""
+  probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+  probe.fit(train_x, train_y)
+  return probe.predict(test_x)
+
+
+def pooled_probe(x: np.ndarray, y: np.ndarray,
+                 splits: Sequence[tuple[np.ndarray, np.ndarray]]
+                 ) -> tuple[float, int]:
+  """Linear-probe accuracy pooled over the test predictions of all splits.
+
+  Args:
+    x: ``[n, dim]`` features.
+    y: ``[n]`` labels.
+    splits: ``(train, test)`` index pairs into ``x``, as from
+      :func:`cross_validation_splits`.
+
+  Returns:
+    ``(accuracy, num_predictions)``: the fraction of correct test
+    predictions over all splits together, and their number.
+
+  Raises:
+    ValueError: No split has a test index.
+  """
+  y = np.asarray(y)
+  correct = total = 0
+  for train, test in splits:
+    if not len(test):
+      continue
+    predicted = _probe_predictions(x[train], y[train], x[test])
+    correct += int(np.count_nonzero(predicted == y[test]))
+    total += len(test)
+  if not total:
+    raise ValueError("pooled_probe: no test predictions in any split")
+  return correct / total, total
+
+
 def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
                  test_y: np.ndarray) -> float:
   """Accuracy of a standardized logistic regression on fixed embeddings.
@@ -394,9 +547,8 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
   Returns:
     Test accuracy in [0, 1].
   """
-  probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-  probe.fit(train_x, train_y)
-  return float(probe.score(test_x, test_y))
+  return float(np.mean(_probe_predictions(train_x, train_y, test_x)
+                       == np.asarray(test_y)))
 
 
 def retrieval_map(embeddings: np.ndarray, labels: Sequence, *,
@@ -462,11 +614,14 @@ class ProbeResult:
   """Frozen-encoder quality on the downstream tasks.
 
   Attributes:
-    accuracy: Linear-probe test accuracy by task.
-    num_train: Training clips by task.
-    num_test: Test clips by task.
+    accuracy: Linear-probe test accuracy by task (pooled over the folds).
+    num_train: Training clips by task (of the first fold).
+    num_test: Test predictions by task (over all folds).
     retrieval_task: Label column used for retrieval (None if skipped).
     retrieval: :func:`retrieval_map`'s scores (empty if skipped).
+    folds: Cross-validation folds of the probes (1: one split).
+    stderr: Binomial standard error of each accuracy
+      (:func:`binomial_stderr`).
   """
 
   accuracy: dict[str, float]
@@ -474,6 +629,8 @@ class ProbeResult:
   num_test: dict[str, int]
   retrieval_task: Optional[str] = None
   retrieval: dict[str, float] = dataclasses.field(default_factory=dict)
+  folds: int = 1
+  stderr: dict[str, float] = dataclasses.field(default_factory=dict)
 
   def as_dict(self) -> dict[str, float]:
     """Accuracies by task plus ``retrieval_<score>``, e.g. ``retrieval_map``."""
@@ -492,7 +649,7 @@ def probe_encoder(encoder: Encoder, table: ClipTable,
                   tasks: Optional[Sequence[str]] = None,
                   retrieval_task: Optional[str] = "keyword",
                   test_fraction: float = 0.3, seed: int = 0,
-                  batch_size: int = 256) -> ProbeResult:
+                  batch_size: int = 256, probe_folds: int = 1) -> ProbeResult:
   """Linear probes and retrieval on frozen clip embeddings.
 
   Embeddings are computed once, for every clip that has any label.
@@ -509,13 +666,16 @@ def probe_encoder(encoder: Encoder, table: ClipTable,
     test_fraction: As in :func:`split_for_task`.
     seed: Seed of the splits.
     batch_size: Patches per encoder call.
+    probe_folds: 1: one train/test split per task; k > 1: k-fold
+      cross-validation (see :func:`cross_validation_splits`), every labelled
+      clip tested once.
 
   Returns:
     The scores.
 
   Raises:
     ValueError: ``waveforms`` and ``table`` differ in length, or a task
-      cannot be split (see :func:`split_for_task`).
+      cannot be split (see :func:`cross_validation_splits`).
   """
   if len(waveforms) != len(table):
     raise ValueError(f"probe_encoder: {len(waveforms)} waveforms for a table "
@@ -525,15 +685,16 @@ def probe_encoder(encoder: Encoder, table: ClipTable,
                                frontend, batch_size=batch_size)
   return probe_embeddings(embeddings, labelled, table, tasks=tasks,
                           retrieval_task=retrieval_task,
-                          test_fraction=test_fraction, seed=seed)
+                          test_fraction=test_fraction, seed=seed,
+                          probe_folds=probe_folds)
 
 
 def probe_embeddings(embeddings: np.ndarray, rows: np.ndarray,
                      table: ClipTable, *,
                      tasks: Optional[Sequence[str]] = None,
                      retrieval_task: Optional[str] = "keyword",
-                     test_fraction: float = 0.3, seed: int = 0
-                     ) -> ProbeResult:
+                     test_fraction: float = 0.3, seed: int = 0,
+                     probe_folds: int = 1) -> ProbeResult:
   """Linear probes and retrieval on given clip features.
 
   Args:
@@ -545,6 +706,7 @@ def probe_embeddings(embeddings: np.ndarray, rows: np.ndarray,
     retrieval_task: As in :func:`probe_encoder`.
     test_fraction: As in :func:`split_for_task`.
     seed: Seed of the splits.
+    probe_folds: As in :func:`probe_encoder`.
 
   Returns:
     The scores.
@@ -559,7 +721,7 @@ def probe_embeddings(embeddings: np.ndarray, rows: np.ndarray,
                      f"{len(rows)} rows")
   position = np.full(len(table), -1, np.int64)
   position[rows] = np.arange(len(rows))
-  accuracy, num_train, num_test = {}, {}, {}
+  accuracy, num_train, num_test, stderr = {}, {}, {}, {}
 
   def features(task_rows: np.ndarray) -> np.ndarray:
     missing = task_rows[position[task_rows] < 0]
@@ -572,16 +734,16 @@ def probe_embeddings(embeddings: np.ndarray, rows: np.ndarray,
     labels, task_rows = _labels_and_rows(table, task)
     x = features(task_rows)
     try:
-      train, test = split_for_task(table, task, test_fraction=test_fraction,
-                                   seed=seed)
+      splits = cross_validation_splits(table, task, folds=probe_folds,
+                                       test_fraction=test_fraction, seed=seed)
     except ValueError as e:
       if tasks is not None:
         raise
       logging.warning("skipping downstream task %r: %s", task, e)
       continue
-    accuracy[task] = linear_probe(x[train], labels[train], x[test],
-                                  labels[test])
-    num_train[task], num_test[task] = len(train), len(test)
+    accuracy[task], num_test[task] = pooled_probe(x, labels, splits)
+    num_train[task] = len(splits[0][0])
+    stderr[task] = binomial_stderr(accuracy[task], num_test[task])
   retrieval = {}
   if retrieval_task is not None:
     labels, task_rows = _labels_and_rows(table, retrieval_task)
@@ -592,7 +754,8 @@ def probe_embeddings(embeddings: np.ndarray, rows: np.ndarray,
                       "skipping retrieval", retrieval_task, table.name)
       retrieval_task = None
   return ProbeResult(accuracy=accuracy, num_train=num_train, num_test=num_test,
-                     retrieval_task=retrieval_task, retrieval=retrieval)
+                     retrieval_task=retrieval_task, retrieval=retrieval,
+                     folds=probe_folds, stderr=stderr)
 
 
 def logmel_statistics(waveforms: Sequence[np.ndarray],
@@ -621,11 +784,14 @@ def evaluate_logmel_baseline(table: ClipTable,
                              frontend: FrontendConfig, *,
                              tasks: Optional[Sequence[str]] = None,
                              retrieval_task: Optional[str] = "keyword",
-                             seed: int = 0) -> dict[str, float]:
+                             seed: int = 0,
+                             probe_folds: int = 1) -> dict[str, float]:
   """:func:`evaluate_encoder`'s scores for :func:`logmel_statistics`.
 
   The row every quality table carries so that a reader can tell whether
-  pre-training beats plain features (same probe, same splits).
+  pre-training beats plain features (same probe, same splits;
+  ``probe_folds`` as in :func:`probe_encoder`). :func:`probe_embeddings` of
+  :func:`logmel_statistics` gives the counts and standard errors too.
   """
   if len(waveforms) != len(table):
     raise ValueError(f"evaluate_logmel_baseline: {len(waveforms)} waveforms "
@@ -633,7 +799,8 @@ def evaluate_logmel_baseline(table: ClipTable,
   labelled = np.flatnonzero([bool(clip.labels) for clip in table])
   features = logmel_statistics([waveforms[i] for i in labelled], frontend)
   return probe_embeddings(features, labelled, table, tasks=tasks,
-                          retrieval_task=retrieval_task, seed=seed).as_dict()
+                          retrieval_task=retrieval_task, seed=seed,
+                          probe_folds=probe_folds).as_dict()
 
 
 #: Row name of the non-learned baseline in quality tables.
@@ -644,7 +811,7 @@ def evaluate_encoder(encoder: Encoder, table: ClipTable,
                      waveforms: Sequence[np.ndarray], frontend: FrontendConfig,
                      *, tasks: Optional[Sequence[str]] = None,
                      retrieval_task: Optional[str] = "keyword",
-                     seed: int = 0) -> dict[str, float]:
+                     seed: int = 0, probe_folds: int = 1) -> dict[str, float]:
   """Flat scores of :func:`probe_encoder`, e.g. ``{"keyword": 0.83, ...}``.
 
   Args:
@@ -655,6 +822,7 @@ def evaluate_encoder(encoder: Encoder, table: ClipTable,
     tasks: Label columns to probe; default :func:`default_tasks`.
     retrieval_task: Label column for retrieval (None: none).
     seed: Seed of the splits.
+    probe_folds: As in :func:`probe_encoder`.
 
   Returns:
     Probe accuracy by task, plus ``retrieval_map`` and
@@ -664,7 +832,8 @@ def evaluate_encoder(encoder: Encoder, table: ClipTable,
     ValueError: As :func:`probe_encoder`.
   """
   return probe_encoder(encoder, table, waveforms, frontend, tasks=tasks,
-                       retrieval_task=retrieval_task, seed=seed).as_dict()
+                       retrieval_task=retrieval_task, seed=seed,
+                       probe_folds=probe_folds).as_dict()
 
 
 class Classifier(tf.Module):
@@ -941,7 +1110,9 @@ def _make_parent(path: str) -> None:
 
 def plot_quality_table(rows: Mapping[str, Mapping[str, float]], path: str, *,
                        title: str = "Downstream quality",
-                       ylabel: str = "accuracy") -> None:
+                       ylabel: str = "accuracy",
+                       errors: Optional[Mapping[str, Mapping[str, float]]]
+                       = None) -> None:
   """Grouped bar chart, one group per column and one bar per row, as PNG.
 
   Args:
@@ -950,11 +1121,14 @@ def plot_quality_table(rows: Mapping[str, Mapping[str, float]], path: str, *,
     path: Output PNG (parent directories are created).
     title: Chart title.
     ylabel: Y-axis label.
+    errors: Optional error-bar half-lengths (e.g. standard errors), shaped
+      like ``rows``; missing ones draw no bar.
 
   Raises:
     ValueError: ``rows`` has no rows or no columns.
   """
   columns = _columns(rows)
+  errors = errors or {}
   positions = np.arange(len(columns))
   width = 0.8 / len(rows)
   figure = Figure(figsize=(max(6.0, 0.4 * len(rows) * len(columns) + 2), 4.0),
@@ -963,7 +1137,9 @@ def plot_quality_table(rows: Mapping[str, Mapping[str, float]], path: str, *,
   for i, (name, values) in enumerate(rows.items()):
     axes.bar(positions + (i - (len(rows) - 1) / 2) * width,
              [values.get(column, np.nan) for column in columns], width,
-             label=name)
+             yerr=[errors.get(name, {}).get(column, np.nan)
+                   for column in columns] if name in errors else None,
+             capsize=2, label=name)
   axes.set_xticks(positions, columns)
   axes.set_ylabel(ylabel)
   axes.set_title(title)

@@ -16,7 +16,7 @@ import time
 from typing import Optional
 
 import numpy as np
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 import tensorflow as tf
 from tqdm import tqdm
 
@@ -30,7 +30,8 @@ from model.train import OPTIMIZERS, TrainConfig
 
 __all__ = ["AUDIO", "IMAGE", "MODALITIES", "modality_loss",
            "modality_schedule", "MultimodalTrainConfig", "MultimodalResult",
-           "train_multimodal", "image_embeddings", "probe_images"]
+           "train_multimodal", "image_embeddings", "image_probe_splits",
+           "probe_image_features", "probe_images", "pixel_features"]
 
 #: Modality codes of a batch.
 AUDIO, IMAGE = 0, 1
@@ -214,28 +215,98 @@ def image_embeddings(encoder, images: np.ndarray, *,
       for i in range(0, len(images), batch_size)]).astype(np.float32)
 
 
-def probe_images(encoder, images: ImageSet, *, test_fraction: float = 0.3,
-                 seed: int = 0) -> dict[str, float]:
-  """Linear probe and retrieval of an encoder on labelled images.
+def image_probe_splits(labels, *, folds: int = 1, test_fraction: float = 0.3,
+                       seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+  """Train/test splits of labelled images, stratified by label.
 
-  The split is stratified by label and random over images (the digits'
-  writers are unknown).
+  The splits are random over images (the digits' writers are unknown).
+
+  Args:
+    labels: ``[m]`` labels.
+    folds: 1: one split with ``test_fraction`` of the images in test; k > 1:
+      stratified k-fold (``sklearn`` ``StratifiedKFold``), every image in
+      the test part of exactly one fold.
+    test_fraction: Test fraction of the single split.
+    seed: Seed of the split(s).
+
+  Returns:
+    ``(train, test)`` index pairs, one per fold.
+
+  Raises:
+    ValueError: ``folds`` < 1, or a class has fewer images than ``folds``.
+  """
+  labels = np.asarray(labels)
+  index = np.arange(len(labels))
+  if folds < 1:
+    raise ValueError(f"image_probe_splits: folds must be >= 1, got {folds}")
+  if folds == 1:
+    return [tuple(train_test_split(index, test_size=test_fraction,
+                                   random_state=seed, stratify=labels))]
+  smallest = int(np.unique(labels, return_counts=True)[1].min())
+  if smallest < folds:
+    raise ValueError(f"image_probe_splits: {folds} folds need at least "
+                     f"{folds} images of every class; the smallest class has "
+                     f"{smallest}")
+  splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+  return list(splitter.split(index, labels))
+
+
+def probe_image_features(features: np.ndarray, labels, *, folds: int = 1,
+                         test_fraction: float = 0.3, seed: int = 0
+                         ) -> dict[str, float]:
+  """Linear probe and retrieval on given features of labelled images.
+
+  Args:
+    features: ``[m, d]``.
+    labels: ``[m]`` labels.
+    folds: As in :func:`image_probe_splits`.
+    test_fraction: As in :func:`image_probe_splits`.
+    seed: Seed of the split(s).
+
+  Returns:
+    ``accuracy`` (pooled over the folds' test predictions),
+    ``accuracy_stderr`` (``model.evaluation.binomial_stderr``),
+    ``num_test`` (test predictions), ``retrieval_map`` and
+    ``retrieval_precision@10``.
+  """
+  y = np.asarray(labels)
+  if len(features) != len(y):
+    raise ValueError(f"probe_image_features: {len(features)} feature rows "
+                     f"for {len(y)} labels")
+  accuracy, num_test = evaluation.pooled_probe(
+      features, y, image_probe_splits(y, folds=folds,
+                                      test_fraction=test_fraction, seed=seed))
+  scores = {"accuracy": accuracy,
+            "accuracy_stderr": evaluation.binomial_stderr(accuracy, num_test),
+            "num_test": float(num_test)}
+  retrieval = evaluation.retrieval_map(features, y)
+  scores.update({f"retrieval_{k}": v for k, v in retrieval.items()})
+  return scores
+
+
+def probe_images(encoder, images: ImageSet, *, test_fraction: float = 0.3,
+                 seed: int = 0, folds: int = 1) -> dict[str, float]:
+  """Linear probe and retrieval of an encoder on labelled images.
 
   Args:
     encoder: Maps ``[m, patch_frames, num_mel_bins]`` to ``[m, D]``.
     images: Labelled images.
-    test_fraction: Fraction of the images in the test split.
-    seed: Seed of the split.
+    test_fraction: Fraction of the images in the single test split.
+    seed: Seed of the split(s).
+    folds: As in :func:`image_probe_splits`.
 
   Returns:
-    ``{"accuracy": ..., "retrieval_map": ..., "retrieval_precision@10": ...}``.
+    :func:`probe_image_features`' scores of the encoder's embeddings.
   """
-  x = image_embeddings(encoder, images.images)
-  y = np.asarray(images.labels)
-  train, test = train_test_split(np.arange(len(y)), test_size=test_fraction,
-                                 random_state=seed, stratify=y)
-  scores = {"accuracy": evaluation.linear_probe(x[train], y[train], x[test],
-                                                y[test])}
-  retrieval = evaluation.retrieval_map(x, y)
-  scores.update({f"retrieval_{k}": v for k, v in retrieval.items()})
-  return scores
+  return probe_image_features(image_embeddings(encoder, images.images),
+                              images.labels, folds=folds,
+                              test_fraction=test_fraction, seed=seed)
+
+
+def pixel_features(images: ImageSet) -> np.ndarray:
+  """The non-learned image baseline: each standardized image, flattened.
+
+  Returns:
+    float32 ``[m, patch_frames * num_mel_bins]``.
+  """
+  return images.images.reshape(len(images), -1).astype(np.float32)

@@ -148,6 +148,100 @@ def test_split_errors_name_the_task(corpus):
     evaluation.split_for_task(table, "keyword", test_fraction=1.0)
 
 
+@pytest.mark.parametrize("task", ["keyword", "content", "instrument",
+                                  "speaker"])
+def test_cross_validation_tests_every_clip_once(corpus, task):
+  table, _ = corpus
+  labelled = table.with_label(task)
+  labels = np.asarray(labelled.labels_of(task))
+  clients = np.asarray([c.client_id for c in labelled])
+  splits = evaluation.cross_validation_splits(table, task, folds=3, seed=1)
+  assert len(splits) == 3
+  tested = np.concatenate([test for _, test in splits])
+  np.testing.assert_array_equal(np.sort(tested), np.arange(len(labelled)))
+  for train, test in splits:
+    assert set(train).isdisjoint(test) and len(train) + len(test) == len(
+        labelled)
+    assert set(labels[test]) <= set(labels[train])
+    if task == evaluation.SPEAKER_TASK:
+      assert set(labels[test]) == set(labels[train])
+    else:
+      assert not set(clients[train]) & set(clients[test])
+
+
+def test_cross_validation_speakers_with_few_clips_train_only():
+  clips = [Clip(path=f"{s}_{i}", client_id=s, labels={"speaker": s})
+           for s, n in [("a", 4), ("b", 4), ("c", 2)] for i in range(n)]
+  table = ClipTable.from_rows(clips)
+  splits = evaluation.cross_validation_splits(table, "speaker", folds=3)
+  speakers = np.asarray(table.labels_of("speaker"))
+  tested = np.concatenate([test for _, test in splits])
+  assert sorted(tested) == list(np.flatnonzero(speakers != "c"))
+  assert all(set(np.flatnonzero(speakers == "c")) <= set(train)
+             for train, _ in splits)
+  with pytest.raises(ValueError, match=r"task 'speaker'.*got 0 such classes"):
+    evaluation.cross_validation_splits(table, "speaker", folds=5)
+
+
+def test_cross_validation_errors_name_the_task(corpus):
+  table, _ = corpus
+  with pytest.raises(ValueError, match=r"task 'keyword'.*7 speakers; got 6"):
+    evaluation.cross_validation_splits(table, "keyword", folds=7)
+  with pytest.raises(ValueError, match="folds must be >= 1"):
+    evaluation.cross_validation_splits(table, "keyword", folds=0)
+
+
+def _label_features(table, task, noise, seed=0):
+  """Features of every clip: its ``task`` label one-hot, plus noise."""
+  rng = np.random.default_rng(seed)
+  values = sorted(set(table.with_label(task).labels_of(task)))
+  x = np.asarray([[clip.labels.get(task) == v for v in values]
+                  for clip in table], np.float32)
+  return x + noise * rng.standard_normal(x.shape).astype(np.float32)
+
+
+def test_probe_folds_one_is_the_single_split(corpus):
+  table, _ = corpus
+  rows = np.arange(len(table))
+  for task in ("keyword", "instrument", "speaker"):
+    x = _label_features(table, task, noise=2.0)
+    result = evaluation.probe_embeddings(x, rows, table, tasks=[task],
+                                         retrieval_task=None)
+    assert result.folds == 1
+    labels = np.asarray(table.with_label(task).labels_of(task))
+    task_x = x[[i for i, c in enumerate(table) if task in c.labels]]
+    train, test = evaluation.split_for_task(table, task)
+    assert result.accuracy[task] == evaluation.linear_probe(
+        task_x[train], labels[train], task_x[test], labels[test])
+    assert result.num_test[task] == len(test)
+    assert result.stderr[task] == pytest.approx(math.sqrt(
+        result.accuracy[task] * (1 - result.accuracy[task]) / len(test)))
+
+
+def test_probe_folds_pool_every_labelled_clip(corpus):
+  table, _ = corpus
+  rows = np.arange(len(table))
+  for task in ("content", "instrument", "keyword", "speaker"):
+    separable = evaluation.probe_embeddings(
+        _label_features(table, task, noise=0.05), rows, table, probe_folds=3,
+        tasks=[task], retrieval_task=None)
+    assert separable.folds == 3
+    assert separable.num_test[task] == len(table.with_label(task))
+    assert separable.accuracy[task] == 1.0 and separable.stderr[task] == 0.0
+  x = _label_features(table, "keyword", noise=1.0)
+  noisy = evaluation.probe_embeddings(x, rows, table, probe_folds=3,
+                                      tasks=["keyword"], retrieval_task=None)
+  labels = np.asarray(table.with_label("keyword").labels_of("keyword"))
+  task_x = x[[i for i, c in enumerate(table) if "keyword" in c.labels]]
+  correct = sum(
+      len(test) * evaluation.linear_probe(task_x[train], labels[train],
+                                          task_x[test], labels[test])
+      for train, test in evaluation.cross_validation_splits(
+          table, "keyword", folds=3))
+  assert noisy.accuracy["keyword"] == pytest.approx(correct / len(labels))
+  assert 0.0 < noisy.stderr["keyword"] < 0.5
+
+
 def test_linear_probe_separable_and_random():
   rng = np.random.default_rng(0)
   centers = 10.0 * rng.standard_normal((4, 16))

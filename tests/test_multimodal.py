@@ -11,7 +11,9 @@ from model import randomness
 from model.datasets.images import load_digits_images
 from model.encoders import ENCODERS
 from model.multimodal import (AUDIO, IMAGE, MultimodalTrainConfig,
-                              modality_loss, modality_schedule, probe_images,
+                              image_probe_splits, modality_loss,
+                              modality_schedule, pixel_features,
+                              probe_image_features, probe_images,
                               train_multimodal)
 from model.ssl_model import ModelSpec, SSLModel
 from model.tasks import IMAGE_TASKS, SSL_TASKS, require_image_task
@@ -118,3 +120,31 @@ def test_every_feature_matching_task_trains_on_images(digits, task):
              for g in grads)
   with pytest.raises(ValueError, match="batch size >= 2"):
     model.image_loss(images[:1])
+
+
+def test_image_probe_folds_test_every_image_once(digits):
+  labels = np.asarray(digits.labels[:300])
+  splits = image_probe_splits(labels, folds=4, seed=2)
+  tested = np.concatenate([test for _, test in splits])
+  np.testing.assert_array_equal(np.sort(tested), np.arange(300))
+  for train, test in splits:
+    assert set(train).isdisjoint(test) and len(train) + len(test) == 300
+    assert set(labels[test]) <= set(labels[train])
+  (train, test), = image_probe_splits(labels, folds=1, test_fraction=0.3)
+  assert len(test) == 90 and len(train) == 210
+  with pytest.raises(ValueError, match="smallest class has 1"):
+    image_probe_splits(np.asarray(["a", "a", "b"]), folds=2)
+
+
+def test_pixel_baseline_probe_pools_every_image(digits):
+  subset = digits.select(range(300))
+  x = pixel_features(subset)
+  assert x.shape == (300, 96 * 64)
+  scores = probe_image_features(x, subset.labels, folds=3)
+  assert scores["num_test"] == 300
+  # Handwritten digits are far from chance (0.1) even as raw pixels.
+  assert scores["accuracy"] > 0.6
+  assert scores["accuracy_stderr"] == pytest.approx(np.sqrt(
+      scores["accuracy"] * (1 - scores["accuracy"]) / 300))
+  single = probe_image_features(x, subset.labels)
+  assert single["num_test"] == 90

@@ -6,7 +6,8 @@ import os
 import pytest
 
 from benchmarks import multimodal_main
-from benchmarks.multimodal import (DIGITS, PARAMS, RANDOM_INIT,
+from benchmarks.multimodal import (DIGITS, NO_LEARNING, NUM_TEST_SUFFIX,
+                                   PARAMS, RANDOM_INIT, STDERR_SUFFIX,
                                    SEPARATE_FEDERATED, SHARED_CENTRALIZED,
                                    SHARED_FEDERATED, MultimodalBenchmarkConfig,
                                    mix_label, run_multimodal_benchmark,
@@ -20,10 +21,15 @@ def test_quick_setting_writes_rows_report_and_plots(tmp_path):
       corpus="tiny", digit_groups=4, max_digits=120, encoder="tiny",
       num_clients=4, rounds=1, clients_per_round=4, batch_size=4,
       max_local_steps=1, ablation_mixes=((0.5, 0.5, 0.0),), tsne_points=30,
-      out_dir=str(tmp_path / "out"))
+      probe_folds=2, out_dir=str(tmp_path / "out"))
   rows = run_multimodal_benchmark(config, show_progress=False)
-  assert list(rows) == [RANDOM_INIT, SHARED_FEDERATED, SEPARATE_FEDERATED,
-                        SHARED_CENTRALIZED, mix_label((0.5, 0.5, 0.0))]
+  assert list(rows) == [RANDOM_INIT, NO_LEARNING, SHARED_FEDERATED,
+                        SEPARATE_FEDERATED, SHARED_CENTRALIZED,
+                        mix_label((0.5, 0.5, 0.0))]
+  # Two folds: every digit is tested once; a standard error per probe.
+  assert all(row[DIGITS + NUM_TEST_SUFFIX] == 120 for row in rows.values())
+  assert all(0.0 <= row[DIGITS + STDERR_SUFFIX] <= 0.5
+             for row in rows.values())
   shared, separate = rows[SHARED_FEDERATED], rows[SEPARATE_FEDERATED]
   assert 2 * shared[PARAMS] == separate[PARAMS]
   # The separate encoders saw exactly the shared run's examples.
@@ -39,6 +45,8 @@ def test_quick_setting_writes_rows_report_and_plots(tmp_path):
   with open(os.path.join(out, "report.md")) as f:
     report = f.read()
   assert report.count("met**: ") == 3 and f"| {SHARED_FEDERATED} |" in report
+  assert f"| {NO_LEARNING} |" in report and "2-fold cross-validated" in report
+  assert "Test predictions per probe: " in report and " ± " in report
   for plot in ("tsne.png", "probes.png", "ablation.png"):
     with open(os.path.join(out, plot), "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -68,6 +76,13 @@ def test_target_checks_measure_each_target():
   checks = target_checks(rows)
   assert [met for _, met, _ in checks] == [False, False, False]
   assert "audio keyword -5.0 pts" in checks[0][2]
+  for row in rows.values():
+    row.update({"audio keyword" + STDERR_SUFFIX: 0.03,
+                DIGITS + STDERR_SUFFIX: 0.04})
+  checks = target_checks(rows)
+  # Standard errors of 3 (4) points in both rows: 3 (4) x sqrt(2).
+  assert "audio keyword -5.0 ± 4.2 pts" in checks[0][2]
+  assert "digits +10.0 ± 5.7 pts" in checks[1][2]
   assert all("audio examples" not in detail and "audio share" not in detail
              for _, _, detail in checks)
 
