@@ -67,6 +67,10 @@ class QualityConfig:
       (Adam, 64 patches per step).
     fine_tune_blocks: Top conv blocks unfrozen when fine-tuning the best SSL
       encoder, one run per value and downstream task.
+    probe_folds: Cross-validation folds of the linear probes and the
+      log-mel baseline (1: one 70/30 split per task; k > 1: every labelled
+      clip tested once, :func:`model.evaluation.cross_validation_splits`).
+      The supervised baselines and fine-tuning keep the single split.
     seed: Seed of the corpus splits, initial weights and batch order.
     out_dir: Output directory (runs, report, tables, chart).
   """
@@ -84,6 +88,7 @@ class QualityConfig:
   min_clip_fraction: float = SegmentPolicy().min_example_fraction
   supervised_steps: int = 500
   fine_tune_blocks: tuple[int, ...] = (1, 2)
+  probe_folds: int = 1
   seed: int = 0
   out_dir: str = "quality_output"
 
@@ -97,7 +102,8 @@ class QualityConfig:
     if not self.tasks or unknown or len(set(self.tasks)) < len(self.tasks):
       raise ValueError(f"QualityConfig.tasks must be distinct keys of "
                        f"{sorted(SSL_TASKS)}, got {self.tasks}")
-    require_positive(self, ("steps", "batch_size", "supervised_steps"))
+    require_positive(self, ("steps", "batch_size", "supervised_steps",
+                            "probe_folds"))
     if self.learning_rate <= 0 or self.segment_hop <= 0:
       raise ValueError(f"QualityConfig.learning_rate and segment_hop must be "
                        f"positive, got {self.learning_rate} and "
@@ -204,6 +210,10 @@ def _report(config: QualityConfig, rows: dict[str, dict[str, float]],
             wall_s: float) -> str:
   """The Markdown report: main table, fine-tuning table, runs, command."""
   steps = config.supervised_steps
+  folds = (f" Probes are {config.probe_folds}-fold cross-validated (every "
+           "labelled clip tested once, speaker-disjoint folds except for "
+           "`speaker`); the supervised and fine-tuning rows use one 70/30 "
+           "split." if config.probe_folds > 1 else "")
   lines = [
       f"# Representation quality: {config.corpus} corpus, {config.encoder} "
       f"encoder", "",
@@ -213,7 +223,7 @@ def _report(config: QualityConfig, rows: dict[str, dict[str, float]],
       f"average precision (cosine). `{SUPERVISED}`: the same encoder trained "
       f"from scratch on each task's training labels ({steps} steps), one "
       "encoder per column; its retrieval cell is empty (an encoder trained on "
-      "keyword labels would retrieve its own training clips).", "",
+      "keyword labels would retrieve its own training clips)." + folds, "",
       evaluation.format_markdown_table(rows), ""]
   if skipped:
     lines += ["Skipped downstream tasks: " + "; ".join(
@@ -271,7 +281,8 @@ def run_quality_benchmark(config: QualityConfig, *, show_progress: bool = True
     encoders[task], training[task] = _train_ssl(config, task, waveforms,
                                                 show_progress)
 
-  probe = dict(tasks=tuple(splits), seed=config.seed)
+  probe = dict(tasks=tuple(splits), seed=config.seed,
+               probe_folds=config.probe_folds)
   tune = dict(steps=config.supervised_steps, seed=config.seed)
   jobs = 2 + len(encoders) + len(splits) * (1 + len(config.fine_tune_blocks))
   with tqdm(total=jobs, desc="evaluate", unit="job",

@@ -50,6 +50,10 @@ _BLOCKS = flags.DEFINE_list(
     "fine_tune_blocks", [str(k) for k in _DEFAULT.fine_tune_blocks],
     "Top conv blocks unfrozen when fine-tuning the best SSL encoder.",
     flag_values=FLAGS)
+_PROBE_FOLDS = flags.DEFINE_integer(
+    "probe_folds", _DEFAULT.probe_folds, "Cross-validation folds of the "
+    "linear probes (1: one 70/30 split; k > 1: every labelled clip tested "
+    "once).", flag_values=FLAGS)
 _SEED = cli.define("seed", _DEFAULT.seed,
                     help="Seed of splits, weights and batch order.",
                     flag_values=FLAGS)
@@ -71,7 +75,7 @@ def config_from_flags() -> QualityConfig:
       segment_hop=_HOP.value, min_clip_fraction=_MIN_CLIP.value,
       supervised_steps=_SUPERVISED_STEPS.value,
       fine_tune_blocks=tuple(int(k) for k in _BLOCKS.value),
-      seed=_SEED.value, out_dir=_OUT_DIR.value)
+      probe_folds=_PROBE_FOLDS.value, seed=_SEED.value, out_dir=_OUT_DIR.value)
 
 
 def main() -> None:

@@ -92,11 +92,35 @@ def test_rerun_reuses_finished_runs(first_run):
   assert _checkpoints(config) == checkpoints
 
 
+def test_probe_folds_cross_validate_the_probes(first_run, tmp_path):
+  """k folds reach every probe row (reusing copies of the trained runs); the
+  supervised row keeps the single split."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  config, rows = first_run
+  shutil.copytree(os.path.join(config.out_dir, "runs"), tmp_path / "runs")
+  folded = dataclasses.replace(config, probe_folds=2, out_dir=str(tmp_path),
+                               corpus_dir=config.corpus_path)
+  folded_rows = run_quality_benchmark(folded, show_progress=False)
+  assert folded_rows[SUPERVISED] == rows[SUPERVISED]
+  assert set(folded_rows) == set(rows)
+  for name in (RANDOM_INIT, LOGMEL_BASELINE, *TASKS):
+    for column in COLUMNS:
+      assert 0.0 <= folded_rows[name][column] <= 1.0
+  # The probe columns change for at least one row: the folds were used.
+  assert any(folded_rows[name]["speaker"] != rows[name]["speaker"]
+             or folded_rows[name]["content"] != rows[name]["content"]
+             for name in (RANDOM_INIT, LOGMEL_BASELINE, *TASKS))
+  report = (tmp_path / "report.md").read_text()
+  assert "2-fold cross-validated" in report
+  assert "--probe_folds=2" in report
+
+
 @pytest.mark.parametrize("change", [
     dict(tasks=("triplet", "triplet")), dict(tasks=("unknown",)),
     dict(tasks=()), dict(corpus="huge"), dict(encoder="huge"), dict(steps=0),
     dict(segment_hop=0.0), dict(min_clip_fraction=1.5),
-    dict(fine_tune_blocks=(5,)),
+    dict(fine_tune_blocks=(5,)), dict(probe_folds=0),
 ])
 def test_config_rejects_invalid_values(change):
   with pytest.raises(ValueError, match="QualityConfig"):
