@@ -197,6 +197,19 @@ def _labels_and_rows(table: ClipTable, task: str
   return labels, rows
 
 
+def _task_labels(table: ClipTable, task: str
+                 ) -> tuple[np.ndarray, int, np.ndarray]:
+  """Labels of ``task``'s clips, their number of classes (>= 2, else a
+  ValueError naming the task) and each clip's speaker (``client_id``)."""
+  labels, _ = _labels_and_rows(table, task)
+  num_classes = len(np.unique(labels))
+  if num_classes < 2:
+    raise ValueError(f"task {task!r}: needs at least 2 classes, got "
+                     f"{num_classes} ({len(labels)} labelled clips)")
+  groups = np.asarray([clip.client_id for clip in table.with_label(task)])
+  return labels, num_classes, groups
+
+
 def _split_within_speakers(task: str, labels: np.ndarray, test_fraction: float,
                            seed: int) -> tuple[np.ndarray, np.ndarray]:
   """Stratified split; classes with a single clip go to train only."""
@@ -271,15 +284,10 @@ def split_for_task(table: ClipTable, task: str, *, test_fraction: float = 0.3,
   """
   if not 0 < test_fraction < 1:
     raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-  labels, _ = _labels_and_rows(table, task)
-  num_classes = len(np.unique(labels))
-  if num_classes < 2:
-    raise ValueError(f"task {task!r}: needs at least 2 classes, got "
-                     f"{num_classes} ({len(labels)} labelled clips)")
+  labels, num_classes, groups = _task_labels(table, task)
   if task == SPEAKER_TASK:
     train, test = _split_within_speakers(task, labels, test_fraction, seed)
   else:
-    groups = np.asarray([clip.client_id for clip in table.with_label(task)])
     train, test = _split_across_speakers(task, labels, groups, test_fraction,
                                          seed)
   seen = np.isin(labels[test], labels[train])
@@ -456,15 +464,10 @@ def cross_validation_splits(table: ClipTable, task: str, *, folds: int,
   if folds == 1:
     return [split_for_task(table, task, test_fraction=test_fraction,
                            seed=seed)]
-  labels, _ = _labels_and_rows(table, task)
-  num_classes = len(np.unique(labels))
-  if num_classes < 2:
-    raise ValueError(f"task {task!r}: needs at least 2 classes, got "
-                     f"{num_classes} ({len(labels)} labelled clips)")
+  labels, num_classes, groups = _task_labels(table, task)
   if task == SPEAKER_TASK:
     splits = _folds_within_speakers(task, labels, folds, seed)
   else:
-    groups = np.asarray([clip.client_id for clip in table.with_label(task)])
     splits = _folds_across_speakers(task, labels, groups, folds, seed)
   result, dropped = [], 0
   for fold, (train, test) in enumerate(splits):
