@@ -92,6 +92,7 @@ def test_rerun_reuses_finished_runs(first_run):
   assert _checkpoints(config) == checkpoints
 
 
+@pytest.mark.slow
 def test_probe_folds_cross_validate_the_probes(first_run, tmp_path):
   """k folds reach every probe row (reusing copies of the trained runs); the
   supervised row keeps the single split."""
