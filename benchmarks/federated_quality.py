@@ -60,8 +60,11 @@ LEARNING_RATE, ROUNDS, LOCAL_STEPS = "learning rate", "rounds", "local steps"
 CLIENT_LR = "client lr"
 STEPS, BATCH_SIZE = "steps", "batch size"
 #: Validation column: 1 for a candidate whose training diverged (non-finite
-#: weights); it is never picked and its probe cells are empty.
+#: loss or weights); it is never picked and its probe cells are empty.
 DIVERGED = "diverged"
+#: How training reports divergence: a non-finite loss (``train_centralized``,
+#: ``run_simulation``) or non-finite weights met when they are evaluated.
+_DIVERGENCE = (FloatingPointError, NonFiniteWeightsError)
 #: Goal of every federated run, in percent of its paired centralized run, on
 #: every probe.
 FEDERATED_GOAL = 95.0
@@ -399,8 +402,8 @@ def _pick(validation: dict[str, dict[str, float]], labels: Sequence[str]
   finite = [label for label in labels if not validation[label].get(DIVERGED)]
   if not finite:
     raise RuntimeError(f"federated quality: every candidate diverged "
-                       f"(non-finite weights): {', '.join(labels)}; try "
-                       f"smaller learning rates")
+                       f"(non-finite loss or weights): {', '.join(labels)}; "
+                       f"try smaller learning rates")
   best = max(finite, key=lambda label: (validation[label][VALIDATION_MEAN],
                                         -labels.index(label)))
   for label in labels:
@@ -542,7 +545,7 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
         logging.info("validating %s", label)
         validation[label] = validate(
             load_model(candidates[label][0].model_dir).encoder, lr, settings)
-      except NonFiniteWeightsError as error:
+      except _DIVERGENCE as error:
         candidates[label] = None
         validation[label] = _diverged(label, error,
                                       {LEARNING_RATE: lr, **settings})
@@ -580,23 +583,23 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
         if len(config.batch_sizes) > 1:
           label += f" batch {batch_size}"
         steps = max(1, round(examples / batch_size))
-        candidates[label] = train_centralized(
-            spec, TrainConfig(steps=steps, batch_size=batch_size,
-                              seed=config.seed, optimizer=optimizer,
-                              learning_rate=lr, momentum=0.0),
-            segments, os.path.join(runs_dir, _dir_name(label)),
-            dataset_info={"kind": "synthetic", "preset": config.corpus},
-            show_progress=show_progress)
         settings = {STEPS: steps, BATCH_SIZE: batch_size}
-        encoder = candidates[label].model.encoder
-        if not all(np.all(np.isfinite(w.numpy())) for w in encoder.weights):
-          validation[label] = _diverged(
-              label, NonFiniteWeightsError(f"{label}: non-finite encoder "
-                                           "weights"),
-              {LEARNING_RATE: lr, **settings})
+        try:
+          candidates[label] = train_centralized(
+              spec, TrainConfig(steps=steps, batch_size=batch_size,
+                                seed=config.seed, optimizer=optimizer,
+                                learning_rate=lr, momentum=0.0),
+              segments, os.path.join(runs_dir, _dir_name(label)),
+              dataset_info={"kind": "synthetic", "preset": config.corpus},
+              show_progress=show_progress)
+        except _DIVERGENCE as error:
+          candidates[label] = None
+          validation[label] = _diverged(label, error,
+                                        {LEARNING_RATE: lr, **settings})
           continue
         logging.info("validating %s", label)
-        validation[label] = validate(encoder, lr, settings)
+        validation[label] = validate(candidates[label].model.encoder, lr,
+                                     settings)
     chosen = _pick(validation, list(candidates))
     row = centralized_label(optimizer)
     picks[row] = validation[chosen]
