@@ -157,7 +157,9 @@ class BuiltinCheck:
 
 def check_builtin_training(model: SSLModel, batch_size: int = 2
                            ) -> BuiltinCheck:
-  """Whether one SGD step of ``model`` converts with builtin ops only."""
+  """Whether one SGD step of ``model`` converts with builtin ops only (at
+  ``batch_size``, or the task's ``min_batch_size`` if larger)."""
+  batch_size = max(batch_size, type(model.task).min_batch_size)
   logging.getLogger("absl").disabled = True  # The converter is very chatty.
   try:
     tflite_model = convert(sgd_train_module(model, batch_size), ["train"])

@@ -62,7 +62,8 @@ def exports(tmp_path_factory, corpus):
   def get(task):
     if task not in done:
       config = ExportConfig(
-          batch_size=BATCH, optimizer=OPTIMIZERS[task], verify=FAST,
+          batch_size=max(BATCH, SSL_TASKS[task].min_batch_size),
+          optimizer=OPTIMIZERS[task], verify=FAST,
           quantizations=QUANTIZATIONS if task == "audio2vec_cbow" else ())
       done[task] = export_model(fresh_source("tiny", task),
                                 str(root / task), config, corpus=corpus)

@@ -12,7 +12,7 @@ from model.encoders import ENCODERS
 from model.ssl_model import ModelSpec, SSLModel
 from model.tasks import FEATURE_MATCHING_TASKS, SSL_TASKS, TaskConfig
 from model.tasks.barlow_twins import barlow_twins_loss
-from model.tasks.simsiam import negative_cosine, simsiam_loss
+from model.tasks.simsiam import frozen, negative_cosine, simsiam_loss
 from model.train import TrainConfig, train_centralized
 from tff_sim.simulation import SimulationConfig
 
@@ -89,29 +89,46 @@ def test_simsiam_loss_matches_numpy_and_stops_gradient():
   assert float(negative_cosine(z1, z1)) == pytest.approx(-1.0, abs=1e-6)
 
 
+def test_frozen_has_an_exactly_zero_gradient():
+  x = tf.Variable([1.5, -2.0])
+  with tf.GradientTape() as tape:
+    y = frozen(x)
+    loss = tf.reduce_sum(3.0 * y * y)
+  np.testing.assert_array_equal(y, x.numpy())
+  gradient = tape.gradient(loss, x)
+  assert gradient is not None
+  np.testing.assert_array_equal(gradient, 0.0)
+
+
 def test_registry_and_families():
   assert set(FEATURE_MATCHING_TASKS) <= set(SSL_TASKS)
-  for task in ("barlow_twins", "simsiam", "nt_xent"):
+  for task in ("barlow_twins", "nt_xent"):
     assert SSL_TASKS[task].min_batch_size == 2
+  # Three standardized projector layers pass no gradient at batch 2.
+  assert SSL_TASKS["simsiam"].min_batch_size == 4
 
 
-@pytest.mark.parametrize("task", ["barlow_twins", "simsiam"])
-def test_batch_size_below_minimum_is_rejected_where_it_is_set(task, tmp_path):
+@pytest.mark.parametrize("task, small", [("barlow_twins", 1), ("simsiam", 3)])
+def test_batch_size_below_minimum_is_rejected_where_it_is_set(task, small,
+                                                              tmp_path):
   spec = ModelSpec(task=task, encoder=ENCODERS["tiny"])
-  with pytest.raises(ValueError, match=r"SimulationConfig\.batch_size is 1.*"
-                     r">= 2"):
-    SimulationConfig(model=spec, batch_size=1)
+  limit = f">= {small + 1}"
+  with pytest.raises(ValueError, match=rf"SimulationConfig\.batch_size is "
+                     rf"{small}.*{limit}"):
+    SimulationConfig(model=spec, batch_size=small)
   model = SSLModel(spec)
-  with pytest.raises(ValueError, match=r"TrainConfig\.batch_size is 1.*>= 2"):
-    train_centralized(spec, TrainConfig(batch_size=1),
+  with pytest.raises(ValueError, match=rf"TrainConfig\.batch_size is {small}"
+                     rf".*{limit}"):
+    train_centralized(spec, TrainConfig(batch_size=small),
                       np.zeros((4, model.example_samples), np.float32),
                       str(tmp_path / "run"))
-  with pytest.raises(ValueError, match=r"ExportConfig\.batch_size is 1.*>= 2"):
+  with pytest.raises(ValueError, match=rf"ExportConfig\.batch_size is "
+                     rf"{small}.*{limit}"):
     export_model(fresh_source("tiny", task), str(tmp_path / "export"),
-                 ExportConfig(batch_size=1), corpus=None)
+                 ExportConfig(batch_size=small), corpus=None)
   assert not (tmp_path / "export").exists()
-  with pytest.raises(ValueError, match="static batch size is 1"):
-    model.loss(tf.zeros([1, model.example_samples]))
+  with pytest.raises(ValueError, match=f"static batch size is {small}"):
+    model.loss(tf.zeros([small, model.example_samples]))
   with pytest.raises(ValueError, match="barlow_lambda"):
     TaskConfig(barlow_lambda=-1.0)
 
@@ -140,10 +157,13 @@ def test_a_few_steps_lower_the_loss(task):
       tf.constant([5, 0], tf.int64)):
     loss = model.loss(x)
   grads = tape.gradient(loss, model.weights)
-  # Every weight (the encoder's output bias too) gets a gradient.
+  assert not any(g is None for g in grads)
+  # Every weight gets a nonzero gradient, except, for SimSiam, the encoder's
+  # output bias: its projector standardizes the first layer, and the task
+  # reads that bias frozen (exactly zero, not rounding noise).
   dead = [name for name, g in zip(model.weight_names, grads)
-          if g is None or not np.any(g.numpy())]
-  assert not dead
+          if not np.any(g.numpy())]
+  assert dead == (["encoder/embedding/bias"] if task == "simsiam" else [])
   losses = [float(step()) for _ in range(12)]
   assert np.all(np.isfinite(losses))
   assert losses[-1] < losses[0] - 0.02, losses

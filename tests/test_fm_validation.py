@@ -50,7 +50,7 @@ def test_sweep_writes_validation_rows(tiny_corpus_dir, tmp_path):
   config = fmv.SweepConfig(
       corpus="tiny", corpus_dir=tiny_corpus_dir, encoder="tiny",
       variants=("simsiam", "barlow_twins:barlow_lambda=1/16"), seeds=(0,),
-      steps=2, batch_size=2, out_dir=str(tmp_path))
+      steps=2, batch_size=4, out_dir=str(tmp_path))
   rows = fmv.run_fm_validation(config, show_progress=False)
   assert list(rows) == [fmv.RANDOM_INIT, "simsiam",
                         "barlow_twins:barlow_lambda=1/16"]
