@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -44,24 +44,20 @@ class StandardizedMLP(WeightModule):
 
   A layer followed by a standardization has no bias: the standardization
   removes every per-dimension constant, so the bias would get exactly zero
-  gradient. For the same reason a head fed by the encoder should not
-  standardize its first layer's output: the encoder's own output bias would
-  get a gradient that is zero up to rounding (untrained, and unverifiable
-  against TF in an export, whose relative gradient check compares rounding
-  noise). A deeper head can standardize its later hidden layers only
-  (``standardize_hidden=(False, True)``).
+  gradient. For the same reason, when a head fed by the encoder standardizes
+  its first layer's output, the encoder's own output bias gets no gradient
+  from the task (zero analytically, rounding noise numerically; see
+  :class:`model.tasks.simsiam.SimSiam`, which reads it frozen).
   """
 
-  def __init__(self, dims: Sequence[int], *,
-               standardize_hidden: Union[bool, Sequence[bool]],
+  def __init__(self, dims: Sequence[int], *, standardize_hidden: bool,
                standardize_output: bool, output_bias: bool,
                rng: np.random.Generator, name: str):
     """Creates the weights.
 
     Args:
       dims: Input width, hidden widths, output width.
-      standardize_hidden: Standardize hidden layers (before their ReLU): one
-        flag for all of them, or one per hidden layer.
+      standardize_hidden: Standardize hidden layers (before their ReLU).
       standardize_output: Standardize the output.
       output_bias: Give the last layer a bias (never with
         ``standardize_output``).
@@ -71,13 +67,7 @@ class StandardizedMLP(WeightModule):
     super().__init__(name=name)
     self.dims = tuple(dims)
     num_layers = len(self.dims) - 1
-    if isinstance(standardize_hidden, bool):
-      standardize_hidden = [standardize_hidden] * (num_layers - 1)
-    if len(standardize_hidden) != num_layers - 1:
-      raise ValueError(f"StandardizedMLP {name!r}: standardize_hidden has "
-                       f"{len(standardize_hidden)} flags for "
-                       f"{num_layers - 1} hidden layers (dims {self.dims})")
-    self.standardized = [bool(flag) for flag in standardize_hidden] + [
+    self.standardized = [standardize_hidden] * (num_layers - 1) + [
         standardize_output]
     self.has_bias = [not standardized for standardized in self.standardized]
     self.has_bias[-1] = output_bias and not standardize_output
