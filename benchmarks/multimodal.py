@@ -593,8 +593,9 @@ def _report(config: MultimodalBenchmarkConfig,
       "± is one standard error of the difference (or ratio) from the two "
       "binomial standard errors. " + ceiling, "",
       "Plots: `tsne.png` (both modalities in the shared encoder's space), "
-      "`probes.png`, `ablation.png` (probe accuracy vs the audio share of "
-      "the training examples).", "",
+      "`probes.png`" + (", `ablation.png` (probe accuracy vs the audio share "
+                        "of the training examples)." if config.ablation_mixes
+                        else "."), "",
       "Training wall time: " + ", ".join(f"{k} {v:.0f} s"
                                          for k, v in walls.items())
       + f". Whole invocation: {wall_s:.0f} s.", "",

@@ -47,6 +47,7 @@ def test_quick_setting_writes_rows_report_and_plots(tmp_path):
   assert report.count("met**: ") == 3 and f"| {SHARED_FEDERATED} |" in report
   assert f"| {NO_LEARNING} |" in report and "2-fold cross-validated" in report
   assert "Test predictions per probe: " in report and " ± " in report
+  assert "`ablation.png`" in report  # only named when the ablation ran
   for plot in ("tsne.png", "probes.png", "ablation.png"):
     with open(os.path.join(out, plot), "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
