@@ -93,10 +93,16 @@ def test_target_checks_measure_each_target():
     (dict(mix=(0.5, 0.5, 0.5)), "sum to 1"),
     (dict(ablation_mixes=((1.0, 0.0),)), "audio_only, image_only, both"),
     (dict(encoder="huge"), "encoder"), (dict(rounds=0), "rounds"),
+    (dict(pooling="mean"), r"pooling.*'mean'.*stats"),
 ])
 def test_config_rejects_invalid_values(change, match):
   with pytest.raises(ValueError, match=match):
     MultimodalBenchmarkConfig(**change)
+
+
+def test_pooling_reaches_every_run_s_encoder():
+  spec = MultimodalBenchmarkConfig(encoder="tiny", pooling="stats").spec
+  assert spec.encoder.pooling == "stats" and spec.encoder.name == "tiny"
 
 
 def test_launcher_usage_error_names_the_image_tasks():
