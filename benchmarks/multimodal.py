@@ -44,7 +44,7 @@ from model.datasets import synthetic
 from model.datasets.audio import decode_clips
 from model.datasets.images import load_digits_images
 from model.datasets.pipeline import training_segments
-from model.encoders import ENCODERS, Encoder
+from model.encoders import ENCODERS, POOLINGS, Encoder
 from model.multimodal import (MultimodalTrainConfig, image_embeddings,
                               pixel_features, probe_image_features,
                               probe_images, train_multimodal)
@@ -92,6 +92,8 @@ class MultimodalBenchmarkConfig:
     max_digits: Use the first this many digits (0: all 1,797).
     task: SSL task; must accept images (``model.tasks.IMAGE_TASKS``).
     encoder: Encoder preset.
+    pooling: Key of :data:`model.encoders.POOLINGS`: the encoder's pooling
+      (every run of the study).
     algorithm: Federated algorithm (key of ``ALGORITHMS``).
     mix: ``(audio_only, image_only, both)`` client shares of the main runs.
     num_clients: Federated clients.
@@ -115,6 +117,7 @@ class MultimodalBenchmarkConfig:
   max_digits: int = 0
   task: str = "nt_xent"
   encoder: str = "tiny"
+  pooling: str = "max"
   algorithm: str = "fedavg"
   mix: tuple[float, float, float] = (0.25, 0.25, 0.5)
   num_clients: int = 16
@@ -139,6 +142,7 @@ class MultimodalBenchmarkConfig:
     require_choice(self, ["corpus"], synthetic.CORPUS_PRESETS)
     require_choice(self, ["task"], SSL_TASKS)
     require_choice(self, ["encoder"], ENCODERS)
+    require_choice(self, ["pooling"], POOLINGS)
     require_choice(self, ["algorithm"], dict.fromkeys(ALGORITHMS))
     try:
       require_image_task(self.task)
@@ -162,7 +166,9 @@ class MultimodalBenchmarkConfig:
 
   @property
   def spec(self) -> ModelSpec:
-    return ModelSpec(task=self.task, encoder=ENCODERS[self.encoder],
+    return ModelSpec(task=self.task,
+                     encoder=dataclasses.replace(ENCODERS[self.encoder],
+                                                 pooling=self.pooling),
                      seed=self.seed, multimodal=True)
 
   def simulation(self, mix: Sequence[float], modalities: Sequence[str]
@@ -567,7 +573,8 @@ def _report(config: MultimodalBenchmarkConfig,
       + ".")
   return "\n".join([
       f"# One encoder for unpaired audio and images: {config.task}, "
-      f"{config.encoder} encoder, {config.corpus} corpus + digits", "",
+      f"{config.encoder} encoder ({config.pooling} pooling), {config.corpus} "
+      "corpus + digits", "",
       f"Federated runs: {config.rounds} rounds, {config.clients_per_round} of "
       f"{config.num_clients} clients per round ({100 * a:g}% audio only, "
       f"{100 * i:g}% images only, {100 * b:g}% both; natural groups: speakers"
@@ -593,8 +600,9 @@ def _report(config: MultimodalBenchmarkConfig,
       "± is one standard error of the difference (or ratio) from the two "
       "binomial standard errors. " + ceiling, "",
       "Plots: `tsne.png` (both modalities in the shared encoder's space), "
-      "`probes.png`, `ablation.png` (probe accuracy vs the audio share of "
-      "the training examples).", "",
+      "`probes.png`" + (", `ablation.png` (probe accuracy vs the audio share "
+                        "of the training examples)." if config.ablation_mixes
+                        else "."), "",
       "Training wall time: " + ", ".join(f"{k} {v:.0f} s"
                                          for k, v in walls.items())
       + f". Whole invocation: {wall_s:.0f} s.", "",

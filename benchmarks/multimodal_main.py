@@ -2,7 +2,7 @@
 
 Usage:
   python -m benchmarks.multimodal_main --out_dir multimodal_output
-      [--corpus full] [--encoder tiny] [--rounds 20] [--mix 0.25,0.25,0.5]
+      [--corpus full] [--encoder tiny] [--pooling max] [--rounds 20] [--mix 0.25,0.25,0.5]
       [--ablation_mixes 0.5/0.5/0,0/0/1] [--probe_folds 5]
 
 Prints the report (``<out_dir>/report.md``; also ``results.csv``,
@@ -35,6 +35,7 @@ _TASK = cli.define("task", _DEFAULT.task,
                    help=f"SSL task; must accept images: {list(IMAGE_TASKS)}.",
                    flag_values=FLAGS)
 _ENCODER = cli.define("encoder", _DEFAULT.encoder, flag_values=FLAGS)
+_POOLING = cli.define("pooling", _DEFAULT.pooling, flag_values=FLAGS)
 _ALGORITHM = flags.DEFINE_enum("algorithm", _DEFAULT.algorithm,
                                list(ALGORITHMS), "Federated algorithm.",
                                flag_values=FLAGS)
@@ -94,7 +95,8 @@ def config_from_flags() -> MultimodalBenchmarkConfig:
   return MultimodalBenchmarkConfig(
       corpus=_CORPUS.value, corpus_dir=_CORPUS_DIR.value,
       digit_groups=_DIGIT_GROUPS.value, max_digits=_MAX_DIGITS.value,
-      task=_TASK.value, encoder=_ENCODER.value, algorithm=_ALGORITHM.value,
+      task=_TASK.value, encoder=_ENCODER.value, pooling=_POOLING.value,
+      algorithm=_ALGORITHM.value,
       mix=_floats(_MIX.value, "mix"), num_clients=_NUM_CLIENTS.value,
       rounds=_ROUNDS.value, clients_per_round=_CLIENTS.value,
       batch_size=_BATCH.value, max_local_steps=_MAX_STEPS.value,

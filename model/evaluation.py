@@ -1147,7 +1147,10 @@ def plot_quality_table(rows: Mapping[str, Mapping[str, float]], path: str, *,
   axes.set_ylabel(ylabel)
   axes.set_title(title)
   axes.grid(axis="y", alpha=0.3)
-  axes.legend(fontsize="small")
+  # Outside the axes, right of them: a legend inside covers bars of wide
+  # charts; the constrained layout makes room for it.
+  axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              borderaxespad=0.0)
   _make_parent(path)
   figure.savefig(path, dpi=120, format="png")
 

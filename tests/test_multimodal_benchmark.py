@@ -47,6 +47,7 @@ def test_quick_setting_writes_rows_report_and_plots(tmp_path):
   assert report.count("met**: ") == 3 and f"| {SHARED_FEDERATED} |" in report
   assert f"| {NO_LEARNING} |" in report and "2-fold cross-validated" in report
   assert "Test predictions per probe: " in report and " ± " in report
+  assert "`ablation.png`" in report  # only named when the ablation ran
   for plot in ("tsne.png", "probes.png", "ablation.png"):
     with open(os.path.join(out, plot), "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -92,10 +93,16 @@ def test_target_checks_measure_each_target():
     (dict(mix=(0.5, 0.5, 0.5)), "sum to 1"),
     (dict(ablation_mixes=((1.0, 0.0),)), "audio_only, image_only, both"),
     (dict(encoder="huge"), "encoder"), (dict(rounds=0), "rounds"),
+    (dict(pooling="mean"), r"pooling.*'mean'.*stats"),
 ])
 def test_config_rejects_invalid_values(change, match):
   with pytest.raises(ValueError, match=match):
     MultimodalBenchmarkConfig(**change)
+
+
+def test_pooling_reaches_every_run_s_encoder():
+  spec = MultimodalBenchmarkConfig(encoder="tiny", pooling="stats").spec
+  assert spec.encoder.pooling == "stats" and spec.encoder.name == "tiny"
 
 
 def test_launcher_usage_error_names_the_image_tasks():
