@@ -63,7 +63,7 @@ _LAUNCHER = "python -m benchmarks.fassl_main"
 #: clients, one task per family; a smoke test of the whole study.
 QUICK = dict(corpus="tiny", feature_matching=("barlow_twins",),
              predictive=("temporal_gap",), rounds=2, clients_per_round=2,
-             batch_size=2, max_local_steps=1, eval_every=1)
+             batch_size=4, max_local_steps=1, eval_every=1)
 
 
 def probe_column(label: str) -> str:

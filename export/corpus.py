@@ -48,7 +48,7 @@ class Corpus:
     (unlike :func:`model.datasets.pipeline.training_segments`), so a small
     batch holds distinct audio. With the training policy's overlapping
     windows, the export's few-step "train lowers the loss" check failed for
-    the batch-statistics tasks (Barlow Twins, SimSiam) at batch 2.
+    the batch-statistics tasks (Barlow Twins, SimSiam) at small batches.
     """
     segments = make_segments(self.waveforms, samples,
                              min_samples=min_samples).waveforms

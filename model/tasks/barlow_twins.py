@@ -56,8 +56,9 @@ class BarlowTwins(TwoViewTask):
   :class:`model.heads.StandardizedMLP`).
 
   Small batches: the loss standardizes every projector dimension over the
-  batch, so the batch size must be at least 2 (``min_batch_size``; with 1
-  example every standardized value is 0 and there is no gradient). With
+  batch, so the batch size must be at least 4 (``min_batch_size``, as for
+  SimSiam): with 1 example every standardized value is 0, with 2 it is +-1
+  whatever its input, and neither passes a gradient to the encoder. With
   ``B`` examples the cross-correlation matrix has rank <= ``B - 1``, so with
   ``B - 1 < projection_dim`` (typical on a phone) it cannot reach the
   identity and the loss has a floor above 0; the batch statistics are also
@@ -66,6 +67,8 @@ class BarlowTwins(TwoViewTask):
   training raised the ``tiny`` encoder's keyword-probe accuracy from 0.347
   (random init) to 0.495.
   """
+
+  min_batch_size = 4
 
   def __init__(self, config: TaskConfig, encoder_config: EncoderConfig,
                frontend: FrontendConfig, *, seed: int = 0):
