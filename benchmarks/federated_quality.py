@@ -813,8 +813,8 @@ def run_federated_quality_seeds(config: FederatedQualityConfig, *,
   With one seed the benchmark writes to ``out_dir`` as it does alone; with
   several each seed writes to ``<out_dir>/seed_<s>`` (one shared corpus) and
   ``out_dir`` gets ``seeds.csv`` (every seed's "% of centralized" per
-  probe), ``summary.csv`` and ``report.md`` (mean ± sample std over seeds,
-  and the goal judged on the mean and on the worst seed).
+  probe), ``summary.csv``, ``summary.png`` and ``report.md`` (mean ± sample
+  std over seeds, and the goal judged on the mean and on the worst seed).
 
   Args:
     config: What to run.
@@ -846,6 +846,16 @@ def run_federated_quality_seeds(config: FederatedQualityConfig, *,
                         for algorithm, values in pairings.items()},
                        os.path.join(config.out_dir, "seeds.csv"))
   evaluation.write_csv(summary, os.path.join(config.out_dir, "summary.csv"))
+  columns = list(dict.fromkeys(c.rsplit(" ", 1)[0]
+                               for values in summary.values() for c in values))
+  evaluation.plot_quality_table(
+      {a: {c: v[f"{c} mean"] for c in columns} for a, v in summary.items()},
+      os.path.join(config.out_dir, "summary.png"),
+      title=f"Federated vs. centralized over {config.num_seeds} seeds "
+            f"(goal >= {FEDERATED_GOAL:g}%)",
+      ylabel="% of the paired centralized run (mean ± std)",
+      errors={a: {c: v[f"{c} std"] for c in columns}
+              for a, v in summary.items()})
   with open(os.path.join(config.out_dir, "report.md"), "w") as f:
     f.write(_seeds_report(config, summary, labels, time.time() - start))
   return summary
@@ -888,9 +898,13 @@ def _seeds_report(config: FederatedQualityConfig,
   return "\n".join([
       f"# Federated vs. centralized over {config.num_seeds} seeds: "
       f"{config.task}, {config.encoder} encoder, {config.corpus} corpus", "",
-      "% of the paired centralized run on the test split, mean ± sample std "
-      f"over seeds {', '.join(map(str, config.seeds))}; every seed tunes "
-      "its own picks on its validation split (reports in `seed_<s>/`).", "",
+      "% of the paired centralized run on the test "
+      + (f"folds ({config.probe_folds}-fold nested cross-validation of the "
+         f"probes, {config.validation_folds} validation folds inside each)"
+         if config.probe_folds > 1 else "split")
+      + ", mean ± sample std over seeds "
+      f"{', '.join(map(str, config.seeds))}; every seed makes its own choices "
+      "on its validation data (reports in `seed_<s>/`).", "",
       *lines, "", *verdicts, "", "Picks per seed:", "", *picks, "",
       f"Whole invocation: {wall_s:.0f} s.", "",
       "```json", json.dumps(dataclasses.asdict(config), indent=2), "```", ""])

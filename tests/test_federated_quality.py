@@ -369,6 +369,8 @@ def test_seed_summary_is_mean_std_and_worst_seed(tmp_path, monkeypatch):
           in report)
   assert [r["model"] for r in _read_csv(tmp_path / "seeds.csv")] == [
       "fedavg seed 0", "fedadam seed 0", "fedavg seed 1", "fedadam seed 1"]
+  with open(tmp_path / "summary.png", "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def test_diverged_candidates_are_never_picked(tiny_corpus_dir):
