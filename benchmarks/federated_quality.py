@@ -1,7 +1,9 @@
 """Federated (FedAvg, FedAdam, FedYogi) vs. centralized SSL quality, like with like.
 
 FedAvg is compared with centralized SGD, FedAdam and FedYogi with centralized
-Adam, at equal examples seen, each learning rate tuned on a validation split.
+Adam, at equal examples seen, each learning rate chosen by nested
+cross-validation of the linear probes (validation folds inside each test
+fold's train part).
 """
 
 from __future__ import annotations
@@ -83,9 +85,10 @@ class FederatedQualityConfig:
 
   Every federated algorithm is paired with a centralized optimizer
   (:data:`PAIRED_OPTIMIZER`); each side's learning rate is chosen from a grid
-  of the same size by the mean linear-probe accuracy on a validation part of
-  the probes' train splits, and only the chosen runs are scored on the test
-  split.
+  of the same size by the mean linear-probe accuracy on validation folds
+  inside each test fold's train part
+  (:func:`model.evaluation.nested_probe_selection`), and each test fold is
+  scored with the run chosen for it.
 
   Attributes:
     corpus: Key of :data:`model.datasets.synthetic.CORPUS_PRESETS`.
@@ -119,8 +122,16 @@ class FederatedQualityConfig:
     centralized_sgd_learning_rates: Learning-rate grid of centralized SGD
       (no momentum).
     centralized_adam_learning_rates: Learning-rate grid of centralized Adam.
-    validation_fraction: Fraction of each probe's train split (train
-      speakers, or train clips for ``speaker``) held out for the choice.
+    probe_folds: Test folds of every probe
+      (:func:`model.evaluation.cross_validation_splits`: whole speakers on
+      either side, within speakers for ``speaker``); 1: one split of 0.3.
+    validation_folds: Validation folds inside each test fold's train part,
+      on which the candidates are chosen; 1: one split of
+      ``validation_fraction``. ``probe_folds == validation_folds == 1`` is
+      the single-split choice of earlier reports.
+    validation_fraction: With ``validation_folds == 1``: fraction of each
+      probe's train part (train speakers, or train clips for ``speaker``)
+      held out for the choice.
     mixes: ``mixed`` partition knobs p (0 IID ... 1 natural), one extra
       FedAvg run each at FedAvg's chosen server learning rate (empty: none).
     num_workers: TFF worker processes of each federated run.
@@ -155,6 +166,8 @@ class FederatedQualityConfig:
   client_learning_rates: tuple[float, ...] = ()
   local_steps_grid: tuple[int, ...] = ()
   centralized_batch_sizes: tuple[int, ...] = ()
+  probe_folds: int = 5
+  validation_folds: int = 3
   validation_fraction: float = 0.3
   mixes: tuple[float, ...] = ()
   num_workers: int = 1
@@ -226,7 +239,7 @@ class FederatedQualityConfig:
                        f"in (0, 1), got {self.validation_fraction}")
     require_positive(self, ("rounds", "clients_per_round", "batch_size",
                             "eval_every", "num_workers", "client_learning_rate",
-                            "num_seeds"))
+                            "num_seeds", "probe_folds", "validation_folds"))
     require_non_negative(self, ("max_local_steps",))
 
   @property
@@ -352,7 +365,8 @@ def format_table(rows: Mapping[str, Mapping[str, float]]) -> str:
   def cell(column: str, value: Optional[float]) -> str:
     if value is None:
       return "-"
-    if column in (EXAMPLES, "picked", ROUNDS, LOCAL_STEPS, STEPS, BATCH_SIZE):
+    if column in (EXAMPLES, "picked", ROUNDS, LOCAL_STEPS, STEPS,
+                  BATCH_SIZE) or column.endswith(_TEST_CLIPS):
       return f"{value:.0f}"
     if column == WIRE_MB or column.endswith(("%", "% of centralized")):
       return f"{value:.1f}"
@@ -368,19 +382,32 @@ def format_table(rows: Mapping[str, Mapping[str, float]]) -> str:
   return "\n".join(lines)
 
 
+_TEST_CLIPS = " test clips"
+
+
+def _stderr_row(selection: evaluation.NestedSelection) -> dict[str, float]:
+  """Per task: test predictions and binomial standard error."""
+  out = {}
+  for task, stderr in selection.stderr.items():
+    out[f"{task}{_TEST_CLIPS}"] = float(selection.num_test[task])
+    out[f"{task} stderr"] = stderr
+  return out
+
+
 def _cost_row(examples: float, flops: float, wire_bytes: float
               ) -> dict[str, float]:
   return {EXAMPLES: examples, TFLOPS: flops / 1e12, WIRE_MB: wire_bytes / 1e6}
 
 
-def _validation_tasks(table, seed: int, validation_fraction: float
-                      ) -> list[str]:
-  """Probe tasks that have a test, a validation and a fit part."""
+def _validation_tasks(table, config: FederatedQualityConfig) -> list[str]:
+  """Probe tasks that have test, validation and fit parts in every fold."""
   tasks = []
   for task in evaluation.default_tasks(table):
     try:
-      evaluation.validation_split_for_task(
-          table, task, validation_fraction=validation_fraction, seed=seed)
+      evaluation.nested_cross_validation_splits(
+          table, task, folds=config.probe_folds,
+          validation_folds=config.validation_folds,
+          validation_fraction=config.validation_fraction, seed=config.seed)
     except ValueError as error:
       logging.warning("not probing %r: %s", task, error)
       continue
@@ -391,10 +418,16 @@ def _validation_tasks(table, seed: int, validation_fraction: float
   return tasks
 
 
-def _pick(validation: dict[str, dict[str, float]], labels: Sequence[str]
-          ) -> str:
-  """The label with the best mean validation accuracy (first on ties);
-  diverged candidates are never picked.
+def _select(validation: dict[str, dict[str, float]], labels: Sequence[str],
+            embeddings: Mapping[str, np.ndarray], rows: np.ndarray, table,
+            tasks: Sequence[str], config: FederatedQualityConfig
+            ) -> evaluation.NestedSelection:
+  """Chooses among ``labels`` by nested cross-validation of the probes.
+
+  Diverged candidates are left out. Fills each candidate's validation row:
+  its validation accuracy per task (pooled over every test fold's
+  validation folds), their mean, and ``picked``, the number of test folds
+  it was chosen in.
 
   Raises:
     RuntimeError: Every candidate diverged (the message names them).
@@ -404,11 +437,19 @@ def _pick(validation: dict[str, dict[str, float]], labels: Sequence[str]
     raise RuntimeError(f"federated quality: every candidate diverged "
                        f"(non-finite loss or weights): {', '.join(labels)}; "
                        f"try smaller learning rates")
-  best = max(finite, key=lambda label: (validation[label][VALIDATION_MEAN],
-                                        -labels.index(label)))
+  selection = evaluation.nested_probe_selection(
+      {label: embeddings[label] for label in finite}, rows, table,
+      tasks=tasks, folds=config.probe_folds,
+      validation_folds=config.validation_folds,
+      validation_fraction=config.validation_fraction, seed=config.seed)
   for label in labels:
-    validation[label]["picked"] = float(label == best)
-  return best
+    scores = selection.validation.get(label)
+    if scores:
+      validation[label].update(scores)
+      validation[label][VALIDATION_MEAN] = float(np.mean(list(
+          scores.values())))
+    validation[label]["picked"] = float(selection.times_picked(label))
+  return selection
 
 
 def _diverged(label: str, error: Exception, settings: Mapping[str, float]
@@ -431,6 +472,8 @@ def _describe(config: FederatedQualityConfig, name: str,
              "steps")
   if BATCH_SIZE in pick and len(config.batch_sizes) > 1:
     text += f", batch {pick[BATCH_SIZE]:.0f}"
+  if config.probe_folds > 1:
+    text += f"; {pick['picked']:.0f} of {config.probe_folds} folds"
   return text
 
 
@@ -470,12 +513,14 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
   centralized optimizer of :data:`PAIRED_OPTIMIZER` trains the same task and
   encoder on all training segments for as many examples as the federated
   runs saw, once per learning rate of its grid (same grid size). Each run's
-  final encoder is probed on the validation parts
-  (:func:`model.evaluation.probe_validation`); the learning rate with the best
-  mean validation accuracy is picked, and only the picked runs are scored on
-  the test split (linear probes and keyword retrieval). FedAvg on each
-  ``mixed`` partition uses FedAvg's pick. Runs live in ``<out_dir>/runs/<run>``
-  and are resumed or reused by a rerun.
+  final encoder embeds the probe clips once; in every test fold
+  (``config.probe_folds``) the candidate with the best mean accuracy on the
+  validation folds inside the fold's train part is chosen and scored on the
+  fold's test part (:func:`model.evaluation.nested_probe_selection`), so no
+  choice sees the clips it is scored on; test accuracies are pooled over the
+  folds. Retrieval, costs, curves and the ``mixed`` partition runs use the
+  candidate chosen in most folds. Runs live in ``<out_dir>/runs/<run>`` and
+  are resumed or reused by a rerun.
 
   Args:
     config: What to run.
@@ -499,20 +544,25 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
       sample_rate=spec.frontend.sample_rate, show_progress=show_progress)
   runs_dir = os.path.join(config.out_dir, "runs")
   costs = CostModel.for_model(SSLModel(spec))
-  tasks = _validation_tasks(table, config.seed, config.validation_fraction)
+  tasks = _validation_tasks(table, config)
+  labelled = np.flatnonzero([bool(clip.labels) for clip in table])
   probe = dict(table=table, waveforms=waveforms, frontend=spec.frontend,
-               seed=config.seed, tasks=tasks)
+               seed=config.seed, tasks=tasks, probe_folds=config.probe_folds)
 
-  def validate(encoder: Encoder, learning_rate: float,
-               schedule: Mapping[str, float]) -> dict[str, float]:
-    scores = evaluation.probe_validation(
-        encoder, table, waveforms, spec.frontend, tasks=tasks,
-        validation_fraction=config.validation_fraction, seed=config.seed)
-    return {LEARNING_RATE: learning_rate, **schedule, **scores,
-            VALIDATION_MEAN: float(np.mean(list(scores.values())))}
+  def embed(encoder: Encoder) -> np.ndarray:
+    return evaluation.clip_embeddings(
+        encoder, [waveforms[i] for i in labelled], spec.frontend)
 
-  validation, picks = {}, {}
-  federated, curves, walls = {}, {}, {}
+  def test_scores(selection: evaluation.NestedSelection,
+                  embeddings: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """The nested test accuracies and the most picked run's retrieval."""
+    retrieval = evaluation.probe_embeddings(
+        embeddings[selection.most_picked], labelled, table, tasks=(),
+        seed=config.seed).as_dict()
+    return {**selection.accuracy, **retrieval}
+
+  validation, picks, embeddings = {}, {}, {}
+  federated, curves, walls, stderrs = {}, {}, {}, {}
 
   def simulate(label: str, algorithm: str, partition: PartitionConfig,
                learning_rate: float, local_steps: Optional[int] = None,
@@ -539,20 +589,23 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
         label += f" local steps {k}"
       settings = {CLIENT_LR: client_lr, ROUNDS: config.rounds_for(k),
                   LOCAL_STEPS: k}
+      validation[label] = {LEARNING_RATE: lr, **settings}
       try:
         candidates[label] = simulate(label, algorithm, natural, lr, k,
                                      client_lr)
-        logging.info("validating %s", label)
-        validation[label] = validate(
-            load_model(candidates[label][0].model_dir).encoder, lr, settings)
+        logging.info("embedding the probe clips with %s", label)
+        embeddings[label] = embed(
+            load_model(candidates[label][0].model_dir).encoder)
       except _DIVERGENCE as error:
         candidates[label] = None
-        validation[label] = _diverged(label, error,
-                                      {LEARNING_RATE: lr, **settings})
-    chosen = _pick(validation, list(candidates))
+        validation[label] = _diverged(label, error, validation[label])
+    selection = _select(validation, list(candidates), embeddings, labelled,
+                        table, tasks, config)
+    chosen = selection.most_picked
     result, cost = candidates[chosen]
     picks[algorithm] = validation[chosen]
-    federated[algorithm] = (result.final_metrics, cost)
+    federated[algorithm] = (test_scores(selection, embeddings), cost)
+    stderrs[algorithm] = _stderr_row(selection)
     curves[algorithm] = read_release_csv(os.path.join(result.run_dir,
                                                       "eval.csv"))
     walls[algorithm] = result.totals["wall_s"]
@@ -562,7 +615,8 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
         method="mixed", mix=p, seed=config.seed),
         picks["fedavg"][LEARNING_RATE], int(picks["fedavg"][LOCAL_STEPS]),
         picks["fedavg"][CLIENT_LR])
-    federated[label] = (result.final_metrics, cost)
+    federated[label] = (evaluation.evaluate_encoder(
+        load_model(result.model_dir).encoder, **probe), cost)
     curves[label] = read_release_csv(os.path.join(result.run_dir, "eval.csv"))
     walls[label] = result.totals["wall_s"]
 
@@ -583,7 +637,8 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
         if len(config.batch_sizes) > 1:
           label += f" batch {batch_size}"
         steps = max(1, round(examples / batch_size))
-        settings = {STEPS: steps, BATCH_SIZE: batch_size}
+        validation[label] = {LEARNING_RATE: lr, STEPS: steps,
+                             BATCH_SIZE: batch_size}
         try:
           candidates[label] = train_centralized(
               spec, TrainConfig(steps=steps, batch_size=batch_size,
@@ -592,23 +647,22 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
               segments, os.path.join(runs_dir, _dir_name(label)),
               dataset_info={"kind": "synthetic", "preset": config.corpus},
               show_progress=show_progress)
+          logging.info("embedding the probe clips with %s", label)
+          embeddings[label] = embed(candidates[label].model.encoder)
         except _DIVERGENCE as error:
           candidates[label] = None
-          validation[label] = _diverged(label, error,
-                                        {LEARNING_RATE: lr, **settings})
-          continue
-        logging.info("validating %s", label)
-        validation[label] = validate(candidates[label].model.encoder, lr,
-                                     settings)
-    chosen = _pick(validation, list(candidates))
+          validation[label] = _diverged(label, error, validation[label])
+    selection = _select(validation, list(candidates), embeddings, labelled,
+                        table, tasks, config)
+    chosen = selection.most_picked
     row = centralized_label(optimizer)
     picks[row] = validation[chosen]
     walls[row] = candidates[chosen].wall_s
     steps, batch_size = int(picks[row][STEPS]), int(picks[row][BATCH_SIZE])
     central_costs[row] = _cost_row(
         steps * batch_size, steps * batch_size * costs.flops_per_example, 0)
-    central[row] = evaluation.evaluate_encoder(
-        candidates[chosen].model.encoder, **probe)
+    central[row] = test_scores(selection, embeddings)
+    stderrs[row] = _stderr_row(selection)
     curves[row] = [{**central[row], "cumulative_bytes_up": 0.0,
                     "cumulative_client_flops":
                         central_costs[row][TFLOPS] * 1e12}]
@@ -637,7 +691,7 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
                                               "pairings.csv"))
   with open(os.path.join(config.out_dir, "report.md"), "w") as f:
     f.write(_report(config, rows, validation, pairings, picks, walls,
-                    time.time() - start))
+                    stderrs, time.time() - start))
   return rows
 
 
@@ -646,7 +700,8 @@ def _report(config: FederatedQualityConfig,
             validation: Mapping[str, Mapping[str, float]],
             pairings: Mapping[str, Mapping[str, float]],
             picks: Mapping[str, Mapping[str, float]],
-            walls: Mapping[str, float], wall_s: float) -> str:
+            walls: Mapping[str, float],
+            stderrs: Mapping[str, Mapping[str, float]], wall_s: float) -> str:
   """The Markdown report: pairings, goal, test table, validation, runs."""
   grids = [f"{a} server lr {config.server_grid(a)}" for a in config.algorithms]
   grids += [f"{centralized_label(o)} lr {config.centralized_grid(o)}"
@@ -673,34 +728,62 @@ def _report(config: FederatedQualityConfig,
           f"`{a}` vs `{centralized_label(PAIRED_OPTIMIZER[a])}`"
           for a in config.algorithms) + ". Federated runs: "
       f"{config.rounds} rounds x {config.clients_per_round} clients x <= "
-      f"{config.max_local_steps} local SGD steps (lr "
-      f"{config.client_learning_rate}) of batch {config.batch_size}, natural "
+      f"{config.max_local_steps} local SGD steps of batch {config.batch_size}, natural "
       f"partition unless named. Centralized runs: {steps} on all training "
       "segments, i.e. as many examples as each federated run saw; their "
       "`client TFLOPs` is the same training compute in one place, with "
       "nothing on the wire.", "",
       "Candidates (as many on both sides of each pairing): "
-      + "; ".join(grids) + ". Each is picked by the mean linear-probe "
-      f"accuracy on a validation part ({config.validation_fraction:g} of each "
-      "probe's train speakers, or of its train clips for `speaker`) carved "
-      "out of the train split; the test split is used only to score the "
-      "picks: " + "; ".join(f"{name} {_describe(config, name, pick)}"
-                            for name, pick in picks.items()) + ".", "",
-      "## % of the paired centralized run (test split)", "",
+      + "; ".join(grids) + ". " + _choice_text(config) + " Picks ("
+      + ("the candidate chosen in most test folds" if config.probe_folds > 1
+         else "the chosen candidate") + "): "
+      + "; ".join(f"{name} {_describe(config, name, pick)}"
+                  for name, pick in picks.items()) + ".", "",
+      "## % of the paired centralized run (test)", "",
       format_table(pairings), "",
       *_goal_lines(pairings), "",
-      "## Test split", "",
-      "Linear-probe accuracy of the picked encoders (test speakers unseen in "
-      "training except for `speaker`) and keyword retrieval mean average "
-      "precision; % of centralized against each row's paired run.", "",
+      "## Test", "",
+      "Linear-probe accuracy of the chosen encoders (test speakers unseen in "
+      "the probe's training except for `speaker`) and keyword retrieval mean "
+      "average precision" + (" (of the candidate chosen in most folds)"
+                             if config.probe_folds > 1 else "")
+      + "; % of centralized against each row's paired run.", "",
       format_table(rows), "",
+      "Test predictions and binomial standard error of each accuracy (a lower "
+      "bound: clips of one speaker are not independent):", "",
+      format_table(stderrs), "",
       "## Validation (choice of learning rate and schedule)", "",
+      "Linear-probe accuracy of every candidate on the validation parts"
+      + (f", pooled over the {config.probe_folds} test folds; `picked`: "
+         "test folds it was chosen in" if config.probe_folds > 1 else "")
+      + ".", "",
       format_table(validation), "",
       "Training wall time of the picked runs (federated: cumulative over "
       "resumes; centralized: this invocation only): " + ", ".join(
           f"{name} {seconds:.0f} s" for name, seconds in walls.items())
       + f". Whole invocation: {wall_s:.0f} s.", "",
       "```json", json.dumps(dataclasses.asdict(config), indent=2), "```", ""])
+
+
+def _choice_text(config: FederatedQualityConfig) -> str:
+  """How the candidates are chosen and scored, in words."""
+  if config.validation_folds > 1:
+    inner = (f"{config.validation_folds} validation folds (whole speakers, or "
+             "clips within speakers for `speaker`)")
+  else:
+    inner = (f"a validation part ({config.validation_fraction:g} of the "
+             "speakers, or of the clips for `speaker`)")
+  if config.probe_folds > 1:
+    return (f"Nested cross-validation: every probe has {config.probe_folds} "
+            "test folds (whole speakers on either side, within speakers for "
+            f"`speaker`); in each, the candidate with the best mean "
+            f"linear-probe accuracy on {inner} inside the fold's train part "
+            "is chosen and scored on the fold's test part, so no choice sees "
+            "the clips it is scored on. Test accuracies are pooled over the "
+            "folds (every labelled clip tested once).")
+  return (f"Each is picked by the mean linear-probe accuracy on {inner} "
+          "carved out of the train split; the test split is used only to "
+          "score the picks.")
 
 
 def _seed_summary(per_seed: Mapping[int, Mapping[str, Mapping[str, float]]]
@@ -730,8 +813,8 @@ def run_federated_quality_seeds(config: FederatedQualityConfig, *,
   With one seed the benchmark writes to ``out_dir`` as it does alone; with
   several each seed writes to ``<out_dir>/seed_<s>`` (one shared corpus) and
   ``out_dir`` gets ``seeds.csv`` (every seed's "% of centralized" per
-  probe), ``summary.csv`` and ``report.md`` (mean ± sample std over seeds,
-  and the goal judged on the mean and on the worst seed).
+  probe), ``summary.csv``, ``summary.png`` and ``report.md`` (mean ± sample
+  std over seeds, and the goal judged on the mean and on the worst seed).
 
   Args:
     config: What to run.
@@ -763,6 +846,16 @@ def run_federated_quality_seeds(config: FederatedQualityConfig, *,
                         for algorithm, values in pairings.items()},
                        os.path.join(config.out_dir, "seeds.csv"))
   evaluation.write_csv(summary, os.path.join(config.out_dir, "summary.csv"))
+  columns = list(dict.fromkeys(c.rsplit(" ", 1)[0]
+                               for values in summary.values() for c in values))
+  evaluation.plot_quality_table(
+      {a: {c: v[f"{c} mean"] for c in columns} for a, v in summary.items()},
+      os.path.join(config.out_dir, "summary.png"),
+      title=f"Federated vs. centralized over {config.num_seeds} seeds "
+            f"(goal >= {FEDERATED_GOAL:g}%)",
+      ylabel="% of the paired centralized run (mean ± std)",
+      errors={a: {c: v[f"{c} std"] for c in columns}
+              for a, v in summary.items()})
   with open(os.path.join(config.out_dir, "report.md"), "w") as f:
     f.write(_seeds_report(config, summary, labels, time.time() - start))
   return summary
@@ -805,9 +898,13 @@ def _seeds_report(config: FederatedQualityConfig,
   return "\n".join([
       f"# Federated vs. centralized over {config.num_seeds} seeds: "
       f"{config.task}, {config.encoder} encoder, {config.corpus} corpus", "",
-      "% of the paired centralized run on the test split, mean ± sample std "
-      f"over seeds {', '.join(map(str, config.seeds))}; every seed tunes "
-      "its own picks on its validation split (reports in `seed_<s>/`).", "",
+      "% of the paired centralized run on the test "
+      + (f"folds ({config.probe_folds}-fold nested cross-validation of the "
+         f"probes, {config.validation_folds} validation folds inside each)"
+         if config.probe_folds > 1 else "split")
+      + ", mean ± sample std over seeds "
+      f"{', '.join(map(str, config.seeds))}; every seed makes its own choices "
+      "on its validation data (reports in `seed_<s>/`).", "",
       *lines, "", *verdicts, "", "Picks per seed:", "", *picks, "",
       f"Whole invocation: {wall_s:.0f} s.", "",
       "```json", json.dumps(dataclasses.asdict(config), indent=2), "```", ""])

@@ -10,6 +10,7 @@ Usage:
       [--centralized_adam_learning_rates 0.001,0.003,0.01]
       [--client_learning_rates 0.05,0.15 | --local_steps_grid 5,1]
       [--centralized_batch_sizes 8,32] [--num_seeds 2]
+      [--probe_folds 5] [--validation_folds 3]
 
 Rerunning the same command reuses the corpus and every finished run (more
 --rounds resumes them); the probes are recomputed. Prints the report.
@@ -73,10 +74,19 @@ _NUM_SEEDS = flags.DEFINE_integer(
     "num_seeds", _DEFAULT.num_seeds, "Seeds --seed, --seed + 1, ...: the "
     "whole benchmark per seed, mean ± std of the pairings.", lower_bound=1,
     flag_values=FLAGS)
+_PROBE_FOLDS = flags.DEFINE_integer(
+    "probe_folds", _DEFAULT.probe_folds, "Test folds of every probe (each "
+    "scored with the candidate chosen on its train part); 1: one split.",
+    lower_bound=1, flag_values=FLAGS)
+_VALIDATION_FOLDS = flags.DEFINE_integer(
+    "validation_folds", _DEFAULT.validation_folds, "Validation folds inside "
+    "each test fold's train part, on which learning rates are chosen; 1: one "
+    "split of --validation_fraction (with --probe_folds 1: the single-split "
+    "choice of earlier reports).", lower_bound=1, flag_values=FLAGS)
 _VALIDATION_FRACTION = flags.DEFINE_float(
     "validation_fraction", _DEFAULT.validation_fraction,
-    "Fraction of each probe's train split held out to pick learning rates.",
-    flag_values=FLAGS)
+    "With --validation_folds 1: fraction of each probe's train part held out "
+    "to pick learning rates.", flag_values=FLAGS)
 _MIXES = flags.DEFINE_list(
     "mixes", [], "mixed-partition knobs p (0 IID .. 1 natural), one extra "
     "FedAvg run each.", flag_values=FLAGS)
@@ -103,6 +113,8 @@ def config_from_flags() -> FederatedQualityConfig:
       local_steps_grid=tuple(int(k) for k in _LOCAL_STEPS_GRID.value),
       centralized_batch_sizes=tuple(int(b)
                                     for b in _CENTRAL_BATCH_SIZES.value),
+      probe_folds=_PROBE_FOLDS.value,
+      validation_folds=_VALIDATION_FOLDS.value,
       validation_fraction=_VALIDATION_FRACTION.value,
       mixes=tuple(float(p) for p in _MIXES.value),
       num_workers=_WORKERS.value, seed=_SEED.value,

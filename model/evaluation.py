@@ -45,6 +45,10 @@ __all__ = [
     "format_markdown_table",
     "gap_recovered",
     "linear_probe",
+    "NestedFold",
+    "NestedSelection",
+    "nested_cross_validation_splits",
+    "nested_probe_selection",
     "plot_quality_table",
     "probe_encoder",
     "retrieval_map",
@@ -487,6 +491,200 @@ def cross_validation_splits(table: ClipTable, task: str, *, folds: int,
   return result
 
 
+@dataclasses.dataclass(frozen=True)
+class NestedFold:
+  """One outer fold of nested cross-validation.
+
+  Attributes:
+    train: Sorted indices into ``table.with_label(task)`` of the outer train
+      part (where choices are made).
+    test: Sorted indices of the outer test part (scored only).
+    inner: ``(fit, validation)`` index pairs, all inside ``train``.
+  """
+
+  train: np.ndarray
+  test: np.ndarray
+  inner: tuple[tuple[np.ndarray, np.ndarray], ...]
+
+
+def nested_cross_validation_splits(
+    table: ClipTable, task: str, *, folds: int, validation_folds: int,
+    validation_fraction: float = 0.3, test_fraction: float = 0.3,
+    seed: int = 0) -> list[NestedFold]:
+  """Test folds, and validation folds inside each test fold's train part.
+
+  The outer folds are :func:`cross_validation_splits` of ``table`` (``folds``
+  of them; 1: :func:`split_for_task`); the inner ones are
+  :func:`cross_validation_splits` of each outer train part with
+  ``validation_folds`` (1: one split of ``validation_fraction``, as
+  :func:`validation_split_for_task`). The same rules hold at both levels:
+  whole speakers on either side, except within speakers for
+  :data:`SPEAKER_TASK`. A choice made on a fold's inner parts never sees its
+  test clips. ``folds == validation_folds == 1`` gives
+  :func:`validation_split_for_task`'s parts and :func:`split_for_task`'s
+  test.
+
+  Args:
+    table: The clips.
+    task: Label column.
+    folds: Outer (test) folds, >= 1.
+    validation_folds: Inner (validation) folds of each outer train part,
+      >= 1.
+    validation_fraction: The inner single split's fraction
+      (``validation_folds == 1`` only).
+    test_fraction: The outer single split's fraction (``folds == 1`` only).
+    seed: Seed of every split.
+
+  Returns:
+    One :class:`NestedFold` per outer fold.
+
+  Raises:
+    ValueError: As :func:`cross_validation_splits`, at either level; the
+      message names the task and the outer fold.
+  """
+  outer = cross_validation_splits(table, task, folds=folds,
+                                  test_fraction=test_fraction, seed=seed)
+  labelled = table.with_label(task)
+  result = []
+  for fold, (train, test) in enumerate(outer):
+    try:
+      inner = cross_validation_splits(
+          labelled.select(train), task, folds=validation_folds,
+          test_fraction=validation_fraction, seed=seed)
+    except ValueError as error:
+      raise ValueError(f"task {task!r}: no validation split of the "
+                       f"{len(train)} train clips of test fold {fold}: "
+                       f"{error}") from error
+    result.append(NestedFold(train=train, test=test, inner=tuple(
+        (train[fit], train[validation]) for fit, validation in inner)))
+  return result
+
+
+@dataclasses.dataclass(frozen=True)
+class NestedSelection:
+  """Candidates chosen on validation folds, scored on the test folds.
+
+  Attributes:
+    picks: The candidate chosen in each outer fold.
+    validation: Per candidate and task, the linear-probe accuracy pooled over
+      the validation predictions of every outer fold.
+    accuracy: Test accuracy by task, pooled over the outer folds, each fold
+      scored with its own pick.
+    num_test: Test predictions by task (over all outer folds).
+    stderr: :func:`binomial_stderr` of each test accuracy.
+  """
+
+  picks: tuple[str, ...]
+  validation: dict[str, dict[str, float]]
+  accuracy: dict[str, float]
+  num_test: dict[str, int]
+  stderr: dict[str, float]
+
+  def times_picked(self, name: str) -> int:
+    """Outer folds in which candidate ``name`` was chosen."""
+    return self.picks.count(name)
+
+  @property
+  def most_picked(self) -> str:
+    """The candidate chosen in most outer folds (on ties, the one chosen
+    in the earliest fold)."""
+    return max(dict.fromkeys(self.picks), key=self.times_picked)
+
+
+def nested_probe_selection(candidates: Mapping[str, np.ndarray],
+                           rows: np.ndarray, table: ClipTable, *,
+                           tasks: Sequence[str], folds: int,
+                           validation_folds: int,
+                           validation_fraction: float = 0.3,
+                           test_fraction: float = 0.3,
+                           seed: int = 0) -> NestedSelection:
+  """Model choice by nested cross-validation of linear probes.
+
+  In every outer fold of :func:`nested_cross_validation_splits` (the same
+  folds for every candidate), each candidate's probes are fitted and scored
+  on the inner folds of the outer train part; the candidate with the best
+  mean over ``tasks`` of the pooled validation accuracy is chosen (the
+  earliest on ties) and scored on that fold's test part. Test predictions
+  are pooled over the outer folds. Only embeddings are needed, so the
+  candidates are embedded once each.
+
+  Args:
+    candidates: Per candidate name (in order of preference on ties), its
+      ``[len(rows), d]`` clip features.
+    rows: Row of ``table`` of each embedding.
+    table: The clips.
+    tasks: Label columns probed (all of them drive the choice).
+    folds: Outer (test) folds.
+    validation_folds: Inner (validation) folds.
+    validation_fraction: As in :func:`nested_cross_validation_splits`.
+    test_fraction: As in :func:`nested_cross_validation_splits`.
+    seed: Seed of every split.
+
+  Returns:
+    The picks, every candidate's validation scores and the test scores.
+
+  Raises:
+    ValueError: No candidate or task, embeddings that do not match ``rows``,
+      a labelled clip without an embedding, or a task that cannot be split.
+  """
+  if not candidates or not tasks:
+    raise ValueError(f"nested_probe_selection: need candidates and tasks, "
+                     f"got {list(candidates)} and {list(tasks)}")
+  rows = np.asarray(rows, np.int64)
+  position = np.full(len(table), -1, np.int64)
+  position[rows] = np.arange(len(rows))
+  data = {}
+  for task in tasks:
+    labels, task_rows = _labels_and_rows(table, task)
+    missing = task_rows[position[task_rows] < 0]
+    if len(missing):
+      raise ValueError(f"nested_probe_selection: clip "
+                       f"{table[int(missing[0])].path} has a {task!r} label "
+                       f"but no embedding")
+    data[task] = (labels, position[task_rows], nested_cross_validation_splits(
+        table, task, folds=folds, validation_folds=validation_folds,
+        validation_fraction=validation_fraction, test_fraction=test_fraction,
+        seed=seed))
+  for name, embeddings in candidates.items():
+    if len(embeddings) != len(rows):
+      raise ValueError(f"nested_probe_selection: candidate {name!r} has "
+                       f"{len(embeddings)} embeddings for {len(rows)} rows")
+  # counts[name][task][fold] = (correct, total) over the fold's inner parts.
+  counts = {name: {task: [_probe_counts(embeddings[at], labels, fold.inner)
+                          for fold in nested]
+                   for task, (labels, at, nested) in data.items()}
+            for name, embeddings in candidates.items()}
+  names = list(candidates)
+  picks = []
+  for fold in range(folds):
+    means = np.nan_to_num([np.mean([_ratio(*counts[name][task][fold])
+                                    for task in tasks]) for name in names],
+                          nan=-np.inf)
+    picks.append(names[int(np.argmax(means))])
+  validation = {name: {task: _ratio(*np.sum(per_fold, axis=0))
+                       for task, per_fold in by_task.items()}
+                for name, by_task in counts.items()}
+  accuracy, num_test, stderr = {}, {}, {}
+  for task, (labels, at, nested) in data.items():
+    correct = total = 0
+    for fold, pick in zip(nested, picks):
+      c, n = _probe_counts(candidates[pick][at], labels,
+                           [(fold.train, fold.test)])
+      correct, total = correct + c, total + n
+    if not total:
+      raise ValueError(f"nested_probe_selection: task {task!r} has no test "
+                       f"prediction in any fold")
+    accuracy[task], num_test[task] = correct / total, total
+    stderr[task] = binomial_stderr(accuracy[task], total)
+  return NestedSelection(picks=tuple(picks), validation=validation,
+                         accuracy=accuracy, num_test=num_test, stderr=stderr)
+
+
+def _ratio(correct: float, total: float) -> float:
+  """``correct / total``; NaN without predictions."""
+  return float(correct / total) if total else math.nan
+
+
 def binomial_stderr(accuracy: float, num_predictions: int) -> float:
   """Standard error of an accuracy over independent predictions.
 
@@ -524,6 +722,16 @@ def pooled_probe(x: np.ndarray, y: np.ndarray,
   Raises:
     ValueError: No split has a test index.
   """
+  correct, total = _probe_counts(x, y, splits)
+  if not total:
+    raise ValueError("pooled_probe: no test predictions in any split")
+  return correct / total, total
+
+
+def _probe_counts(x: np.ndarray, y: np.ndarray,
+                  splits: Sequence[tuple[np.ndarray, np.ndarray]]
+                  ) -> tuple[int, int]:
+  """Correct and total test predictions of a probe per split, summed."""
   y = np.asarray(y)
   correct = total = 0
   for train, test in splits:
@@ -532,9 +740,7 @@ def pooled_probe(x: np.ndarray, y: np.ndarray,
     predicted = _probe_predictions(x[train], y[train], x[test])
     correct += int(np.count_nonzero(predicted == y[test]))
     total += len(test)
-  if not total:
-    raise ValueError("pooled_probe: no test predictions in any split")
-  return correct / total, total
+  return correct, total
 
 
 def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,

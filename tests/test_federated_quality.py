@@ -43,6 +43,108 @@ def test_validation_split_is_disjoint_from_test(tiny_corpus_dir):
       assert not speakers[2] & (speakers[0] | speakers[1]), task
 
 
+def _labelled_parts(table, task, parts):
+  labelled = table.with_label(task)
+  return [{labelled[int(i)].path for i in part} for part in parts]
+
+
+def _speakers(table, task, parts):
+  labelled = table.with_label(task)
+  return [{labelled[int(i)].client_id for i in part} for part in parts]
+
+
+def test_nested_folds_keep_each_test_fold_out_of_its_choice(tiny_corpus_dir):
+  table = read_manifest_csv(os.path.join(tiny_corpus_dir, "manifest.csv"))
+  for task in ("keyword", evaluation.SPEAKER_TASK):
+    nested = evaluation.nested_cross_validation_splits(
+        table, task, folds=2, validation_folds=2, seed=3)
+    assert len(nested) == 2
+    tested = [set(fold.test.tolist()) for fold in nested]
+    assert not tested[0] & tested[1]
+    for fold in nested:
+      assert len(fold.inner) == 2 and len(fold.test), task
+      train, test = _labelled_parts(table, task, (fold.train, fold.test))
+      assert not train & test, task
+      for fit, validation in fold.inner:
+        fit_paths, validation_paths = _labelled_parts(table, task,
+                                                      (fit, validation))
+        assert fit_paths and validation_paths, task
+        assert not fit_paths & validation_paths, task
+        assert fit_paths | validation_paths <= train, task
+        if task != evaluation.SPEAKER_TASK:
+          fit_s, validation_s, test_s = _speakers(table, task,
+                                                  (fit, validation, fold.test))
+          assert not fit_s & validation_s and not test_s & (fit_s
+                                                            | validation_s)
+  # One fold at each level is the single split of earlier reports.
+  (single,) = evaluation.nested_cross_validation_splits(
+      table, "keyword", folds=1, validation_folds=1, seed=3)
+  train, test = evaluation.split_for_task(table, "keyword", seed=3)
+  fit, validation = evaluation.validation_split_for_task(table, "keyword",
+                                                         seed=3)
+  np.testing.assert_array_equal(single.test, test)
+  np.testing.assert_array_equal(single.train, train)
+  np.testing.assert_array_equal(single.inner[0][0], fit)
+  np.testing.assert_array_equal(single.inner[0][1], validation)
+
+
+def _one_hot_features(table, task, rows, informative, seed):
+  """Features that give away ``task``'s label on the clips (indices into
+  ``table.with_label(task)``) in ``informative``; noise elsewhere."""
+  labels = np.asarray(table.with_label(task).labels_of(task))
+  classes = {c: i for i, c in enumerate(sorted(set(labels)))}
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(len(rows), len(classes)))
+  for i in informative:
+    x[i] = 0.0
+    x[i, classes[labels[i]]] = 5.0
+  return x
+
+
+def test_nested_selection_chooses_on_validation_folds_only(tiny_corpus_dir):
+  table = read_manifest_csv(os.path.join(tiny_corpus_dir, "manifest.csv"))
+  task = evaluation.SPEAKER_TASK
+  labelled = table.with_label(task)
+  rows = np.asarray([i for i, clip in enumerate(table) if task in clip.labels])
+  nested = evaluation.nested_cross_validation_splits(
+      table, task, folds=2, validation_folds=2, seed=0)
+  everywhere = np.arange(len(labelled))
+  candidates = {
+      # Gives the label away on fold 0's test clips only: no validation
+      # signal in fold 0, so a nested choice must not take it there.
+      "test leak": _one_hot_features(table, task, rows, nested[0].test, 1),
+      # Gives it away on every other clip.
+      "weak": _one_hot_features(table, task, rows, everywhere[::2], 2),
+      "noise": _one_hot_features(table, task, rows, [], 3),
+  }
+  selection = evaluation.nested_probe_selection(
+      candidates, rows, table, tasks=[task], folds=2, validation_folds=2,
+      seed=0)
+  assert selection.picks[0] == "weak"
+  assert selection.num_test[task] == sum(len(f.test) for f in nested)
+  assert selection.validation["weak"][task] > selection.validation["noise"][
+      task]
+  assert selection.times_picked("noise") == 0
+  assert sum(selection.times_picked(n) for n in candidates) == 2
+  assert selection.most_picked in candidates
+  assert selection.stderr[task] == pytest.approx(evaluation.binomial_stderr(
+      selection.accuracy[task], selection.num_test[task]))
+  # The pooled test accuracy is each fold's pick scored on its test part.
+  correct = 0
+  for fold, pick in zip(nested, selection.picks):
+    x = candidates[pick]
+    y = np.asarray(labelled.labels_of(task))
+    accuracy = evaluation.linear_probe(x[fold.train], y[fold.train],
+                                       x[fold.test], y[fold.test])
+    correct += accuracy * len(fold.test)
+  assert selection.accuracy[task] == pytest.approx(
+      correct / selection.num_test[task])
+  with pytest.raises(ValueError, match="4 embeddings"):
+    evaluation.nested_probe_selection(
+        {"short": candidates["weak"][:4]}, rows, table, tasks=[task],
+        folds=2, validation_folds=2)
+
+
 @pytest.mark.slow
 def test_benchmark_tunes_on_validation_and_pairs_runs(tiny_corpus_dir,
                                                       tmp_path):
@@ -54,7 +156,8 @@ def test_benchmark_tunes_on_validation_and_pairs_runs(tiny_corpus_dir,
       sgd_server_learning_rates=(0.5, 1.0),
       adaptive_server_learning_rates=(1e-3, 1e-2),
       centralized_sgd_learning_rates=(0.01, 0.05),
-      centralized_adam_learning_rates=(1e-3, 3e-3), out_dir=str(tmp_path))
+      centralized_adam_learning_rates=(1e-3, 3e-3), probe_folds=1,
+      validation_folds=1, out_dir=str(tmp_path))
   rows = fq.run_federated_quality_benchmark(config, show_progress=False)
   assert not _workers_left()
   sgd, adam = fq.centralized_label("sgd"), fq.centralized_label("adam")
@@ -122,6 +225,7 @@ def test_benchmark_tunes_on_validation_and_pairs_runs(tiny_corpus_dir,
     dict(centralized_adam_learning_rates=(1e-3, 1e-3, 1e-2)),
     dict(adaptive_server_learning_rates=(0.0, 1e-3, 1e-2)),
     dict(algorithms=("fedadam",), mixes=(0.5,)),
+    dict(probe_folds=0), dict(validation_folds=0),
 ])
 def test_federated_quality_config_rejects_invalid_values(change):
   with pytest.raises(ValueError, match="FederatedQualityConfig"):
@@ -182,7 +286,7 @@ def test_seeds_tune_schedules_and_batch_sizes_with_equal_budgets(
       batch_size=2, max_local_steps=2, eval_every=1,
       sgd_server_learning_rates=(1.0,), local_steps_grid=(2, 1),
       centralized_sgd_learning_rates=(0.05,), centralized_batch_sizes=(2, 4),
-      num_seeds=2, out_dir=str(tmp_path))
+      probe_folds=2, validation_folds=2, num_seeds=2, out_dir=str(tmp_path))
   summary = fq.run_federated_quality_seeds(config, show_progress=False)
   assert not _workers_left()
   tasks = ["content", "keyword", "speaker"]
@@ -200,15 +304,19 @@ def test_seeds_tune_schedules_and_batch_sizes_with_equal_budgets(
             for k in list(validation)[:2]] == [(1, 2), (2, 1)]
     assert [(float(validation[k]["steps"]), float(validation[k]["batch size"]))
             for k in list(validation)[2:]] == [(4, 2), (2, 4)]
+    # Nested choice: one pick per test fold on each side.
     for side in (list(validation)[:2], list(validation)[2:]):
-      means = [float(validation[k][fq.VALIDATION_MEAN]) for k in side]
-      assert [float(validation[k]["picked"]) for k in side] == [
-          float(i == int(np.argmax(means))) for i in range(2)]
+      assert sum(float(validation[k]["picked"]) for k in side) == 2
+      for k in side:
+        assert float(validation[k][fq.VALIDATION_MEAN]) == pytest.approx(
+            np.mean([float(validation[k][t]) for t in tasks]))
     rows = {r["model"]: r for r in _read_csv(seed_dir / "results.csv")}
     assert float(rows["fedavg"][fq.EXAMPLES]) == 2 * 2 * 2
     assert float(rows["centralized sgd"][fq.EXAMPLES]) == 2 * 2 * 2
     (pairing,) = _read_csv(seed_dir / "pairings.csv")
     assert pairing["model"].startswith("fedavg (server lr 1, ")
+    assert " of 2 folds) vs centralized sgd (lr 0.05, batch " in pairing[
+        "model"]
     per_seed[seed] = {t: float(pairing[f"{t} %"]) for t in tasks
                       if pairing.get(f"{t} %")}
     with open(seed_dir / "report.md") as f:
@@ -261,15 +369,29 @@ def test_seed_summary_is_mean_std_and_worst_seed(tmp_path, monkeypatch):
           in report)
   assert [r["model"] for r in _read_csv(tmp_path / "seeds.csv")] == [
       "fedavg seed 0", "fedadam seed 0", "fedavg seed 1", "fedadam seed 1"]
+  with open(tmp_path / "summary.png", "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-def test_diverged_candidates_are_never_picked():
-  validation = {"a": {fq.VALIDATION_MEAN: 0.4}, "b": {fq.DIVERGED: 1.0},
-              "c": {fq.VALIDATION_MEAN: 0.6}}
-  assert fq._pick(validation, ["a", "b", "c"]) == "c"  # pylint: disable=protected-access
-  assert [validation[k]["picked"] for k in "abc"] == [0.0, 0.0, 1.0]
+def test_diverged_candidates_are_never_picked(tiny_corpus_dir):
+  table = read_manifest_csv(os.path.join(tiny_corpus_dir, "manifest.csv"))
+  task = evaluation.SPEAKER_TASK
+  rows = np.asarray([i for i, clip in enumerate(table) if task in clip.labels])
+  everywhere = np.arange(len(rows))
+  config = fq.FederatedQualityConfig(probe_folds=2, validation_folds=2)
+  validation = {"a": {}, "b": {fq.DIVERGED: 1.0}, "c": {}}
+  embeddings = {"a": _one_hot_features(table, task, rows, [], 1),
+                "c": _one_hot_features(table, task, rows, everywhere, 2)}
+  selection = fq._select(validation, ["a", "b", "c"], embeddings, rows,  # pylint: disable=protected-access
+                         table, [task], config)
+  assert selection.picks == ("c", "c") and selection.most_picked == "c"
+  assert [validation[k]["picked"] for k in "abc"] == [0.0, 0.0, 2.0]
+  assert task not in validation["b"] and fq.VALIDATION_MEAN not in validation[
+      "b"]
+  assert validation["c"][fq.VALIDATION_MEAN] == validation["c"][task]
   with pytest.raises(RuntimeError, match="every candidate diverged.*b"):
-    fq._pick({"b": {fq.DIVERGED: 1.0}}, ["b"])  # pylint: disable=protected-access
+    fq._select({"b": {fq.DIVERGED: 1.0}}, ["b"], {}, rows, table, [task],  # pylint: disable=protected-access
+               config)
 
 
 def test_non_finite_weights_are_their_own_error():
