@@ -236,7 +236,7 @@ def run_simulation(config: SimulationConfig, table: ClipTable,
                                        weights.trainable)),
                    source="global model")
     return evaluation.evaluate_encoder(reference.encoder, table, waveforms,
-                                       config.model.frontend)
+                                       config.model.frontend, seed=config.seed)
 
   best_models = BestModels(run_dir)
   log_path = os.path.join(run_dir, "workers.log")
@@ -391,7 +391,8 @@ def run_federated(config: SimulationConfig, dataset: DatasetSource,
         os.path.join(run_dir, "centralized"),
         dataset_info={"kind": dataset.kind, "clips": len(table)})
     rows["centralized (same examples)"] = evaluation.evaluate_encoder(
-        central.model.encoder, table, waveforms, spec.frontend)
+        central.model.encoder, table, waveforms, spec.frontend,
+        seed=config.seed)
   lines.append(evaluation.format_markdown_table(rows))
   evaluation.write_csv(rows, os.path.join(run_dir, "comparison.csv"))
   return FederatedRun(result=result, rows=rows, plot=plot,
