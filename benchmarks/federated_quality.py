@@ -14,7 +14,7 @@ import itertools
 import json
 import os
 import time
-from typing import Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from absl import logging
 import numpy as np
@@ -577,6 +577,19 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
                      totals["bytes_down"] + totals["bytes_up"])
     return result, cost
 
+  def attempt(label: str, train: Callable[[], Any],
+              encoder_of: Callable[[Any], Encoder]) -> Any:
+    """``train()``'s run with its probe embeddings kept, or None (and a
+    ``diverged`` validation row) when its training diverged."""
+    try:
+      run = train()
+      logging.info("embedding the probe clips with %s", label)
+      embeddings[label] = embed(encoder_of(run))
+      return run
+    except _DIVERGENCE as error:
+      validation[label] = _diverged(label, error, validation[label])
+      return None
+
   natural = PartitionConfig(method="natural", seed=config.seed)
   for algorithm in config.algorithms:
     candidates = {}
@@ -590,15 +603,10 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
       settings = {CLIENT_LR: client_lr, ROUNDS: config.rounds_for(k),
                   LOCAL_STEPS: k}
       validation[label] = {LEARNING_RATE: lr, **settings}
-      try:
-        candidates[label] = simulate(label, algorithm, natural, lr, k,
-                                     client_lr)
-        logging.info("embedding the probe clips with %s", label)
-        embeddings[label] = embed(
-            load_model(candidates[label][0].model_dir).encoder)
-      except _DIVERGENCE as error:
-        candidates[label] = None
-        validation[label] = _diverged(label, error, validation[label])
+      candidates[label] = attempt(
+          label, lambda: simulate(label, algorithm, natural, lr, k,
+                                  client_lr),
+          lambda run: load_model(run[0].model_dir).encoder)
     selection = _select(validation, list(candidates), embeddings, labelled,
                         table, tasks, config)
     chosen = selection.most_picked
@@ -639,19 +647,15 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
         steps = max(1, round(examples / batch_size))
         validation[label] = {LEARNING_RATE: lr, STEPS: steps,
                              BATCH_SIZE: batch_size}
-        try:
-          candidates[label] = train_centralized(
-              spec, TrainConfig(steps=steps, batch_size=batch_size,
-                                seed=config.seed, optimizer=optimizer,
-                                learning_rate=lr, momentum=0.0),
-              segments, os.path.join(runs_dir, _dir_name(label)),
-              dataset_info={"kind": "synthetic", "preset": config.corpus},
-              show_progress=show_progress)
-          logging.info("embedding the probe clips with %s", label)
-          embeddings[label] = embed(candidates[label].model.encoder)
-        except _DIVERGENCE as error:
-          candidates[label] = None
-          validation[label] = _diverged(label, error, validation[label])
+        candidates[label] = attempt(
+            label, lambda: train_centralized(
+                spec, TrainConfig(steps=steps, batch_size=batch_size,
+                                  seed=config.seed, optimizer=optimizer,
+                                  learning_rate=lr, momentum=0.0),
+                segments, os.path.join(runs_dir, _dir_name(label)),
+                dataset_info={"kind": "synthetic", "preset": config.corpus},
+                show_progress=show_progress),
+            lambda run: run.model.encoder)
     selection = _select(validation, list(candidates), embeddings, labelled,
                         table, tasks, config)
     chosen = selection.most_picked
