@@ -66,10 +66,15 @@ def gradient_errors(seed: int = 0, batch: int = 4, *,
         return op(*args)
     return fn
 
-  for kh, kw, cin, cout in [(1, 3, 1, 8), (3, 1, 8, 8), (3, 3, 6, 5)]:
+  # Both filter gradient formulations of ``delegate``: per-example products
+  # (the first two: large maps, 32 outputs) and one product over all
+  # positions (the last two: few outputs, or a map smaller than a patch).
+  for kh, kw, cin, cout, height, width in [
+      (1, 3, 1, 32, 16, 12), (3, 1, 8, 32, 16, 12), (3, 3, 6, 5, 16, 12),
+      (3, 1, 12, 6, 4, 6)]:
     conv = lambda x, k: ops.conv2d(x, k, tf.zeros([k.shape[-1]]))
-    compare(f"conv2d_{kh}x{kw}", conv, reference(conv),
-            [normal(batch, 16, 12, cin), normal(kh, kw, cin, cout)],
+    compare(f"conv2d_{kh}x{kw}_{height}x{width}", conv, reference(conv),
+            [normal(batch, height, width, cin), normal(kh, kw, cin, cout)],
             ["input", "kernel"])
   for name, op, shape in [
       ("relu", ops.relu, (batch, 8, 8, 3)),

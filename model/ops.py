@@ -40,9 +40,11 @@ __all__ = [
 #: builtin-only custom gradients (conv gradients as convs); ``delegate``:
 #: builtin-only ops that LiteRT's XNNPACK delegate runs: convs and their
 #: input gradients as sums over kernel offsets of FULLY_CONNECTED on shifted
-#: slices (``[out, in]`` weights), filter gradients as one FULLY_CONNECTED
-#: of channels-first patches, gradient masks from MINIMUM/CEIL/SUB
-#: arithmetic instead of EQUAL/CAST/SELECT; the front-end's STFT as a
+#: slices (``[out, in]`` weights; one FULLY_CONNECTED on the patches of a
+#: one-channel input), filter gradients as per-example BATCH_MATMULs of
+#: channels-first patches with ``dy`` (large maps) or one FULLY_CONNECTED
+#: (small maps), gradient masks from CEIL/SUB/RELU arithmetic instead of
+#: EQUAL/CAST/SELECT; the front-end's STFT as a
 #: two-stage DFT of matmuls (``model.features``).
 FORMULATIONS = ("tf", "custom", "delegate")
 #: The formulation of TF-side training (centralized, federated).
@@ -202,6 +204,58 @@ def _im2col_t(x: tf.Tensor, kh: int, kw: int) -> tf.Tensor:
   return tf.reshape(tf.concat(pieces, axis=0), [kh * kw * c, -1])
 
 
+def _im2col_per_example(x: tf.Tensor, kh: int, kw: int) -> tf.Tensor:
+  """``[b, h, w, c]`` -> ``[b, kh * kw * c, h * w]`` SAME patches per example.
+
+  Channels first within each example: one TRANSPOSE of ``x`` (a RESHAPE for
+  one channel), PAD, one SLICE per offset (the centre offset is ``x``
+  itself) and a CONCATENATION along the channels (runs of ``h * w``
+  floats), rows ordered as ``reshape(kernel, [kh * kw * c, -1])``. The
+  batch may be dynamic.
+  """
+  _, h, w, c = x.shape
+  batch = x.shape[0] if x.shape[0] is not None else -1
+  if c == 1:
+    xt = tf.reshape(x, [batch, 1, h, w])
+  else:
+    xt = tf.transpose(x, [0, 3, 1, 2])  # [b, c, h, w]
+  ph, pw = (kh - 1) // 2, (kw - 1) // 2
+  if kh > 1 or kw > 1:
+    xp = tf.pad(xt, [[0, 0], [0, 0], [ph, kh - 1 - ph], [pw, kw - 1 - pw]])
+    xt = tf.concat([xt if (i, j) == (ph, pw) else
+                    _shifted(xp, [0, 0, i, j], [x.shape[0], c, h, w])
+                    for i, j in _offsets(kh, kw)], axis=1)
+  return tf.reshape(xt, [batch, kh * kw * c, h * w])
+
+
+def _filter_gradient(x: tf.Tensor, dy: tf.Tensor, kh: int,
+                     kw: int) -> tf.Tensor:
+  """Gradient of a SAME conv's filter, ``[kh * kw * ci, co]``.
+
+  Large maps (``h * w`` above ``kh * kw * ci``) of wide outputs
+  (``co >= 32``): one BATCH_MATMUL per example,
+  ``[kh * kw * ci, h * w] x [h * w, co]`` with ``dy`` as it is (no
+  transpose of ``dy``; each example's ``dy`` block fits in cache), then a
+  SUM over the batch. Otherwise one FULLY_CONNECTED over all positions,
+  ``[kh * kw * ci, n] x [co, n]``: channels-first patches of ``x`` with the
+  transposed ``dy`` as the weights (per-example products would be too
+  small and their sum too large, and a narrow ``dy`` is cheap to
+  transpose). Measured under LiteRT on batch-64 maps: 96x64 with 32
+  output channels 85 -> 64 ms for the 3x1 conv's filter gradient and
+  26 -> 7 ms for the first conv's; equal at 24x16 with 128 channels;
+  30 -> 38 ms at 12x8 with 256; 20 -> 20 ms at 96x64 with 8 and 7 -> 9 ms
+  at 48x32 with 16 (hence the switch). tflite-runtime 2.14's XNNPACK has
+  no BATCH_MATMUL: there these run in its own kernel.
+  """
+  _, h, w, ci = x.shape
+  co = int(dy.shape[-1])
+  if co >= 32 and h * w > kh * kw * ci:
+    per_example = tf.matmul(_im2col_per_example(x, kh, kw),
+                            tf.reshape(dy, [-1, h * w, co]))
+    return tf.reduce_sum(per_example, axis=0)
+  return _fully_connected(_im2col_t(x, kh, kw), _channels_first_2d(dy))
+
+
 def _shifted_sum(x: tf.Tensor, weights_oi: tf.Tensor, kh: int,
                  kw: int) -> tf.Tensor:
   """SAME conv as a sum over offsets of FULLY_CONNECTED on shifted slices.
@@ -217,12 +271,17 @@ def _shifted_sum(x: tf.Tensor, weights_oi: tf.Tensor, kh: int,
   ph, pw = (kh - 1) // 2, (kw - 1) // 2
   batch = x.shape[0] if x.shape[0] is not None else -1
   if c == 1:
-    # One channel: pad [b, h, w] (runs of w floats), not 4-byte pieces.
+    # One channel: pad [b, h, w] (runs of w floats), and one
+    # FULLY_CONNECTED on the kh * kw columns (the im2col is as small as x
+    # times kh * kw): a sum over offsets would write kh * kw outputs of
+    # [b * h * w, co] and add them up.
     xp = tf.reshape(tf.pad(tf.reshape(x, [batch, h, w]),
                            [[0, 0], [ph, kh - 1 - ph], [pw, kw - 1 - pw]]),
                     [batch, h + kh - 1, w + kw - 1, 1])
-  else:
-    xp = tf.pad(x, [[0, 0], [ph, kh - 1 - ph], [pw, kw - 1 - pw], [0, 0]])
+    columns = tf.concat([_shifted(xp, [0, i, j, 0], [batch, h, w, 1])
+                         for i, j in _offsets(kh, kw)], axis=-1)
+    return _fully_connected(tf.reshape(columns, [-1, kh * kw]), weights_oi)
+  xp = tf.pad(x, [[0, 0], [ph, kh - 1 - ph], [pw, kw - 1 - pw], [0, 0]])
   parts = tf.split(weights_oi, kh * kw, axis=1)
   y = None
   for (i, j), part in zip(_offsets(kh, kw), parts):
@@ -260,12 +319,7 @@ def _conv2d_shifted(x, kernel):
     flipped = _kernel_oi(tf.transpose(_flip_spatial_slices(kernel),
                                       [0, 1, 3, 2]))
     dx = tf.reshape(_shifted_sum(dy, flipped, kh, kw), [-1, h, w, ci])
-    # Filter gradient: [kh * kw * ci, n] x [co, n] -> [kh * kw * ci, co], the
-    # kernel's layout: channels-first patches of x (no transpose of the
-    # kh * kw times larger patches), the smaller dy as the weights.
-    dk = tf.reshape(_fully_connected(_im2col_t(x, kh, kw),
-                                     _channels_first_2d(dy)),
-                    [kh, kw, ci, co])
+    dk = tf.reshape(_filter_gradient(x, dy, kh, kw), [kh, kw, ci, co])
     return dx, dk
 
   return y, _in_backward_scope(grad)
@@ -304,8 +358,11 @@ def _positive(y: tf.Tensor) -> tf.Tensor:
 
 
 def _is_max(x: tf.Tensor, window_max: tf.Tensor) -> tf.Tensor:
-  """1 where ``x == window_max`` (``x <= window_max``) from delegable ops."""
-  return 1.0 - tf.minimum(tf.math.ceil(window_max - x), 1.0)
+  """1 where ``x == window_max`` (``x <= window_max``) from delegable ops.
+
+  ``relu(1 - ceil(max - x))``: SUB, CEIL and a SUB with a fused ReLU.
+  """
+  return tf.nn.relu(1.0 - tf.math.ceil(window_max - x))
 
 
 @tf.custom_gradient
@@ -345,7 +402,9 @@ def relu_max_pool2x2(x: tf.Tensor) -> tf.Tensor:
 
 @tf.custom_gradient
 def _relu_max_pool2x2_arith(x):
-  y = tf.nn.max_pool2d(tf.nn.relu(x), ksize=2, strides=2, padding="VALID")
+  # Pool, then ReLU on the pooled map (the same values, a quarter of the
+  # ReLU's work).
+  y = tf.nn.relu(tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID"))
 
   def grad(dy):
     # Window pairs in the last axis keep every tensor 4-D: x as
@@ -381,7 +440,7 @@ def relu_global_max(x: tf.Tensor) -> tf.Tensor:
 
 @tf.custom_gradient
 def _relu_global_max_arith(x):
-  y = tf.reduce_max(tf.nn.relu(x), axis=[1, 2])
+  y = tf.nn.relu(tf.reduce_max(x, axis=[1, 2]))
 
   def grad(dy):
     y4 = y[:, tf.newaxis, tf.newaxis, :]
