@@ -66,12 +66,13 @@ def gradient_errors(seed: int = 0, batch: int = 4, *,
         return op(*args)
     return fn
 
-  # Both filter gradient formulations of ``delegate``: per-example products
-  # (the first two: large maps, 32 outputs) and one product over all
-  # positions (the last two: few outputs, or a map smaller than a patch).
+  # Every filter gradient formulation of ``delegate``: per-example products
+  # (large maps, 32 outputs) of the patches of x (one channel, and four)
+  # or of x with the slices of dy (16 channels), and one product over all
+  # positions (few outputs, or a map smaller than a patch).
   for kh, kw, cin, cout, height, width in [
-      (1, 3, 1, 32, 16, 12), (3, 1, 8, 32, 16, 12), (3, 3, 6, 5, 16, 12),
-      (3, 1, 12, 6, 4, 6)]:
+      (1, 3, 1, 32, 16, 12), (1, 3, 4, 32, 8, 6), (3, 1, 16, 32, 16, 12),
+      (3, 3, 6, 5, 16, 12), (3, 1, 12, 6, 4, 6)]:
     conv = lambda x, k: ops.conv2d(x, k, tf.zeros([k.shape[-1]]))
     compare(f"conv2d_{kh}x{kw}_{height}x{width}", conv, reference(conv),
             [normal(batch, height, width, cin), normal(kh, kw, cin, cout)],

@@ -228,65 +228,96 @@ def _im2col_per_example(x: tf.Tensor, kh: int, kw: int) -> tf.Tensor:
   return tf.reshape(xt, [batch, kh * kw * c, h * w])
 
 
-def _filter_gradient(x: tf.Tensor, dy: tf.Tensor, kh: int,
-                     kw: int) -> tf.Tensor:
+def _filter_gradient(x: tf.Tensor, dy: tf.Tensor, dy_slices: list[tf.Tensor],
+                     kh: int, kw: int) -> tf.Tensor:
   """Gradient of a SAME conv's filter, ``[kh * kw * ci, co]``.
 
-  Large maps (``h * w`` above ``kh * kw * ci``) of wide outputs
-  (``co >= 32``): one BATCH_MATMUL per example,
-  ``[kh * kw * ci, h * w] x [h * w, co]`` with ``dy`` as it is (no
-  transpose of ``dy``; each example's ``dy`` block fits in cache), then a
-  SUM over the batch. Otherwise one FULLY_CONNECTED over all positions,
-  ``[kh * kw * ci, n] x [co, n]``: channels-first patches of ``x`` with the
-  transposed ``dy`` as the weights (per-example products would be too
-  small and their sum too large, and a narrow ``dy`` is cheap to
-  transpose). Measured under LiteRT on batch-64 maps: 96x64 with 32
-  output channels 85 -> 64 ms for the 3x1 conv's filter gradient and
-  26 -> 7 ms for the first conv's; equal at 24x16 with 128 channels;
-  30 -> 38 ms at 12x8 with 256; 20 -> 20 ms at 96x64 with 8 and 7 -> 9 ms
-  at 48x32 with 16 (hence the switch). tflite-runtime 2.14's XNNPACK has
-  no BATCH_MATMUL: there these run in its own kernel.
+  ``dy_slices``: :func:`_offset_slices` of ``dy`` (those of the input
+  gradient). Three formulations, by the shapes:
+
+  * Large maps (``h * w`` above ``kh * kw * ci``) of wide outputs
+    (``co >= 32``): per-example BATCH_MATMULs with ``dy`` as it is (no
+    transpose of ``dy``; each example's block fits in cache), then a SUM
+    over the batch. If the patches of ``x`` are wider than ``dy``
+    (``kh * kw * ci > co``), one product per offset of the channels-first
+    ``x``, ``[ci, h * w] x [h * w, co]``, with the input gradient's
+    shifted slice of ``dy`` for the mirrored offset (no patches of ``x``
+    at all); else one product of the per-example channels-first patches
+    of ``x``, ``[kh * kw * ci, h * w] x [h * w, co]``.
+  * Otherwise one FULLY_CONNECTED over all positions,
+    ``[kh * kw * ci, n] x [co, n]``: channels-first patches of ``x`` with
+    the transposed ``dy`` as the weights (per-example products would be
+    too small and their sum too large, and a narrow ``dy`` is cheap to
+    transpose).
+
+  Measured under LiteRT on batch-64 maps (patches of ``x`` per example vs
+  one FULLY_CONNECTED): 96x64 with 32 output channels 85 -> 64 ms for the
+  3x1 conv's filter gradient and 26 -> 7 ms for the first conv's; equal at
+  24x16 with 128 channels; 30 -> 38 ms at 12x8 with 256; 20 -> 20 ms at
+  96x64 with 8 and 7 -> 9 ms at 48x32 with 16 (hence the switch).
+  tflite-runtime 2.14's XNNPACK has no BATCH_MATMUL: there these run in
+  its own kernel.
   """
   _, h, w, ci = x.shape
   co = int(dy.shape[-1])
-  if co >= 32 and h * w > kh * kw * ci:
-    per_example = tf.matmul(_im2col_per_example(x, kh, kw),
-                            tf.reshape(dy, [-1, h * w, co]))
-    return tf.reduce_sum(per_example, axis=0)
-  return _fully_connected(_im2col_t(x, kh, kw), _channels_first_2d(dy))
+  if co < 32 or h * w <= kh * kw * ci:
+    return _fully_connected(_im2col_t(x, kh, kw), _channels_first_2d(dy))
+  batch = x.shape[0] if x.shape[0] is not None else -1
+  if kh * kw * ci <= co:
+    patches = _im2col_per_example(x, kh, kw)
+    return tf.reduce_sum(
+        tf.matmul(patches, tf.reshape(dy, [batch, h * w, co])), axis=0)
+  # dk[offset] = sum_m x[m + offset - centre] dy[m]
+  #            = sum_m x[m] dy[m + centre - offset]: the mirrored slice.
+  xt = tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [batch, ci, h * w])
+  return tf.concat([
+      tf.reduce_sum(tf.matmul(xt, tf.reshape(piece, [batch, h * w, co])),
+                    axis=0) for piece in dy_slices[::-1]], axis=0)
 
 
-def _shifted_sum(x: tf.Tensor, weights_oi: tf.Tensor, kh: int,
-                 kw: int) -> tf.Tensor:
-  """SAME conv as a sum over offsets of FULLY_CONNECTED on shifted slices.
+def _offset_slices(x: tf.Tensor, kh: int, kw: int) -> list[tf.Tensor]:
+  """The SAME-padded ``x`` ``[b, h, w, c]`` shifted by every kernel offset.
 
-  ``x``: ``[b, h, w, ci]``; ``weights_oi``: ``[co, kh * kw * ci]``
-  (offset-major). Returns ``[b * h * w, co]``. Each shifted slice of the
-  padded input moves runs of ``w * ci`` (or ``h * w * ci``) floats, where
-  im2col's CONCATENATION along channels moves runs of ``ci`` floats.
+  ``kh * kw`` tensors ``[b, h, w, c]`` in offset order: one PAD, one SLICE
+  per offset (runs of ``w * c`` or ``h * w * c`` floats; a one-channel
+  ``x`` is padded as ``[b, h, w]``). The batch may be dynamic.
   """
   _, h, w, c = x.shape
   if kh == kw == 1:
-    return _fully_connected(tf.reshape(x, [-1, c]), weights_oi)
+    return [x]
   ph, pw = (kh - 1) // 2, (kw - 1) // 2
   batch = x.shape[0] if x.shape[0] is not None else -1
   if c == 1:
-    # One channel: pad [b, h, w] (runs of w floats), and one
-    # FULLY_CONNECTED on the kh * kw columns (the im2col is as small as x
-    # times kh * kw): a sum over offsets would write kh * kw outputs of
-    # [b * h * w, co] and add them up.
     xp = tf.reshape(tf.pad(tf.reshape(x, [batch, h, w]),
                            [[0, 0], [ph, kh - 1 - ph], [pw, kw - 1 - pw]]),
                     [batch, h + kh - 1, w + kw - 1, 1])
-    columns = tf.concat([_shifted(xp, [0, i, j, 0], [batch, h, w, 1])
-                         for i, j in _offsets(kh, kw)], axis=-1)
-    return _fully_connected(tf.reshape(columns, [-1, kh * kw]), weights_oi)
-  xp = tf.pad(x, [[0, 0], [ph, kh - 1 - ph], [pw, kw - 1 - pw], [0, 0]])
-  parts = tf.split(weights_oi, kh * kw, axis=1)
+  else:
+    xp = tf.pad(x, [[0, 0], [ph, kh - 1 - ph], [pw, kw - 1 - pw], [0, 0]])
+  return [_shifted(xp, [0, i, j, 0], [x.shape[0], h, w, c])
+          for i, j in _offsets(kh, kw)]
+
+
+def _sum_of_products(slices: list[tf.Tensor],
+                     weights_oi: tf.Tensor) -> tf.Tensor:
+  """SAME conv from :func:`_offset_slices`: ``[b * h * w, co]``.
+
+  ``weights_oi``: ``[co, kh * kw * ci]`` (offset-major). A sum over
+  offsets of FULLY_CONNECTED on the shifted slices (each moves runs of
+  ``w * ci`` or ``h * w * ci`` floats, where im2col's CONCATENATION along
+  channels moves runs of ``ci`` floats). One channel: one
+  FULLY_CONNECTED on the ``kh * kw`` columns (an im2col as small as the
+  input times ``kh * kw``; a sum would write ``kh * kw`` outputs of
+  ``[b * h * w, co]`` and add them up).
+  """
+  c = int(slices[0].shape[-1])
+  if c == 1 and len(slices) > 1:
+    columns = tf.concat(slices, axis=-1)
+    return _fully_connected(tf.reshape(columns, [-1, len(slices)]),
+                            weights_oi)
+  parts = tf.split(weights_oi, len(slices), axis=1)
   y = None
-  for (i, j), part in zip(_offsets(kh, kw), parts):
-    piece = tf.reshape(_shifted(xp, [0, i, j, 0], [batch, h, w, c]), [-1, c])
-    term = _fully_connected(piece, part)
+  for piece, part in zip(slices, parts):
+    term = _fully_connected(tf.reshape(piece, [-1, c]), part)
     y = term if y is None else y + term
   return y
 
@@ -311,15 +342,18 @@ def _shifted(x: tf.Tensor, begin: list[int], size: list) -> tf.Tensor:
 def _conv2d_shifted(x, kernel):
   _, h, w, _ = x.shape
   kh, kw, ci, co = (int(d) for d in kernel.shape)
-  y = tf.reshape(_shifted_sum(x, _kernel_oi(kernel), kh, kw), [-1, h, w, co])
+  y = tf.reshape(_sum_of_products(_offset_slices(x, kh, kw),
+                                  _kernel_oi(kernel)), [-1, h, w, co])
 
   def grad(dy):
     # Input gradient: the same shifted sum over dy with the flipped kernel,
     # in/out swapped: [ci, kh * kw * co] weights.
     flipped = _kernel_oi(tf.transpose(_flip_spatial_slices(kernel),
                                       [0, 1, 3, 2]))
-    dx = tf.reshape(_shifted_sum(dy, flipped, kh, kw), [-1, h, w, ci])
-    dk = tf.reshape(_filter_gradient(x, dy, kh, kw), [kh, kw, ci, co])
+    dy_slices = _offset_slices(dy, kh, kw)
+    dx = tf.reshape(_sum_of_products(dy_slices, flipped), [-1, h, w, ci])
+    dk = tf.reshape(_filter_gradient(x, dy, dy_slices, kh, kw),
+                    [kh, kw, ci, co])
     return dx, dk
 
   return y, _in_backward_scope(grad)
