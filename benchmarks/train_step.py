@@ -18,7 +18,9 @@ variants of one configuration run in one process on the same corpus batch,
 interleaved round-robin so background load hits every variant alike; the
 process's CPU time per call is the reported measure (steadier than wall time
 on a busy host), wall time is kept too. GFLOP/s are the file's FLOPs
-(:func:`export.tflite_flops.count_flops`) over the CPU time.
+(:func:`export.tflite_flops.count_flops`) over the CPU time; flex and TF rows
+use a builtin file's count of the same step (the flex file's Select-TF ops,
+TF's conv filter gradients among them, are not counted).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from export.exporter import fresh_source
 from export.ondevice_module import EmbedModule, OnDeviceModule
 from export.optimizers import OptimizerConfig
 from export.runtime import OnDeviceModel
+from model.ssl_model import SSLModel
 
 __all__ = ["TRAIN_VARIANTS", "EMBED_RUNTIMES", "TrainStepConfig", "Row",
            "run", "format_table", "write_csv", "plot",
@@ -125,8 +128,9 @@ class Row:
     variant: What was timed.
     runtime: Which runtime ran it.
     file_bytes: Size of its ``.tflite`` (0 for TF).
-    flops: FLOPs of one call counted from the file (0 for TF rows: the
-      flex file's count is used for their GFLOP/s).
+    flops: FLOPs of one call counted from the file; flex and TF rows:
+      counted from a builtin file of the same step (the flex file's
+      Select-TF ops have no cost model).
     delegated: Share of those FLOPs in XNNPACK (None: not measured).
     cpu_ms: CPU time of every timed call.
     wall_ms: Wall time of every timed call.
@@ -209,10 +213,7 @@ def _train_rows(preset: str, task: str, batch_size: int,
                  delegation_lib.delegation(content, "train",
                                            runtime=runtime).flops_fraction)
     meta[variant] = (runtime, len(content), content, delegated)
-  flops = {}
-  for formulation, content in files.items():
-    flops[formulation] = tflite_flops.count_flops(content, "train").flops
-  reference_flops = flops.get("tf", next(iter(flops.values()), 0))
+  flops = _step_flops(preset, task, batch_size, config, model, files)
   times = _time_round_robin(calls, config.steps, config.warmup)
   rows = []
   for variant in config.variants:
@@ -221,10 +222,37 @@ def _train_rows(preset: str, task: str, batch_size: int,
     rows.append(Row(
         preset=preset, task=task, batch=batch_size, threads=config.threads,
         kind="train", variant=variant, runtime=runtime, file_bytes=size,
-        flops=flops.get(formulation, reference_flops) if size else
-        reference_flops, delegated=delegated,
+        flops=flops.get(formulation, flops["step"]), delegated=delegated,
         cpu_ms=tuple(times[variant][0]), wall_ms=tuple(times[variant][1])))
   return rows
+
+
+def _step_flops(preset: str, task: str, batch_size: int,
+                config: TrainStepConfig, model: SSLModel,
+                files: dict[str, bytes]) -> dict[str, int]:
+  """FLOPs of one step per formulation, and of the step itself (``step``).
+
+  Each builtin file is counted as it is. A flex file's Select-TF ops (TF's
+  conv filter gradients among them) have no cost model, so the flex and TF
+  rows get the count of a builtin file of the same step (the ``delegate``
+  one, converted here if no builtin variant was timed): the same
+  arithmetic, fully counted.
+  """
+  flops = {}
+  for formulation, content in files.items():
+    count = tflite_flops.count_flops(content, "train")
+    if formulation != "tf" or not count.uncounted:
+      flops[formulation] = count.flops
+  if "delegate" not in flops and "custom" not in flops:
+    logging.info("converting %s/%s batch %d (delegate, for the FLOP count)",
+                 preset, task, batch_size)
+    content = convert_training_model(OnDeviceModule(
+        model, config.optimizer, batch_size, mode="builtin",
+        formulation="delegate")).content
+    flops["delegate"] = tflite_flops.count_flops(content, "train").flops
+  flops["step"] = flops.get("delegate", flops.get("custom"))
+  flops.setdefault("tf", flops["step"])
+  return flops
 
 
 def _embed_rows(preset: str, config: TrainStepConfig) -> list[Row]:
