@@ -233,46 +233,46 @@ def _filter_gradient(x: tf.Tensor, dy: tf.Tensor, dy_slices: list[tf.Tensor],
   """Gradient of a SAME conv's filter, ``[kh * kw * ci, co]``.
 
   ``dy_slices``: :func:`_offset_slices` of ``dy`` (those of the input
-  gradient). Three formulations, by the shapes:
+  gradient). Per-example BATCH_MATMULs with ``dy`` in its own layout (no
+  transpose of ``dy``; each example's block fits in cache), then a SUM
+  over the batch:
 
-  * Large maps (``h * w`` above ``kh * kw * ci``) of wide outputs
-    (``co >= 32``): per-example BATCH_MATMULs with ``dy`` as it is (no
-    transpose of ``dy``; each example's block fits in cache), then a SUM
-    over the batch. If the patches of ``x`` are wider than ``dy``
-    (``kh * kw * ci > co``), one product per offset of the channels-first
-    ``x``, ``[ci, h * w] x [h * w, co]``, with the input gradient's
-    shifted slice of ``dy`` for the mirrored offset (no patches of ``x``
-    at all); else one product of the per-example channels-first patches
-    of ``x``, ``[kh * kw * ci, h * w] x [h * w, co]``.
-  * Otherwise one FULLY_CONNECTED over all positions,
-    ``[kh * kw * ci, n] x [co, n]``: channels-first patches of ``x`` with
-    the transposed ``dy`` as the weights (per-example products would be
-    too small and their sum too large, and a narrow ``dy`` is cheap to
-    transpose).
+  * Patches of ``x`` wider than ``dy`` (``kh * kw * ci > co``, every conv
+    but a first one): one product per offset of the channels-first ``x``,
+    ``[ci, h * w] x [h * w, co]``, with the input gradient's slice of
+    ``dy`` for the mirrored offset (no patches of ``x`` at all).
+  * Otherwise (a thin input whose input gradient is not needed: the
+    slices of ``dy`` would be made for this alone), one product of the
+    per-example channels-first patches of ``x``,
+    ``[kh * kw * ci, h * w] x [h * w, co]``, if the map is large and
+    ``dy`` wide (``h * w > kh * kw * ci``, ``co >= 32``); else one
+    FULLY_CONNECTED over all positions, ``[kh * kw * ci, n] x [co, n]``
+    (channels-first patches of ``x``, the transposed ``dy`` as the
+    weights).
 
-  Measured under LiteRT on batch-64 maps (patches of ``x`` per example vs
-  one FULLY_CONNECTED): 96x64 with 32 output channels 85 -> 64 ms for the
-  3x1 conv's filter gradient and 26 -> 7 ms for the first conv's; equal at
-  24x16 with 128 channels; 30 -> 38 ms at 12x8 with 256; 20 -> 20 ms at
-  96x64 with 8 and 7 -> 9 ms at 48x32 with 16 (hence the switch).
+  Measured under LiteRT on batch-64 maps, the filter gradient alone
+  (slices of ``dy`` given) vs one FULLY_CONNECTED: 96x64 with 32 channels
+  81 -> 28 ms, 24x16 with 128 38 -> 14 ms, 12x8 with 256 30 -> 12 ms,
+  96x64 with 8 21 -> 12 ms; the first conv (1 -> 32 channels, 96x64)
+  26 -> 7 ms with the patches of ``x``, but 7 -> 9 ms with 8 channels.
   tflite-runtime 2.14's XNNPACK has no BATCH_MATMUL: there these run in
   its own kernel.
   """
   _, h, w, ci = x.shape
   co = int(dy.shape[-1])
-  if co < 32 or h * w <= kh * kw * ci:
-    return _fully_connected(_im2col_t(x, kh, kw), _channels_first_2d(dy))
   batch = x.shape[0] if x.shape[0] is not None else -1
-  if kh * kw * ci <= co:
+  if kh * kw * ci > co:
+    # dk[offset] = sum_m x[m + offset - centre] dy[m]
+    #            = sum_m x[m] dy[m + centre - offset]: the mirrored slice.
+    xt = tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [batch, ci, h * w])
+    return tf.concat([
+        tf.reduce_sum(tf.matmul(xt, tf.reshape(piece, [batch, h * w, co])),
+                      axis=0) for piece in dy_slices[::-1]], axis=0)
+  if co >= 32 and h * w > kh * kw * ci:
     patches = _im2col_per_example(x, kh, kw)
     return tf.reduce_sum(
         tf.matmul(patches, tf.reshape(dy, [batch, h * w, co])), axis=0)
-  # dk[offset] = sum_m x[m + offset - centre] dy[m]
-  #            = sum_m x[m] dy[m + centre - offset]: the mirrored slice.
-  xt = tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [batch, ci, h * w])
-  return tf.concat([
-      tf.reduce_sum(tf.matmul(xt, tf.reshape(piece, [batch, h * w, co])),
-                    axis=0) for piece in dy_slices[::-1]], axis=0)
+  return _fully_connected(_im2col_t(x, kh, kw), _channels_first_2d(dy))
 
 
 def _offset_slices(x: tf.Tensor, kh: int, kw: int) -> list[tf.Tensor]:

@@ -110,9 +110,12 @@ def test_small_train_runs_in_xnnpack_under_litert():
   assert train.flops_fraction >= 0.9, train
   assert "FULLY_CONNECTED" not in dict(train.not_delegated)
   # tflite-runtime 2.14 with the project's XNNPACK flags takes the
-  # FULLY_CONNECTEDs too (not BATCH_MATMUL, which its XNNPACK lacks).
+  # FULLY_CONNECTEDs too (forward and input gradients), not the
+  # BATCH_MATMULs of the filter gradients (about a third of the conv
+  # FLOPs), which its XNNPACK lacks.
   legacy = delegation_lib.delegation(content, "train",
                                      runtime="tflite_runtime")
   assert legacy.flops == train.flops
-  assert legacy.flops_fraction >= 0.8, legacy
+  assert legacy.flops_fraction >= 0.6, legacy
+  assert dict(legacy.not_delegated)["BATCH_MATMUL"] < 0.4 * legacy.flops
   assert "FULLY_CONNECTED" not in dict(legacy.not_delegated)
