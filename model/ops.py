@@ -279,8 +279,8 @@ def _offset_slices(x: tf.Tensor, kh: int, kw: int) -> list[tf.Tensor]:
   """The SAME-padded ``x`` ``[b, h, w, c]`` shifted by every kernel offset.
 
   ``kh * kw`` tensors ``[b, h, w, c]`` in offset order: one PAD, one SLICE
-  per offset (runs of ``w * c`` or ``h * w * c`` floats; a one-channel
-  ``x`` is padded as ``[b, h, w]``). The batch may be dynamic.
+  per offset but the centre (runs of ``w * c`` or ``h * w * c`` floats; a
+  one-channel ``x`` is padded as ``[b, h, w]``). The batch may be dynamic.
   """
   _, h, w, c = x.shape
   if kh == kw == 1:
@@ -293,7 +293,9 @@ def _offset_slices(x: tf.Tensor, kh: int, kw: int) -> list[tf.Tensor]:
                     [batch, h + kh - 1, w + kw - 1, 1])
   else:
     xp = tf.pad(x, [[0, 0], [ph, kh - 1 - ph], [pw, kw - 1 - pw], [0, 0]])
-  return [_shifted(xp, [0, i, j, 0], [x.shape[0], h, w, c])
+  # The centre offset is x itself.
+  return [x if (i, j) == (ph, pw) else
+          _shifted(xp, [0, i, j, 0], [x.shape[0], h, w, c])
           for i, j in _offsets(kh, kw)]
 
 
