@@ -41,10 +41,11 @@ __all__ = [
 #: builtin-only ops that LiteRT's XNNPACK delegate runs: convs and their
 #: input gradients as sums over kernel offsets of FULLY_CONNECTED on shifted
 #: slices (``[out, in]`` weights; one FULLY_CONNECTED on the patches of a
-#: one-channel input), filter gradients as per-example BATCH_MATMULs of
-#: channels-first patches with ``dy`` (large maps) or one FULLY_CONNECTED
-#: (small maps), gradient masks from CEIL/SUB/RELU arithmetic instead of
-#: EQUAL/CAST/SELECT; the front-end's STFT as a
+#: one-channel input), filter gradients per offset as per-example
+#: BATCH_MATMULs of channels-first ``x`` with the input gradient's shifted
+#: slices of ``dy`` (a first conv: of the patches of ``x``, or one
+#: FULLY_CONNECTED), gradient masks from CEIL/SUB/RELU arithmetic instead
+#: of EQUAL/CAST/SELECT; the front-end's STFT as a
 #: two-stage DFT of matmuls (``model.features``).
 FORMULATIONS = ("tf", "custom", "delegate")
 #: The formulation of TF-side training (centralized, federated).
