@@ -1,6 +1,7 @@
 """The federated-vs-centralized benchmark, tiny: pairings and validation tuning."""
 
 import csv
+import json
 import math
 import os
 
@@ -303,6 +304,38 @@ def test_server_momenta_are_a_tuned_axis_of_adaptive_algorithms_only():
   assert default.server_momenta("fedyogi") == (0.9,)
   assert default.simulation("fedyogi", fq.PartitionConfig(),
                             0.1).algorithm.server_momentum == 0.9
+
+
+@pytest.mark.slow
+def test_benchmark_runs_each_server_momentum_of_fedadam(tiny_corpus_dir,
+                                                        tmp_path):
+  config = fq.FederatedQualityConfig(
+      corpus="tiny", corpus_dir=tiny_corpus_dir, task="temporal_gap",
+      encoder="tiny", algorithms=("fedadam",), rounds=1, clients_per_round=2,
+      batch_size=2, max_local_steps=1, eval_every=1,
+      adaptive_server_learning_rates=(1e-2,), adaptive_server_momenta=(0.9, 0),
+      centralized_adam_learning_rates=(1e-3, 3e-3), probe_folds=1,
+      validation_folds=1, out_dir=str(tmp_path))
+  fq.run_federated_quality_benchmark(config, show_progress=False)
+  assert not _workers_left()
+  validation = {r["model"]: r for r in _read_csv(tmp_path / "validation.csv")}
+  labels = ["fedadam server lr 0.01 momentum 0.9",
+            "fedadam server lr 0.01 momentum 0"]
+  assert list(validation)[:2] == labels
+  for label, momentum in zip(labels, (0.9, 0.0)):
+    assert float(validation[label][fq.SERVER_MOMENTUM]) == momentum
+    with open(tmp_path / "runs" / label.replace(" ", "_") / "config.json") as f:
+      algorithm = json.load(f)["algorithm"]
+    assert algorithm["server_momentum"] == momentum
+    assert algorithm["server_learning_rate"] == 0.01
+  (pairing,) = _read_csv(tmp_path / "pairings.csv")
+  picked = [label for label in labels if float(validation[label]["picked"])]
+  assert len(picked) == 1
+  assert pairing["model"].startswith(
+      f"fedadam (server lr 0.01, momentum {picked[0].split()[-1]}) vs ")
+  with open(tmp_path / "report.md") as f:
+    assert "x server momentum (beta_1) of every adaptive run (0.9, 0)" in (
+        f.read())
 
 
 @pytest.mark.slow

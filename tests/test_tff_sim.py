@@ -108,7 +108,7 @@ def test_server_momentum_sets_the_adaptive_first_moment(algorithm):
     assert first < 0
     return float(weights[0]) - first
 
-  assert second_step(0.0) > 0
+  assert second_step(0) > 0  # An int works too.
   assert second_step(0.9) < 0
   assert AlgorithmConfig().server_momentum == 0.9  # TFF's beta_1 default.
   with pytest.raises(ValueError, match=r"server_momentum must be in \[0, 1\)"):
