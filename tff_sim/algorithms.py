@@ -106,9 +106,11 @@ _SERVER_OPTIMIZERS: dict[str, Callable[[AlgorithmConfig],
     "fedavgm": lambda c: tff.learning.optimizers.build_sgdm(
         c.server_lr, momentum=float(c.server_momentum)),
     "fedadam": lambda c: tff.learning.optimizers.build_adam(
-        c.server_lr, beta_1=float(c.server_momentum), epsilon=c.adaptive_epsilon),
+        c.server_lr, beta_1=float(c.server_momentum),
+        epsilon=c.adaptive_epsilon),
     "fedyogi": lambda c: tff.learning.optimizers.build_yogi(
-        c.server_lr, beta_1=float(c.server_momentum), epsilon=c.adaptive_epsilon),
+        c.server_lr, beta_1=float(c.server_momentum),
+        epsilon=c.adaptive_epsilon),
     "fedadagrad": lambda c: tff.learning.optimizers.build_adagrad(
         c.server_lr, epsilon=c.adaptive_epsilon),
 }
