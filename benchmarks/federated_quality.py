@@ -39,6 +39,7 @@ from tff_sim.simulation import (RETRIEVAL_METRIC, SimulationConfig,
 
 __all__ = ["BATCH_SIZE", "CLIENT_LR", "COST_COLUMNS", "EXAMPLES",
            "FEDERATED_GOAL", "LEARNING_RATE", "LOCAL_STEPS", "PAIRED_OPTIMIZER",
+           "SERVER_MOMENTUM",
            "RANDOM_INIT", "ROUNDS", "STEPS", "TFLOPS", "VALIDATION_MEAN", "WIRE_MB",
            "FederatedQualityConfig", "centralized_label", "format_table",
            "mixed_label", "run_federated_quality_benchmark",
@@ -59,7 +60,7 @@ COST_COLUMNS = (EXAMPLES, TFLOPS, WIRE_MB)
 VALIDATION_MEAN = "mean"
 #: Columns of the validation table that describe a candidate.
 LEARNING_RATE, ROUNDS, LOCAL_STEPS = "learning rate", "rounds", "local steps"
-CLIENT_LR = "client lr"
+CLIENT_LR, SERVER_MOMENTUM = "client lr", "server momentum"
 STEPS, BATCH_SIZE = "steps", "batch size"
 #: Validation column: 1 for a candidate whose training diverged (non-finite
 #: loss or weights); it is never picked and its probe cells are empty.
@@ -108,13 +109,18 @@ class FederatedQualityConfig:
       cost curve), scaled like the rounds for each of ``local_steps_grid``.
     client_learning_rates: Client SGD step sizes tried by every federated
       algorithm (empty: ``(client_learning_rate,)``).
+    adaptive_server_momenta: Server momenta (Adam's / Yogi's ``beta_1``,
+      :attr:`tff_sim.algorithms.AlgorithmConfig.server_momentum`) tried by
+      FedAdam and FedYogi (empty: the default 0.9 only). 0 makes every
+      server step follow that round's averaged client update only.
     local_steps_grid: Local steps per round tried by every federated
       algorithm at equal examples: ``k`` runs ``rounds * max_local_steps /
       k`` rounds (must divide). Empty: ``(max_local_steps,)`` only.
     centralized_batch_sizes: Batch sizes tried by every centralized
       optimizer at equal examples (empty: ``(batch_size,)``). Each pairing
       evaluates as many candidates on each side: ``len(server grid) *
-      len(client_learning_rates) * len(local_steps_grid) ==
+      len(client_learning_rates) * len(local_steps_grid) [*
+      len(adaptive_server_momenta) for FedAdam / FedYogi] ==
       len(centralized grid) * len(centralized_batch_sizes)``.
     sgd_server_learning_rates: Server learning-rate grid of FedAvg.
     adaptive_server_learning_rates: Server learning-rate grid of FedAdam and
@@ -164,6 +170,7 @@ class FederatedQualityConfig:
   centralized_sgd_learning_rates: tuple[float, ...] = (0.015, 0.05, 0.15)
   centralized_adam_learning_rates: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
   client_learning_rates: tuple[float, ...] = ()
+  adaptive_server_momenta: tuple[float, ...] = ()
   local_steps_grid: tuple[int, ...] = ()
   centralized_batch_sizes: tuple[int, ...] = ()
   probe_folds: int = 5
@@ -180,7 +187,8 @@ class FederatedQualityConfig:
              "centralized_sgd_learning_rates",
              "centralized_adam_learning_rates")
     for field in ("algorithms", "mixes", "local_steps_grid",
-                  "centralized_batch_sizes", "client_learning_rates", *grids):
+                  "centralized_batch_sizes", "client_learning_rates",
+                  "adaptive_server_momenta", *grids):
       object.__setattr__(self, field, tuple(getattr(self, field)))
     require_choice(self, ["corpus"], synthetic.CORPUS_PRESETS)
     if self.task not in SSL_TASKS or self.encoder not in ENCODERS:
@@ -199,6 +207,11 @@ class FederatedQualityConfig:
           or len(set(grid)) < len(grid) or any(lr <= 0 for lr in grid)):
         raise ValueError(f"FederatedQualityConfig.{field} must be distinct "
                          f"positive learning rates, got {grid}")
+    momenta = self.adaptive_server_momenta
+    if len(set(momenta)) < len(momenta) or any(not 0 <= m < 1
+                                               for m in momenta):
+      raise ValueError(f"FederatedQualityConfig.adaptive_server_momenta must "
+                       f"be distinct values in [0, 1), got {momenta}")
     for field in ("local_steps_grid", "centralized_batch_sizes"):
       grid = getattr(self, field)
       if len(set(grid)) < len(grid) or any(v <= 0 for v in grid):
@@ -218,13 +231,15 @@ class FederatedQualityConfig:
     for algorithm in self.algorithms:
       optimizer = PAIRED_OPTIMIZER[algorithm]
       federated = (len(self.server_grid(algorithm))
-                   * len(self.client_lrs) * len(self.local_steps))
+                   * len(self.client_lrs) * len(self.local_steps)
+                   * len(self.server_momenta(algorithm)))
       central = (len(self.centralized_grid(optimizer))
                  * len(self.batch_sizes))
       if federated != central:
         raise ValueError(
             f"FederatedQualityConfig: {algorithm} evaluates {federated} "
-            f"candidates (server x client learning rates x local steps) "
+            f"candidates (server x client learning rates x local steps "
+            f"x server momenta) "
             f"but "
             f"centralized {optimizer} {central} (learning rates x batch "
             f"sizes); the tuning budget must be the same on both sides")
@@ -278,6 +293,14 @@ class FederatedQualityConfig:
       return self.rounds
     return self.rounds * self.max_local_steps // local_steps
 
+  def server_momenta(self, algorithm: str) -> tuple[Optional[float], ...]:
+    """Server momenta tried for ``algorithm`` (``(None,)``: FedAvg, which
+    has none)."""
+    if algorithm in _SERVER_SGD:
+      return (None,)
+    return (self.adaptive_server_momenta
+            or (AlgorithmConfig().server_momentum,))
+
   def server_grid(self, algorithm: str) -> tuple[float, ...]:
     """Server learning rates tried for ``algorithm``."""
     return (self.sgd_server_learning_rates if algorithm in _SERVER_SGD
@@ -291,11 +314,13 @@ class FederatedQualityConfig:
   def simulation(self, algorithm: str, partition: PartitionConfig,
                  server_learning_rate: float,
                  local_steps: Optional[int] = None,
-                 client_learning_rate: Optional[float] = None
+                 client_learning_rate: Optional[float] = None,
+                 server_momentum: Optional[float] = None
                  ) -> SimulationConfig:
     """The federated run of ``algorithm`` on ``partition`` with
-    ``local_steps`` per round (None: ``max_local_steps``) and
-    ``client_learning_rate`` (None: the config's)."""
+    ``local_steps`` per round (None: ``max_local_steps``),
+    ``client_learning_rate`` (None: the config's) and ``server_momentum``
+    (None: the algorithm's default)."""
     local_steps = self.max_local_steps if local_steps is None else local_steps
     rounds = self.rounds_for(local_steps)
     return SimulationConfig(
@@ -304,7 +329,9 @@ class FederatedQualityConfig:
             algorithm=algorithm,
             client_learning_rate=(client_learning_rate
                                   or self.client_learning_rate),
-            server_learning_rate=server_learning_rate),
+            server_learning_rate=server_learning_rate,
+            **({} if server_momentum is None
+               else {"server_momentum": server_momentum})),
         partition=partition, rounds=rounds,
         clients_per_round=self.clients_per_round, batch_size=self.batch_size,
         max_local_steps=local_steps,
@@ -370,7 +397,7 @@ def format_table(rows: Mapping[str, Mapping[str, float]]) -> str:
       return f"{value:.0f}"
     if column == WIRE_MB or column.endswith(("%", "% of centralized")):
       return f"{value:.1f}"
-    if column in (TFLOPS, LEARNING_RATE, CLIENT_LR):
+    if column in (TFLOPS, LEARNING_RATE, CLIENT_LR, SERVER_MOMENTUM):
       return f"{value:.4g}"
     return f"{value:.3f}"
 
@@ -467,6 +494,8 @@ def _describe(config: FederatedQualityConfig, name: str,
   text = f"{pick[LEARNING_RATE]:g}"
   if CLIENT_LR in pick and len(config.client_lrs) > 1:
     text += f", client lr {pick[CLIENT_LR]:g}"
+  if SERVER_MOMENTUM in pick and len(config.adaptive_server_momenta) > 1:
+    text += f", momentum {pick[SERVER_MOMENTUM]:g}"
   if LOCAL_STEPS in pick and len(config.local_steps) > 1:
     text += (f", {pick[ROUNDS]:.0f} rounds x {pick[LOCAL_STEPS]:.0f} local "
              "steps")
@@ -566,11 +595,12 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
 
   def simulate(label: str, algorithm: str, partition: PartitionConfig,
                learning_rate: float, local_steps: Optional[int] = None,
-               client_learning_rate: Optional[float] = None):
+               client_learning_rate: Optional[float] = None,
+               server_momentum: Optional[float] = None):
     run_dir = os.path.join(runs_dir, _dir_name(label))
     result = run_simulation(
         config.simulation(algorithm, partition, learning_rate, local_steps,
-                          client_learning_rate),
+                          client_learning_rate, server_momentum),
         table, waveforms, run_dir, show_progress=show_progress)
     totals = result.totals
     cost = _cost_row(totals["examples"], totals["client_flops"],
@@ -593,19 +623,25 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
   natural = PartitionConfig(method="natural", seed=config.seed)
   for algorithm in config.algorithms:
     candidates = {}
-    for lr, client_lr, k in itertools.product(
-        config.server_grid(algorithm), config.client_lrs, config.local_steps):
+    momenta = config.server_momenta(algorithm)
+    for lr, client_lr, k, momentum in itertools.product(
+        config.server_grid(algorithm), config.client_lrs, config.local_steps,
+        momenta):
       label = f"{algorithm} server lr {lr:g}"
       if len(config.client_lrs) > 1:
         label += f" client lr {client_lr:g}"
       if len(config.local_steps) > 1:
         label += f" local steps {k}"
+      if len(momenta) > 1:
+        label += f" momentum {momentum:g}"
       settings = {CLIENT_LR: client_lr, ROUNDS: config.rounds_for(k),
                   LOCAL_STEPS: k}
+      if momentum is not None:
+        settings[SERVER_MOMENTUM] = momentum
       validation[label] = {LEARNING_RATE: lr, **settings}
       candidates[label] = attempt(
           label, lambda: simulate(label, algorithm, natural, lr, k,
-                                  client_lr),
+                                  client_lr, momentum),
           lambda run: load_model(run[0].model_dir).encoder)
     selection = _select(validation, list(candidates), embeddings, labelled,
                         table, tasks, config)
@@ -714,6 +750,9 @@ def _report(config: FederatedQualityConfig,
   if len(config.client_lrs) > 1:
     grids.append("x client learning rate of every federated run "
                  f"{config.client_lrs}")
+  if len(config.adaptive_server_momenta) > 1:
+    grids.append("x server momentum (beta_1) of every adaptive run "
+                 f"{config.adaptive_server_momenta}")
   if len(config.local_steps) > 1:
     grids.append("x local steps per round of every federated run "
                  f"{config.local_steps} (rounds scaled for equal examples: "

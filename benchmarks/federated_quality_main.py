@@ -9,6 +9,7 @@ Usage:
       [--centralized_sgd_learning_rates 0.015,0.05,0.15]
       [--centralized_adam_learning_rates 0.001,0.003,0.01]
       [--client_learning_rates 0.05,0.15 | --local_steps_grid 5,1]
+      [--adaptive_server_momenta 0.9,0]
       [--centralized_batch_sizes 8,32] [--num_seeds 2]
       [--probe_folds 5] [--validation_folds 3]
 
@@ -63,6 +64,9 @@ _CENTRAL_ADAM_LRS = _define_grid(
 _CLIENT_LRS = flags.DEFINE_list(
     "client_learning_rates", [], "Client learning rates tried by every "
     "federated algorithm (empty: --client_learning_rate).", flag_values=FLAGS)
+_MOMENTA = flags.DEFINE_list(
+    "adaptive_server_momenta", [], "Server momenta (beta_1) tried by FedAdam "
+    "and FedYogi (empty: 0.9).", flag_values=FLAGS)
 _LOCAL_STEPS_GRID = flags.DEFINE_list(
     "local_steps_grid", [], "Local steps per round tried by every federated "
     "algorithm, rounds scaled for equal examples (empty: --max_local_steps).",
@@ -110,6 +114,7 @@ def config_from_flags() -> FederatedQualityConfig:
       centralized_sgd_learning_rates=_floats(_CENTRAL_SGD_LRS.value),
       centralized_adam_learning_rates=_floats(_CENTRAL_ADAM_LRS.value),
       client_learning_rates=_floats(_CLIENT_LRS.value),
+      adaptive_server_momenta=_floats(_MOMENTA.value),
       local_steps_grid=tuple(int(k) for k in _LOCAL_STEPS_GRID.value),
       centralized_batch_sizes=tuple(int(b)
                                     for b in _CENTRAL_BATCH_SIZES.value),

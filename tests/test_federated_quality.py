@@ -1,6 +1,7 @@
 """The federated-vs-centralized benchmark, tiny: pairings and validation tuning."""
 
 import csv
+import json
 import math
 import os
 
@@ -242,6 +243,10 @@ def test_federated_quality_config_rejects_invalid_values(change):
     dict(num_seeds=0), dict(client_learning_rates=(0.05, -0.1)),
     # 3 x 2 client lrs x 1 vs 3 x 1: the centralized side needs 2 batch sizes.
     dict(client_learning_rates=(0.05, 0.15)),
+    # FedAdam: 3 server lrs x 2 momenta vs 3 Adam learning rates.
+    dict(algorithms=("fedadam",), adaptive_server_momenta=(0.9, 0.0)),
+    dict(algorithms=("fedadam",), adaptive_server_momenta=(0.9, 1.0),
+         centralized_adam_learning_rates=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)),
 ])
 def test_tuning_budget_and_schedules_are_checked(change):
   base = dict(rounds=3, eval_every=3)
@@ -275,6 +280,62 @@ def test_client_learning_rates_are_a_tuned_axis():
   assert sim.algorithm.server_learning_rate == 0.1
   assert (sim.rounds, sim.max_local_steps) == (config.rounds,
                                                config.max_local_steps)
+
+
+def test_server_momenta_are_a_tuned_axis_of_adaptive_algorithms_only():
+  config = fq.FederatedQualityConfig(
+      adaptive_server_momenta=(0.9, 0.0), sgd_server_learning_rates=(1.0, 3.0,
+                                                                     10.0),
+      adaptive_server_learning_rates=(0.03, 0.1, 0.3),
+      centralized_adam_learning_rates=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2))
+  # FedAvg keeps its 3 candidates (and 3 centralized SGD ones); FedAdam and
+  # FedYogi try 3 x 2, as many as centralized Adam's 6 learning rates.
+  assert config.server_momenta("fedavg") == (None,)
+  assert config.server_momenta("fedadam") == (0.9, 0.0)
+  sim = config.simulation("fedadam", fq.PartitionConfig(), 0.1,
+                          server_momentum=0.0)
+  assert sim.algorithm.server_momentum == 0.0
+  assert sim.algorithm.server_learning_rate == 0.1
+  fedavg = config.simulation("fedavg", fq.PartitionConfig(), 3.0)
+  assert fedavg.algorithm == fq.AlgorithmConfig(
+      algorithm="fedavg", client_learning_rate=config.client_learning_rate,
+      server_learning_rate=3.0)
+  default = fq.FederatedQualityConfig()
+  assert default.server_momenta("fedyogi") == (0.9,)
+  assert default.simulation("fedyogi", fq.PartitionConfig(),
+                            0.1).algorithm.server_momentum == 0.9
+
+
+@pytest.mark.slow
+def test_benchmark_runs_each_server_momentum_of_fedadam(tiny_corpus_dir,
+                                                        tmp_path):
+  config = fq.FederatedQualityConfig(
+      corpus="tiny", corpus_dir=tiny_corpus_dir, task="temporal_gap",
+      encoder="tiny", algorithms=("fedadam",), rounds=1, clients_per_round=2,
+      batch_size=2, max_local_steps=1, eval_every=1,
+      adaptive_server_learning_rates=(1e-2,), adaptive_server_momenta=(0.9, 0),
+      centralized_adam_learning_rates=(1e-3, 3e-3), probe_folds=1,
+      validation_folds=1, out_dir=str(tmp_path))
+  fq.run_federated_quality_benchmark(config, show_progress=False)
+  assert not _workers_left()
+  validation = {r["model"]: r for r in _read_csv(tmp_path / "validation.csv")}
+  labels = ["fedadam server lr 0.01 momentum 0.9",
+            "fedadam server lr 0.01 momentum 0"]
+  assert list(validation)[:2] == labels
+  for label, momentum in zip(labels, (0.9, 0.0)):
+    assert float(validation[label][fq.SERVER_MOMENTUM]) == momentum
+    with open(tmp_path / "runs" / label.replace(" ", "_") / "config.json") as f:
+      algorithm = json.load(f)["algorithm"]
+    assert algorithm["server_momentum"] == momentum
+    assert algorithm["server_learning_rate"] == 0.01
+  (pairing,) = _read_csv(tmp_path / "pairings.csv")
+  picked = [label for label in labels if float(validation[label]["picked"])]
+  assert len(picked) == 1
+  assert pairing["model"].startswith(
+      f"fedadam (server lr 0.01, momentum {picked[0].split()[-1]}) vs ")
+  with open(tmp_path / "report.md") as f:
+    assert "x server momentum (beta_1) of every adaptive run (0.9, 0)" in (
+        f.read())
 
 
 @pytest.mark.slow

@@ -18,7 +18,8 @@ from model.datasets.pipeline import Segments
 from model.best_models import best_model_dir, read_best_index
 from model.encoders import ENCODERS
 from model.ssl_model import ModelSpec, SSLModel
-from tff_sim.algorithms import ALGORITHMS, AlgorithmConfig, build_process
+from tff_sim.algorithms import (ALGORITHMS, AlgorithmConfig, build_process,
+                                build_server_optimizer)
 from tff_sim.client_data import SegmentClientData, client_round_seed, round_dataset
 from tff_sim.costs import TRAIN_FLOPS_FACTOR, CostModel
 from tff_sim.execution import execution_context
@@ -85,6 +86,33 @@ def test_every_algorithm_trains_and_changes_weights(client_data, options):
     before, after, train = _train(process, client_data)
   assert np.isfinite(train["loss"]) and train["num_examples"] == 3 * 2 * BATCH
   assert max(float(np.max(np.abs(a - b))) for a, b in zip(before, after)) > 0
+
+
+@pytest.mark.parametrize("algorithm", ["fedadam", "fedyogi", "fedavgm"])
+def test_server_momentum_sets_the_adaptive_first_moment(algorithm):
+  """Three server steps of one pseudo-gradient, then one of the opposite:
+  without momentum the last step follows the last gradient (weights come
+  back up); with the default momentum 0.9 the earlier ones still dominate."""
+
+  def second_step(momentum: float) -> float:
+    optimizer = build_server_optimizer(AlgorithmConfig(
+        algorithm=algorithm, server_learning_rate=0.1,
+        server_momentum=momentum))
+    spec = tf.TensorSpec([1], tf.float32)
+    state = optimizer.initialize(spec)
+    weights = tf.zeros([1])
+    for _ in range(3):
+      state, weights = optimizer.next(state, weights, tf.ones([1]))
+    first = float(weights[0])
+    state, weights = optimizer.next(state, weights, -tf.ones([1]))
+    assert first < 0
+    return float(weights[0]) - first
+
+  assert second_step(0) > 0  # An int works too.
+  assert second_step(0.9) < 0
+  assert AlgorithmConfig().server_momentum == 0.9  # TFF's beta_1 default.
+  with pytest.raises(ValueError, match=r"server_momentum must be in \[0, 1\)"):
+    AlgorithmConfig(algorithm=algorithm, server_momentum=1.0)
 
 
 def test_client_data_views_agree(client_data):

@@ -49,6 +49,13 @@ _CLIENT_LR = cli.define("client_learning_rate",
 _SERVER_LR = flags.DEFINE_float("server_learning_rate", None,
                                 "Server LR (default: per algorithm).",
                                 flag_values=FLAGS)
+_SERVER_MOMENTUM = flags.DEFINE_float(
+    "server_momentum", _DEFAULT.algorithm.server_momentum,
+    "FedAvgM momentum and FedAdam/FedYogi beta_1 (0: none).",
+    flag_values=FLAGS)
+_EPSILON = flags.DEFINE_float(
+    "adaptive_epsilon", _DEFAULT.algorithm.adaptive_epsilon,
+    "FedAdam/FedYogi/FedAdagrad epsilon.", flag_values=FLAGS)
 _MU = flags.DEFINE_float("proximal_mu", 0.01, "FedProx proximal strength.",
                          flag_values=FLAGS)
 _DP_NOISE = flags.DEFINE_float("dp_noise_multiplier", 0.0,
@@ -115,7 +122,9 @@ def _config() -> SimulationConfig:
       algorithm=AlgorithmConfig(
           algorithm=_ALGORITHM.value, client_optimizer=_CLIENT_OPT.value,
           client_learning_rate=_CLIENT_LR.value,
-          server_learning_rate=_SERVER_LR.value, proximal_mu=_MU.value,
+          server_learning_rate=_SERVER_LR.value,
+          server_momentum=_SERVER_MOMENTUM.value,
+          adaptive_epsilon=_EPSILON.value, proximal_mu=_MU.value,
           dp_noise_multiplier=_DP_NOISE.value, dp_clip_norm=_DP_CLIP.value,
           compression=_COMPRESSION.value),
       partition=PartitionConfig(

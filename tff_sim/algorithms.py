@@ -13,7 +13,8 @@ import tensorflow_federated as tff
 from model.config_checks import require_non_negative, require_positive
 
 __all__ = ["AlgorithmConfig", "ALGORITHMS", "CLIENT_OPTIMIZERS",
-           "DEFAULT_SERVER_LEARNING_RATES", "build_process"]
+           "DEFAULT_SERVER_LEARNING_RATES", "build_process",
+           "build_server_optimizer"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +29,10 @@ class AlgorithmConfig:
     server_learning_rate: Server step size; None takes the algorithm's
       default from ``DEFAULT_SERVER_LEARNING_RATES`` (1.0 = plain averaging
       for FedAvg; adaptive optimizers need ~1e-2).
-    server_momentum: FedAvgM server momentum.
+    server_momentum: Server momentum: FedAvgM's heavy-ball momentum and the
+      first-moment decay (``beta_1``) of FedAdam / FedYogi (0: none, so
+      each round's step follows that round's averaged update only;
+      FedAdagrad and plain FedAvg have none).
     proximal_mu: FedProx proximal strength.
     adaptive_epsilon: FedAdam/FedYogi/FedAdagrad epsilon (Reddi et al. use
       1e-3 rather than 1e-7 for stability).
@@ -62,6 +66,9 @@ class AlgorithmConfig:
                        f"{sorted(CLIENT_OPTIMIZERS)}")
     require_positive(self, ("client_learning_rate", "server_learning_rate"))
     require_non_negative(self, ("dp_noise_multiplier", "proximal_mu"))
+    if not 0.0 <= self.server_momentum < 1.0:
+      raise ValueError(f"AlgorithmConfig.server_momentum must be in [0, 1), "
+                       f"got {self.server_momentum}")
     if self.dp_noise_multiplier > 0 and self.compression:
       raise ValueError("AlgorithmConfig: DP and compressed aggregation cannot "
                        "be combined")
@@ -97,14 +104,23 @@ _SERVER_OPTIMIZERS: dict[str, Callable[[AlgorithmConfig],
     "fedprox": lambda c: tff.learning.optimizers.build_sgdm(
         c.server_lr),
     "fedavgm": lambda c: tff.learning.optimizers.build_sgdm(
-        c.server_lr, momentum=c.server_momentum),
+        c.server_lr, momentum=float(c.server_momentum)),
     "fedadam": lambda c: tff.learning.optimizers.build_adam(
-        c.server_lr, epsilon=c.adaptive_epsilon),
+        c.server_lr, beta_1=float(c.server_momentum),
+        epsilon=c.adaptive_epsilon),
     "fedyogi": lambda c: tff.learning.optimizers.build_yogi(
-        c.server_lr, epsilon=c.adaptive_epsilon),
+        c.server_lr, beta_1=float(c.server_momentum),
+        epsilon=c.adaptive_epsilon),
     "fedadagrad": lambda c: tff.learning.optimizers.build_adagrad(
         c.server_lr, epsilon=c.adaptive_epsilon),
 }
+
+def build_server_optimizer(config: AlgorithmConfig
+                           ) -> tff.learning.optimizers.Optimizer:
+  """The server optimizer of ``config.algorithm`` (applied to the averaged
+  client update, as a pseudo-gradient)."""
+  return _SERVER_OPTIMIZERS[config.algorithm](config)
+
 
 #: Client training loop: TFF's default ``DATASET_REDUCE`` measured 1.84x the
 #: time of a plain tf.function loop over the same batches (small encoder);
@@ -143,7 +159,7 @@ def build_process(model_fn: Callable[[], tff.learning.models.VariableModel],
     by their number of examples, except under DP (uniform weighting).
   """
   client_optimizer = CLIENT_OPTIMIZERS[config.client_optimizer](config)
-  server_optimizer = _SERVER_OPTIMIZERS[config.algorithm](config)
+  server_optimizer = build_server_optimizer(config)
   aggregator = _aggregator(config, clients_per_round)
   if config.dp_noise_multiplier > 0:
     if config.algorithm == "fedprox":
