@@ -51,6 +51,7 @@ from model.multimodal import (MultimodalTrainConfig, image_embeddings,
 from model.saved_model import is_saved_model
 from model.ssl_model import ModelSpec, SSLModel, load_model, save_model
 from model.tasks import SSL_TASKS, require_image_task
+from model.train import OPTIMIZERS
 from tff_sim.algorithms import ALGORITHMS, AlgorithmConfig
 from tff_sim.multimodal import (ClientMix, MultimodalSimulationConfig,
                                 run_multimodal_simulation)
@@ -102,7 +103,10 @@ class MultimodalBenchmarkConfig:
     batch_size: Batch size (clients and centralized).
     max_local_steps: Cap on a client's steps per modality and round.
     client_learning_rate: Client SGD step size.
-    centralized_learning_rate: Adam step size of the centralized run.
+    centralized_optimizer: Key of ``model.train.OPTIMIZERS``: the
+      centralized run's optimizer (``sgd`` pairs like with like with
+      FedAvg's client and server SGD; ``adam`` with FedAdam).
+    centralized_learning_rate: Step size of the centralized run.
     ablation_mixes: Client mixes of the ablation runs (shared encoder).
     tsne_points: Points per modality in the t-SNE map.
     probe_folds: Cross-validation folds of the linear probes (1: one 70/30
@@ -126,6 +130,7 @@ class MultimodalBenchmarkConfig:
   batch_size: int = 16
   max_local_steps: int = 5
   client_learning_rate: float = 0.05
+  centralized_optimizer: str = "adam"
   centralized_learning_rate: float = 1e-3
   ablation_mixes: tuple[tuple[float, float, float], ...] = (
       (0.5, 0.5, 0.0), (0.0, 0.0, 1.0), (0.5, 0.125, 0.375),
@@ -144,6 +149,7 @@ class MultimodalBenchmarkConfig:
     require_choice(self, ["encoder"], ENCODERS)
     require_choice(self, ["pooling"], POOLINGS)
     require_choice(self, ["algorithm"], dict.fromkeys(ALGORITHMS))
+    require_choice(self, ["centralized_optimizer"], OPTIMIZERS)
     try:
       require_image_task(self.task)
     except ValueError as e:
@@ -500,7 +506,7 @@ def run_multimodal_benchmark(config: MultimodalBenchmarkConfig, *,
   central_config = MultimodalTrainConfig(
       audio_steps=max(1, shared.examples["audio"] // config.batch_size),
       image_steps=max(1, shared.examples["image"] // config.batch_size),
-      batch_size=config.batch_size, optimizer="adam",
+      batch_size=config.batch_size, optimizer=config.centralized_optimizer,
       learning_rate=config.centralized_learning_rate, seed=config.seed)
   central = _train_or_reuse(
       os.path.join(config.out_dir, "runs", "centralized"),
@@ -583,7 +589,8 @@ def _report(config: MultimodalBenchmarkConfig,
       f"batch {config.batch_size}, {config.algorithm}. The separate encoders "
       "see exactly the shared run's batches of their modality. Centralized: "
       "as many audio and image examples as the shared federated run, "
-      f"modalities interleaved, Adam lr {config.centralized_learning_rate}. "
+      f"modalities interleaved, {config.centralized_optimizer} lr "
+      f"{config.centralized_learning_rate}. "
       "Audio probes: linear probes on each label of the corpus (unseen "
       "speakers except for `speaker`), keyword retrieval mAP; digits: "
       "linear probe stratified over images, digit retrieval mAP. Probes are "

@@ -17,6 +17,7 @@ from benchmarks.multimodal import (MultimodalBenchmarkConfig,
                                    run_multimodal_benchmark)
 from model import cli
 from model.tasks import IMAGE_TASKS
+from model.train import OPTIMIZERS
 from tff_sim.algorithms import ALGORITHMS
 
 FLAGS = cli.launcher_flags()
@@ -55,6 +56,10 @@ _MAX_STEPS = cli.define(
     flag_values=FLAGS)
 _CLIENT_LR = cli.define("client_learning_rate", _DEFAULT.client_learning_rate,
                         flag_values=FLAGS)
+_CENTRAL_OPT = flags.DEFINE_enum("centralized_optimizer",
+                                 _DEFAULT.centralized_optimizer,
+                                 list(OPTIMIZERS), "Centralized optimizer.",
+                                 flag_values=FLAGS)
 _CENTRAL_LR = flags.DEFINE_float("centralized_learning_rate",
                                  _DEFAULT.centralized_learning_rate,
                                  "Centralized Adam step size.",
@@ -101,6 +106,7 @@ def config_from_flags() -> MultimodalBenchmarkConfig:
       rounds=_ROUNDS.value, clients_per_round=_CLIENTS.value,
       batch_size=_BATCH.value, max_local_steps=_MAX_STEPS.value,
       client_learning_rate=_CLIENT_LR.value,
+      centralized_optimizer=_CENTRAL_OPT.value,
       centralized_learning_rate=_CENTRAL_LR.value,
       ablation_mixes=tuple(_floats(m.split("/"), "ablation_mixes")
                            for m in _ABLATION.value),

@@ -94,6 +94,7 @@ def test_target_checks_measure_each_target():
     (dict(ablation_mixes=((1.0, 0.0),)), "audio_only, image_only, both"),
     (dict(encoder="huge"), "encoder"), (dict(rounds=0), "rounds"),
     (dict(pooling="mean"), r"pooling.*'mean'.*stats"),
+    (dict(centralized_optimizer="lamb"), r"centralized_optimizer.*'lamb'.*sgd"),
 ])
 def test_config_rejects_invalid_values(change, match):
   with pytest.raises(ValueError, match=match):
