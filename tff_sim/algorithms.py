@@ -115,6 +115,7 @@ _SERVER_OPTIMIZERS: dict[str, Callable[[AlgorithmConfig],
         c.server_lr, epsilon=c.adaptive_epsilon),
 }
 
+
 def build_server_optimizer(config: AlgorithmConfig
                            ) -> tff.learning.optimizers.Optimizer:
   """The server optimizer of ``config.algorithm`` (applied to the averaged
