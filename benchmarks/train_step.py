@@ -181,6 +181,14 @@ def _time_round_robin(calls: dict[str, Callable[[], object]], steps: int,
   return times
 
 
+def _module(model: SSLModel, config: TrainStepConfig, batch_size: int,
+            formulation: str) -> OnDeviceModule:
+  """The on-device module of one formulation (``tf``: flex mode)."""
+  return OnDeviceModule(model, config.optimizer, batch_size,
+                        mode="flex" if formulation == "tf" else "builtin",
+                        formulation=formulation)
+
+
 def _train_rows(preset: str, task: str, batch_size: int,
                 config: TrainStepConfig) -> list[Row]:
   """The train variants of one configuration, timed interleaved."""
@@ -193,9 +201,7 @@ def _train_rows(preset: str, task: str, batch_size: int,
   calls, meta = {}, {}
   for variant in config.variants:
     formulation, runtime = TRAIN_VARIANTS[variant]
-    mode = "flex" if formulation == "tf" else "builtin"
-    module = OnDeviceModule(model, config.optimizer, batch_size, mode=mode,
-                            formulation=formulation)
+    module = _module(model, config, batch_size, formulation)
     if runtime == "tf.function":
       step = module.train_function()
       calls[variant] = lambda step=step: step(waveform=x)["loss"].numpy()
@@ -246,9 +252,8 @@ def _step_flops(preset: str, task: str, batch_size: int,
   if "delegate" not in flops and "custom" not in flops:
     logging.info("converting %s/%s batch %d (delegate, for the FLOP count)",
                  preset, task, batch_size)
-    content = convert_training_model(OnDeviceModule(
-        model, config.optimizer, batch_size, mode="builtin",
-        formulation="delegate")).content
+    content = convert_training_model(
+        _module(model, config, batch_size, "delegate")).content
     flops["delegate"] = tflite_flops.count_flops(content, "train").flops
   flops["step"] = flops.get("delegate", flops.get("custom"))
   flops.setdefault("tf", flops["step"])
