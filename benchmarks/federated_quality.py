@@ -37,7 +37,8 @@ from tff_sim.report import plot_quality_vs_cost_runs, read_release_csv
 from tff_sim.simulation import (RETRIEVAL_METRIC, SimulationConfig,
                                 run_simulation)
 
-__all__ = ["BATCH_SIZE", "CLIENT_LR", "COST_COLUMNS", "EXAMPLES",
+__all__ = ["BATCH_SIZE", "CLIENT_LR", "COLLAPSED", "COST_COLUMNS",
+           "DIVERGED", "EFFECTIVE_RANK", "EXAMPLES",
            "FEDERATED_GOAL", "LEARNING_RATE", "LOCAL_STEPS", "PAIRED_OPTIMIZER",
            "SERVER_MOMENTUM",
            "RANDOM_INIT", "ROUNDS", "STEPS", "TFLOPS", "VALIDATION_MEAN", "WIRE_MB",
@@ -65,6 +66,14 @@ STEPS, BATCH_SIZE = "steps", "batch size"
 #: Validation column: 1 for a candidate whose training diverged (non-finite
 #: loss or weights); it is never picked and its probe cells are empty.
 DIVERGED = "diverged"
+#: Validation column: 1 for a candidate whose training ended with finite
+#: weights but collapsed embeddings (:func:`model.evaluation.is_collapsed` of
+#: its probe-clip embeddings), 0 otherwise; a collapsed one is never picked
+#: and its probe cells are empty.
+COLLAPSED = "collapsed"
+#: Validation column: :func:`model.evaluation.effective_rank` of each
+#: candidate's probe-clip embeddings.
+EFFECTIVE_RANK = evaluation.EFFECTIVE_RANK
 #: How training reports divergence: a non-finite loss (``train_centralized``,
 #: ``run_simulation``) or non-finite weights met when they are evaluated.
 _DIVERGENCE = (FloatingPointError, NonFiniteWeightsError)
@@ -393,9 +402,11 @@ def format_table(rows: Mapping[str, Mapping[str, float]]) -> str:
     if value is None:
       return "-"
     if column in (EXAMPLES, "picked", ROUNDS, LOCAL_STEPS, STEPS,
-                  BATCH_SIZE) or column.endswith(_TEST_CLIPS):
+                  BATCH_SIZE, DIVERGED, COLLAPSED) or column.endswith(
+                      _TEST_CLIPS):
       return f"{value:.0f}"
-    if column == WIRE_MB or column.endswith(("%", "% of centralized")):
+    if column in (WIRE_MB, EFFECTIVE_RANK) or column.endswith(
+        ("%", "% of centralized")):
       return f"{value:.1f}"
     if column in (TFLOPS, LEARNING_RATE, CLIENT_LR, SERVER_MOMENTUM):
       return f"{value:.4g}"
@@ -451,21 +462,42 @@ def _select(validation: dict[str, dict[str, float]], labels: Sequence[str],
             ) -> evaluation.NestedSelection:
   """Chooses among ``labels`` by nested cross-validation of the probes.
 
-  Diverged candidates are left out. Fills each candidate's validation row:
-  its validation accuracy per task (pooled over every test fold's
-  validation folds), their mean, and ``picked``, the number of test folds
-  it was chosen in.
+  Diverged candidates (``validation[label][DIVERGED]``) and collapsed ones
+  (:func:`model.evaluation.is_collapsed` of ``embeddings[label]``; logged)
+  are left out. Fills each candidate's validation row: the effective rank
+  of its embeddings and whether it collapsed (diverged ones: neither), its
+  validation accuracy per task (pooled over every test fold's validation
+  folds), their mean, and ``picked``, the number of test folds it was
+  chosen in.
 
   Raises:
-    RuntimeError: Every candidate diverged (the message names them).
+    RuntimeError: Every candidate diverged or collapsed (the message names
+      each and why).
   """
-  finite = [label for label in labels if not validation[label].get(DIVERGED)]
-  if not finite:
-    raise RuntimeError(f"federated quality: every candidate diverged "
-                       f"(non-finite loss or weights): {', '.join(labels)}; "
-                       f"try smaller learning rates")
+  usable, dropped = [], []
+  for label in labels:
+    row = validation[label]
+    if row.get(DIVERGED):
+      dropped.append(f"{label} (diverged: non-finite loss or weights)")
+      continue
+    row[EFFECTIVE_RANK] = evaluation.effective_rank(embeddings[label])
+    row[COLLAPSED] = float(row[EFFECTIVE_RANK] < evaluation.COLLAPSE_RANK)
+    if row[COLLAPSED]:
+      logging.warning(
+          "%s collapsed (effective rank %.2f of its probe-clip embeddings, "
+          "below %g) and is left out of the picks", label,
+          row[EFFECTIVE_RANK], evaluation.COLLAPSE_RANK)
+      dropped.append(f"{label} (collapsed: effective rank "
+                     f"{row[EFFECTIVE_RANK]:.2f} < "
+                     f"{evaluation.COLLAPSE_RANK:g})")
+    else:
+      usable.append(label)
+  if not usable:
+    raise RuntimeError(f"federated quality: every candidate diverged or "
+                       f"collapsed: {'; '.join(dropped)}; try smaller "
+                       f"learning rates")
   selection = evaluation.nested_probe_selection(
-      {label: embeddings[label] for label in finite}, rows, table,
+      {label: embeddings[label] for label in usable}, rows, table,
       tasks=tasks, folds=config.probe_folds,
       validation_folds=config.validation_folds,
       validation_fraction=config.validation_fraction, seed=config.seed)
@@ -614,7 +646,11 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
     try:
       run = train()
       logging.info("embedding the probe clips with %s", label)
-      embeddings[label] = embed(encoder_of(run))
+      embedded = embed(encoder_of(run))
+      if not np.all(np.isfinite(embedded)):
+        raise FloatingPointError(f"{label}: the probe clips' embeddings are "
+                                 f"not finite")
+      embeddings[label] = embedded
       return run
     except _DIVERGENCE as error:
       validation[label] = _diverged(label, error, validation[label])
@@ -799,7 +835,10 @@ def _report(config: FederatedQualityConfig,
       "Linear-probe accuracy of every candidate on the validation parts"
       + (f", pooled over the {config.probe_folds} test folds; `picked`: "
          "test folds it was chosen in" if config.probe_folds > 1 else "")
-      + ".", "",
+      + f". `{EFFECTIVE_RANK}`: of its embeddings of the probe clips; "
+      f"`{COLLAPSED}` (1: rank below {evaluation.COLLAPSE_RANK:g}) and "
+      f"`{DIVERGED}` (non-finite loss or weights) candidates are never "
+      "picked and have no probe cells.", "",
       format_table(validation), "",
       "Training wall time of the picked runs (federated: cumulative over "
       "resumes; centralized: this invocation only): " + ", ".join(

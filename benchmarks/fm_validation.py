@@ -37,6 +37,7 @@ from model.datasets import synthetic
 from model.datasets.audio import decode_clips
 from model.datasets.pipeline import SegmentPolicy, training_segments
 from model.encoders import ENCODERS, POOLINGS, Encoder
+from model.evaluation import EFFECTIVE_RANK, effective_rank
 from model.ssl_model import ModelSpec
 from model.tasks import FEATURE_MATCHING_TASKS, TaskConfig
 from model.train import TrainConfig, train_centralized
@@ -56,7 +57,6 @@ DEFAULT_VARIANTS = (
     "barlow_twins:barlow_lambda=1/256",
 )
 RANDOM_INIT = "random init"
-EFFECTIVE_RANK = "effective rank"
 FINAL_LOSS = "final loss"
 #: Mean validation accuracy over the probe tasks.
 VALIDATION_MEAN = "validation mean"
@@ -155,26 +155,6 @@ def parse_variant(text: str) -> tuple[str, TaskConfig]:
     return task, TaskConfig(**overrides)
   except ValueError as error:
     raise ValueError(f"variant {text!r}: {error}") from error
-
-
-def effective_rank(embeddings: np.ndarray) -> float:
-  """``exp(entropy)`` of the normalized singular values of the centered rows.
-
-  1 for embeddings on a line, ``d`` for isotropic ``d``-dimensional ones; a
-  (partially) collapsed encoder has a low value.
-
-  Raises:
-    ValueError: Not a 2-D array with at least 2 rows.
-  """
-  x = np.asarray(embeddings, np.float64)
-  if x.ndim != 2 or len(x) < 2:
-    raise ValueError(f"effective_rank: expected [n >= 2, d] embeddings, got "
-                     f"shape {x.shape}")
-  s = np.linalg.svd(x - x.mean(axis=0), compute_uv=False)
-  if s.sum() <= 0:
-    return 0.0
-  p = s[s > 0] / s.sum()
-  return float(np.exp(-np.sum(p * np.log(p))))
 
 
 def _dir_name(variant: str) -> str:

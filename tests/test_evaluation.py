@@ -57,6 +57,59 @@ def corpus():
   return ClipTable.from_rows(clips, name="fake"), waveforms
 
 
+def test_effective_rank():
+  rng = np.random.default_rng(0)
+  line = rng.standard_normal((50, 1)) * rng.standard_normal((1, 8))
+  assert evaluation.effective_rank(line) == pytest.approx(1.0, abs=1e-6)
+  # Centered rows with 16 equal singular values.
+  isotropic = 3.0 * np.concatenate([np.eye(16), -np.eye(16)])
+  assert evaluation.effective_rank(isotropic) == pytest.approx(16.0, rel=1e-6)
+  assert evaluation.effective_rank(np.ones((4, 3))) == 0.0
+  with pytest.raises(ValueError, match=r"expected \[n >= 2, d\]"):
+    evaluation.effective_rank(np.ones(5))
+  with pytest.raises(ValueError, match="2 non-finite values"):
+    evaluation.effective_rank(np.array([[1.0, np.nan], [np.inf, 0.0]]))
+
+
+def _embeddings_with_spectrum(singular_values, num_clips=200, offset=0.0,
+                              seed=0):
+  """``[num_clips, 32]`` centered-then-shifted embeddings whose singular
+  values are ``singular_values`` (rotated by a random orthogonal basis)."""
+  rng = np.random.default_rng(seed)
+  u, _ = np.linalg.qr(rng.standard_normal((num_clips, len(singular_values))))
+  u -= u.mean(axis=0)
+  u, _ = np.linalg.qr(u)  # Orthonormal columns orthogonal to the ones.
+  v, _ = np.linalg.qr(rng.standard_normal((32, 32)))
+  x = (u * singular_values) @ v[:, :len(singular_values)].T
+  return x + offset
+
+
+@pytest.mark.parametrize("name, spectrum, collapsed", [
+    # Healthy: like random init or a trained encoder (rank ~12 and ~29).
+    ("decaying", 0.8 ** np.arange(32), False),
+    ("broad", 0.95 ** np.arange(32), False),
+    # Collapsed: one direction, or two with a faint rest (rank ~1-2).
+    ("line", [1.0] + [0.0] * 31, True),
+    ("two directions", [1.0, 0.5] + [1e-3] * 30, True),
+])
+def test_is_collapsed_on_synthetic_embeddings(name, spectrum, collapsed):
+  # A large common offset (as in an encoder whose embeddings blew up) does
+  # not change the verdict: the rank is of the centered rows.
+  for offset in (0.0, 1e6):
+    x = _embeddings_with_spectrum(np.asarray(spectrum), offset=offset)
+    assert evaluation.is_collapsed(x) == collapsed, (name, offset)
+
+
+def test_is_collapsed_threshold_and_constant_embeddings():
+  assert evaluation.is_collapsed(np.zeros((10, 32)))
+  assert evaluation.is_collapsed(np.full((10, 32), 7.0))
+  # Four equal singular values: rank 4.
+  assert not evaluation.is_collapsed(
+      _embeddings_with_spectrum(np.ones(4)), min_rank=3.5)
+  assert evaluation.is_collapsed(
+      _embeddings_with_spectrum(np.ones(4)), min_rank=4.5)
+
+
 def test_clip_embeddings_average_each_clips_patches():
   encoder = Encoder(TINY, seed=1)
   waveforms = [tone(300.0, 2.5, 0), tone(600.0, 0.5, 1), tone(900.0, 0.0125, 2),

@@ -186,6 +186,10 @@ def test_benchmark_tunes_on_validation_and_pairs_runs(tiny_corpus_dir,
   with open(os.path.join(config.out_dir, "report.md")) as f:
     report = f.read()
   assert len(validation) == 8
+  # One training step from random init: nothing collapsed, rank reported.
+  assert all(float(r[fq.EFFECTIVE_RANK]) > evaluation.COLLAPSE_RANK
+             and r[fq.COLLAPSED] == "0.0" for r in validation)
+  assert f"{fq.EFFECTIVE_RANK} | {fq.COLLAPSED} |" in report
   for prefix, grid in groups.items():
     group = [r for r in validation if r["model"].startswith(prefix + " ")]
     assert [float(r["learning rate"]) for r in group] == list(grid)
@@ -468,3 +472,43 @@ def test_non_finite_weights_are_their_own_error():
   with pytest.raises(NonFiniteWeightsError, match=f"{name}.*1 non-finite"):
     assign_weights(model, weights, source="test")
   assert issubclass(NonFiniteWeightsError, ValueError)
+
+
+def test_collapsed_candidates_are_flagged_and_never_picked(tiny_corpus_dir,
+                                                           caplog):
+  table = read_manifest_csv(os.path.join(tiny_corpus_dir, "manifest.csv"))
+  task = evaluation.SPEAKER_TASK
+  rows = np.asarray([i for i, clip in enumerate(table) if task in clip.labels])
+  rng = np.random.default_rng(0)
+  informative = _one_hot_features(table, task, rows, np.arange(len(rows)), 1)
+  # Embedding-sized: the label given away, plus noise dimensions.
+  healthy = np.concatenate([informative, rng.normal(size=(len(rows), 28))],
+                           axis=1)
+  # Finite but collapsed: every clip on one line far from the origin (the
+  # label still readable along it, so a probe alone would not reject it).
+  collapsed = ((1e3 + np.argmax(informative, axis=1)[:, None])
+               * rng.normal(size=(1, 32)))
+  config = fq.FederatedQualityConfig(probe_folds=2, validation_folds=2)
+  validation = {"healthy": {}, "collapsed": {}, "diverged": {fq.DIVERGED: 1.0}}
+  embeddings = {"healthy": healthy, "collapsed": collapsed}
+  with caplog.at_level("WARNING"):
+    selection = fq._select(  # pylint: disable=protected-access
+        validation, list(validation), embeddings, rows, table, [task], config)
+  assert set(selection.picks) == {"healthy"}
+  assert validation["collapsed"][fq.COLLAPSED] == 1.0
+  assert validation["collapsed"][fq.EFFECTIVE_RANK] == pytest.approx(1.0)
+  assert validation["collapsed"]["picked"] == 0.0
+  assert task not in validation["collapsed"]
+  assert validation["healthy"][fq.COLLAPSED] == 0.0
+  assert validation["healthy"][fq.EFFECTIVE_RANK] > 10
+  assert fq.EFFECTIVE_RANK not in validation["diverged"]
+  assert any(r.getMessage().startswith("collapsed collapsed (effective rank "
+                                       "1.00") for r in caplog.records)
+  header = fq.format_table(validation).splitlines()[0]
+  assert f"| {fq.EFFECTIVE_RANK} |" in header and fq.COLLAPSED in header
+  with pytest.raises(RuntimeError, match=r"every candidate diverged or "
+                     r"collapsed: collapsed \(collapsed: effective rank "
+                     r"1\.00 < 2\.5\); diverged \(diverged"):
+    fq._select(  # pylint: disable=protected-access
+        {"collapsed": {}, "diverged": {fq.DIVERGED: 1.0}},
+        ["collapsed", "diverged"], embeddings, rows, table, [task], config)

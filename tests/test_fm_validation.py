@@ -33,18 +33,6 @@ def test_parse_variant_overrides_and_errors():
     fmv.SweepConfig(variants=("simsiam", "simsiam"))
 
 
-def test_effective_rank():
-  rng = np.random.default_rng(0)
-  line = rng.standard_normal((50, 1)) * rng.standard_normal((1, 8))
-  assert fmv.effective_rank(line) == pytest.approx(1.0, abs=1e-6)
-  # Centered rows with 16 equal singular values.
-  isotropic = 3.0 * np.concatenate([np.eye(16), -np.eye(16)])
-  assert fmv.effective_rank(isotropic) == pytest.approx(16.0, rel=1e-6)
-  assert fmv.effective_rank(np.ones((4, 3))) == 0.0
-  with pytest.raises(ValueError, match=r"expected \[n >= 2, d\]"):
-    fmv.effective_rank(np.ones(5))
-
-
 @pytest.mark.slow
 def test_sweep_writes_validation_rows(tiny_corpus_dir, tmp_path):
   config = fmv.SweepConfig(
