@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import math
 import os
+import warnings
 from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 from absl import logging
@@ -482,16 +483,40 @@ def _folds_within_speakers(task: str, labels: np.ndarray, folds: int,
 def _folds_across_speakers(task: str, labels: np.ndarray, groups: np.ndarray,
                            folds: int, seed: int
                            ) -> list[tuple[np.ndarray, np.ndarray]]:
-  """Speaker-disjoint k folds, label proportions balanced across folds."""
+  """Speaker-disjoint k folds, label proportions balanced across folds.
+
+  A class with fewer clips than folds cannot be in every fold's test part;
+  it is named in the log and split like the others (its test clips in a
+  fold whose train part lacks it are dropped by the caller). sklearn's
+  generic warning for it is replaced by that message.
+  """
   num_groups = len(np.unique(groups))
   if num_groups < folds:
     raise ValueError(
         f"task {task!r}: {folds}-fold speaker-disjoint cross-validation needs "
         f"clips from at least {folds} speakers; got {num_groups} speaker(s) "
         f"({len(labels)} clips)")
+  classes, counts = np.unique(labels, return_counts=True)
+  rare = counts < folds
+  if rare.all():
+    raise ValueError(
+        f"task {task!r}: {folds}-fold speaker-disjoint cross-validation needs "
+        f"a class with at least {folds} clips; the most frequent of the "
+        f"{len(classes)} classes has {counts.max()} ({len(labels)} clips)")
+  if rare.any():
+    logging.info(
+        "task %r: %d of %d classes have fewer clips than the %d folds (%s): "
+        "they cannot be in every fold's test part", task,
+        int(rare.sum()), len(classes), folds,
+        ", ".join(f"{c!r} {n}" for c, n in zip(classes[rare], counts[rare])))
   splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True,
                                   random_state=seed)
-  return list(splitter.split(labels, labels, groups=groups))
+  with warnings.catch_warnings():
+    # Only the case logged above, by class (sklearn's text names none).
+    warnings.filterwarnings(
+        "ignore", message="The least populated class in y has only",
+        category=UserWarning)
+    return list(splitter.split(labels, labels, groups=groups))
 
 
 def cross_validation_splits(table: ClipTable, task: str, *, folds: int,

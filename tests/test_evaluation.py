@@ -2,6 +2,7 @@
 
 import csv
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -242,6 +243,34 @@ def test_cross_validation_errors_name_the_task(corpus):
     evaluation.cross_validation_splits(table, "keyword", folds=7)
   with pytest.raises(ValueError, match="folds must be >= 1"):
     evaluation.cross_validation_splits(table, "keyword", folds=0)
+
+
+def test_cross_validation_names_classes_with_fewer_clips_than_folds(caplog):
+  # 4 speakers x ("yes", "no") x 2, and one "stop" clip: "stop" cannot be in
+  # both folds' test part. The library says so by name instead of sklearn's
+  # anonymous warning, and keeps the folds sklearn makes.
+  clips = [Clip(path=f"{s}_{w}_{i}", client_id=f"s{s}",
+                labels={"keyword": w})
+           for s in range(4) for w in ("yes", "no") for i in range(2)]
+  clips.append(Clip(path="stop", client_id="s0", labels={"keyword": "stop"}))
+  table = ClipTable.from_rows(clips)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    with caplog.at_level("INFO"):
+      splits = evaluation.cross_validation_splits(table, "keyword", folds=2,
+                                                  seed=0)
+  assert any("1 of 3 classes have fewer clips than the 2 folds ('stop' 1)"
+             in r.getMessage() for r in caplog.records)
+  tested = np.concatenate([test for _, test in splits])
+  # The "stop" clip's fold has no "stop" in train: it is dropped there.
+  assert len(tested) == len(clips) - 1
+  singletons = ClipTable.from_rows(
+      [Clip(path=str(i), client_id=f"s{i % 3}", labels={"keyword": f"w{i}"})
+       for i in range(6)])
+  with pytest.raises(ValueError, match=r"task 'keyword': 2-fold .* needs a "
+                     r"class with at least 2 clips; the most frequent of the "
+                     r"6 classes has 1"):
+    evaluation.cross_validation_splits(singletons, "keyword", folds=2)
 
 
 def _label_features(table, task, noise, seed=0):
