@@ -19,7 +19,9 @@ import numpy as np
 import tensorflow as tf
 
 from model import ops
+from model.errors import WeightsMismatchError
 from model.modules import WeightModule
+from model.saved_model import OUTDATED_HINT, weight_differences
 
 __all__ = ["EncoderConfig", "ENCODERS", "POOLINGS", "Encoder", "FrozenEncoder",
            "encode", "glorot_uniform"]
@@ -210,18 +212,23 @@ class FrozenEncoder:
       source: Where the weights came from (quoted in errors).
 
     Raises:
-      ValueError: A weight is missing, misshapen or not finite.
+      WeightsMismatchError: (a ``ValueError``) Weights are missing or
+        misshapen (the message lists each, expected vs saved, and what to
+        do).
+      ValueError: A weight is not finite.
     """
     self.config = config
     self.values = []
-    for layer, shape in config.layer_shapes():
-      key = f"{name}/{layer}"
-      if key not in weights:
-        raise ValueError(f"{source}: missing weight {key!r}")
+    shapes = {f"{name}/{layer}": tuple(shape)
+              for layer, shape in config.layer_shapes()}
+    differences = weight_differences(shapes, weights, allow_extra=True)
+    if differences:
+      raise WeightsMismatchError(
+          f"{source}: the saved encoder weights do not fit encoder "
+          f"{config.name!r} as this version builds it: "
+          + "; ".join(differences) + f". {OUTDATED_HINT}")
+    for key in shapes:
       value = np.asarray(weights[key], np.float32)
-      if value.shape != tuple(shape):
-        raise ValueError(f"{source}: weight {key!r} has shape {value.shape}, "
-                         f"expected {tuple(shape)}")
       if not np.all(np.isfinite(value)):
         raise ValueError(f"{source}: weight {key!r} is not finite")
       self.values.append(value)

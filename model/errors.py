@@ -9,12 +9,18 @@ exit with status 2 instead of a traceback.
 
 from __future__ import annotations
 
-__all__ = ["NonFiniteWeightsError", "UserError"]
+__all__ = ["NonFiniteWeightsError", "UserError", "WeightsMismatchError"]
 
 
 class UserError(Exception):
   """Wrong input given by the user; the message says what, where, expected
   vs got."""
+
+
+class WeightsMismatchError(ValueError, UserError):
+  """Saved weights do not fit the model this version builds from their spec
+  (e.g. a task's head changed since they were saved); the message names the
+  file, every missing, unexpected or misshapen weight and what to do."""
 
 
 class NonFiniteWeightsError(ValueError):

@@ -13,12 +13,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 __all__ = ["SPEC_FILE", "WEIGHTS_FILE", "RUN_MODEL_DIR", "SavedModel",
-           "is_saved_model", "saved_model_dir"]
+           "is_saved_model", "saved_model_dir", "weight_differences",
+           "OUTDATED_HINT"]
 
 #: The spec (``ModelSpec.to_dict()``) and the weights by name.
 SPEC_FILE = "model.json"
@@ -28,6 +29,49 @@ RUN_MODEL_DIR = "model"
 #: Members every ``model.json`` has (``ModelSpec.to_dict``).
 _REQUIRED = {"task": str, "encoder": dict, "frontend": dict,
              "task_config": dict, "seed": int}
+
+
+#: What to do about saved weights that an earlier version wrote for a task or
+#: encoder whose weights have changed since.
+OUTDATED_HINT = ("It was probably saved by an earlier version of the "
+                 "project, before that part changed (e.g. SimSiam before its "
+                 "3-layer projector); re-train it with this version, or use "
+                 "the version that saved it")
+
+#: Differences listed in full by :func:`weight_differences`.
+_MAX_LISTED = 8
+
+
+def weight_differences(expected: Mapping[str, Sequence[int]],
+                       found: Mapping[str, Any], *,
+                       allow_extra: bool = False) -> list[str]:
+  """What keeps ``found`` weights from fitting ``expected`` names and shapes.
+
+  Args:
+    expected: Shape of every weight the model needs, by name.
+    found: Arrays (anything with ``.shape``) by name, e.g. a ``weights.npz``.
+    allow_extra: Names not in ``expected`` are fine (e.g. a head when only
+      the encoder is read).
+
+  Returns:
+    One line per missing, unexpected or misshapen weight (at most
+    ``_MAX_LISTED``, then a count of the rest), e.g. ``"'a/kernel': saved
+    (128, 64), expected (128, 128)"``; empty when they fit.
+  """
+  lines = []
+  for name, shape in expected.items():
+    if name not in found:
+      lines.append(f"{name!r}: missing (expected shape {tuple(shape)})")
+    elif tuple(np.shape(found[name])) != tuple(shape):
+      lines.append(f"{name!r}: saved {tuple(np.shape(found[name]))}, "
+                   f"expected {tuple(shape)}")
+  if not allow_extra:
+    lines += [f"{name!r}: unexpected (saved {tuple(np.shape(found[name]))})"
+              for name in found if name not in expected]
+  if len(lines) > _MAX_LISTED:
+    lines = lines[:_MAX_LISTED] + [f"... and {len(lines) - _MAX_LISTED} "
+                                   f"more"]
+  return lines
 
 
 def is_saved_model(directory: str) -> bool:

@@ -19,9 +19,10 @@ import numpy as np
 import tensorflow as tf
 
 from model.encoders import ENCODERS, Encoder, EncoderConfig
-from model.errors import NonFiniteWeightsError
+from model.errors import NonFiniteWeightsError, WeightsMismatchError
 from model.features import FrontendConfig, PatchShape, log_mel
-from model.saved_model import SPEC_FILE, WEIGHTS_FILE, SavedModel
+from model.saved_model import (OUTDATED_HINT, SPEC_FILE, WEIGHTS_FILE,
+                               SavedModel, weight_differences)
 from model.tasks import TASKS, SSLTask, TaskConfig, require_image_task
 
 __all__ = ["ModelSpec", "SSLModel", "save_model", "load_model", "read_spec",
@@ -230,23 +231,35 @@ def assign_weights(model: SSLModel, weights: Mapping[str, np.ndarray], *,
     encoder_only: Assign only the encoder's weights (the head keeps its own).
 
   Raises:
-    ValueError: A weight is missing, unexpected, of the wrong shape or dtype;
+    WeightsMismatchError: (a ``ValueError``) Weights are missing,
+      unexpected or of the wrong shape: the message lists each, expected vs
+      saved, says whether the encoder or the head differs, and what to do.
+    ValueError: A weight has the wrong dtype;
       :class:`model.errors.NonFiniteWeightsError` (a ``ValueError``) if one
       is not finite. The message names it.
   """
   names = model.encoder.weight_names if encoder_only else model.weight_names
   variables = model.encoder.weights if encoder_only else model.weights
-  missing = [n for n in names if n not in weights]
-  if missing:
-    raise ValueError(f"{source}: missing weights {missing[:5]}"
-                     f"{' ...' if len(missing) > 5 else ''}")
-  if not encoder_only and (extra := sorted(set(weights) - set(names))):
-    raise ValueError(f"{source}: unexpected weights {extra[:5]}")
+  shapes = {n: tuple(v.shape) for n, v in zip(names, variables)}
+  differences = weight_differences(shapes, weights, allow_extra=encoder_only)
+  if differences:
+    differing = [n for n in weights if n not in shapes and not encoder_only]
+    differing += [n for n, shape in shapes.items()
+                  if n not in weights or np.shape(weights[n]) != shape]
+    encoder_names = set(model.encoder.weight_names)
+    parts = [p for p in ("encoder", "head")
+             if any((n in encoder_names or n.startswith("encoder/"))
+                    == (p == "encoder") for n in differing)]
+    raise WeightsMismatchError(
+        f"{source}: the saved weights do not fit task {model.spec.task!r} "
+        f"with encoder {model.spec.encoder.name!r} as this version builds it "
+        f"(its {' and '.join(parts)} differ{'s' if len(parts) == 1 else ''}"
+        f"): " + "; ".join(differences) + f". {OUTDATED_HINT}"
+        + ("; its encoder fits, and loads under another task's fresh head "
+           "(load_model(..., task=...), python -m export --task ...)"
+           if parts == ["head"] else ""))
   for name, variable in zip(names, variables):
     value = np.asarray(weights[name])
-    if value.shape != tuple(variable.shape):
-      raise ValueError(f"{source}: weight {name!r} has shape {value.shape}, "
-                       f"expected {tuple(variable.shape)}")
     if value.dtype != np.float32:
       raise ValueError(f"{source}: weight {name!r} has dtype {value.dtype}, "
                        f"expected float32")

@@ -28,7 +28,9 @@ from model.datasets.audio import decode_clips
 from model.datasets.loaders import DatasetSource
 from model.datasets.pipeline import training_dataset, training_segments
 from model.encoders import Encoder
+from model.errors import WeightsMismatchError
 from model.run_dir import write_or_check_config
+from model.saved_model import weight_differences
 from model.ssl_model import (ModelSpec, SSLModel, save_model,
                              upgrade_model_section)
 from model.tasks import check_task_batch_size
@@ -105,6 +107,41 @@ def _read_loss_log(path: str, up_to_step: int) -> list[tuple[int, float]]:
   return [r for r in rows if r[0] <= up_to_step]
 
 
+def _check_checkpoint_weights(path: str, model: SSLModel,
+                              run_dir: str) -> None:
+  """Raises if the checkpoint's weights do not fit ``model`` by position.
+
+  The checkpoint stores ``model.weights`` as a list: a task or encoder whose
+  weights changed since the run was saved would otherwise fail deep inside
+  TensorFlow, or load some weights into the wrong variables.
+
+  Raises:
+    WeightsMismatchError: The number or the shapes of the weights differ
+      (the message names the checkpoint, each weight and what to do).
+  """
+  saved = {}
+  for key, shape in tf.train.list_variables(path):
+    parts = key.split("/")
+    if (len(parts) == 4 and parts[0] == "weights"
+        and parts[2:] == [".ATTRIBUTES", "VARIABLE_VALUE"]):
+      saved[int(parts[1])] = np.broadcast_to(np.empty((), np.bool_), shape)
+  # Matched by position: the model's i-th weight name for the i-th entry.
+  names = list(model.weight_names)
+  names += [f"weight #{i}" for i in range(len(names), max(saved, default=0) + 1)]
+  differences = weight_differences(
+      dict(zip(model.weight_names, (tuple(v.shape) for v in model.weights))),
+      {names[i]: value for i, value in saved.items()})
+  if differences:
+    raise WeightsMismatchError(
+        f"{path}: the checkpoint's {len(saved)} weights do not fit task "
+        f"{model.spec.task!r} with encoder {model.spec.encoder.name!r} as "
+        f"this version builds it ({len(model.weights)} weights, matched by "
+        f"position): " + "; ".join(differences)
+        + f". The run in {run_dir} was probably trained by an earlier "
+        f"version of the project; train into a new run directory, or "
+        f"resume it with the version that started it")
+
+
 def train_centralized(spec: ModelSpec, config: TrainConfig,
                       waveforms: np.ndarray, run_dir: str, *,
                       dataset_info: dict | None = None,
@@ -151,6 +188,7 @@ def train_centralized(spec: ModelSpec, config: TrainConfig,
   manager = tf.train.CheckpointManager(
       checkpoint, os.path.join(run_dir, "checkpoints"), max_to_keep=2)
   if manager.latest_checkpoint:
+    _check_checkpoint_weights(manager.latest_checkpoint, model, run_dir)
     checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     logging.info("Resumed %s at step %d", run_dir, int(step))
   start = int(step)
