@@ -267,3 +267,56 @@ def test_killed_run_resumes_to_the_same_metrics(corpus, tmp_path):
       return [{k: v for k, v in row.items() if "wall_s" not in k}
               for row in csv.DictReader(f)]
   assert results(tmp_path / "a") == results(tmp_path / "b")
+
+
+@pytest.mark.slow
+def test_resuming_a_run_whose_head_changed_names_the_weights(corpus,
+                                                             tmp_path,
+                                                             monkeypatch):
+  """A federated run saved before a task's head changed (here: SimSiam's
+  projector back to its earlier 2 layers, or one more weight) is refused
+  with the weights named, not with an error from inside TFF."""
+  from model.errors import WeightsMismatchError  # pylint: disable=g-import-not-at-top
+  from model.heads import StandardizedMLP  # pylint: disable=g-import-not-at-top
+  from model.tasks import simsiam  # pylint: disable=g-import-not-at-top
+  table, waveforms = corpus
+  spec = ModelSpec(task="simsiam", encoder=ENCODERS["tiny"])
+
+  def config(rounds):
+    return SimulationConfig(model=spec, rounds=rounds, clients_per_round=2,
+                            batch_size=4, max_local_steps=1, eval_every=10)
+
+  run_dir = str(tmp_path / "run")
+  run_simulation(config(1), table, waveforms, run_dir, show_progress=False)
+  current = simsiam.SimSiam.__init__
+
+  def changed_head(layers):
+    def init(self, task_config, encoder_config, frontend, *, seed=0):
+      current(self, task_config, encoder_config, frontend, seed=seed)
+      self.projector = StandardizedMLP(
+          layers, standardize_hidden=False, standardize_output=True,
+          output_bias=False, rng=self.rng, name="head/projector")
+      self.weights = self.projector.weights + self.predictor.weights
+      self.weight_names = (self.projector.weight_names
+                           + self.predictor.weight_names)
+    return init
+
+  # Same number of weights, other shapes: TFF would load them silently.
+  monkeypatch.setattr(simsiam.SimSiam, "__init__", changed_head((32, 128, 64)))
+  with pytest.raises(WeightsMismatchError) as error:
+    run_simulation(config(2), table, waveforms, run_dir, show_progress=False)
+  assert str(error.value).startswith(
+      os.path.join(run_dir, "state") + " (round 1): the saved state does not "
+      "fit task 'simsiam' with encoder 'tiny'")
+  assert ("'head/projector/dense0/bias': saved (128, 128), expected (128,)"
+          in str(error.value))
+  assert "simulate into a new run directory" in str(error.value)
+  # One more weight: another structure.
+  monkeypatch.setattr(simsiam.SimSiam, "__init__",
+                      changed_head((32, 128, 128, 128, 64)))
+  with pytest.raises(WeightsMismatchError, match="state: the saved federated "
+                     "state does not have the structure this version builds "
+                     "for task 'simsiam'"):
+    run_simulation(config(2), table, waveforms, run_dir, show_progress=False)
+  assert not [c for c in psutil.Process().children(recursive=True)
+              if c.status() != psutil.STATUS_ZOMBIE]

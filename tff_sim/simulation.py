@@ -20,6 +20,7 @@ from typing import Callable, Optional, Sequence
 
 from absl import logging
 import numpy as np
+import tensorflow as tf
 import tensorflow_federated as tff
 from tqdm import tqdm
 
@@ -30,8 +31,9 @@ from model.datasets.audio import decode_clips
 from model.datasets.clips import ClipTable
 from model.datasets.loaders import DatasetSource
 from model.datasets.pipeline import training_segments
-from model.errors import UserError
+from model.errors import UserError, WeightsMismatchError
 from model.run_dir import write_or_check_config
+from model.saved_model import weight_differences
 from model.ssl_model import (ModelSpec, SSLModel, assign_weights, save_model,
                              upgrade_model_section)
 from model.tasks import check_task_batch_size
@@ -159,6 +161,45 @@ def _best_index(metric_names: Sequence[str], host: collections.OrderedDict
           if np.isfinite(host["best_scores"][i])}
 
 
+#: What to do about a run directory saved by an earlier version.
+_OUTDATED_RUN = ("The run was probably started by an earlier version of the "
+                 "project; simulate into a new run directory, or resume it "
+                 "with the version that started it")
+
+
+def _check_resumed_weights(initial, loaded, reference: SSLModel,
+                           source: str) -> None:
+  """Raises if a loaded learning state does not fit this version's model.
+
+  Same structure but other shapes loads silently (the saved state is a
+  flat list of tensors) and fails later inside TFF's serialization.
+
+  Raises:
+    WeightsMismatchError: A global model weight (named, matched by position)
+      or another state entry has another shape than this version builds.
+  """
+  saved = [np.shape(w) for w in loaded.global_model_weights.trainable]
+  names = list(reference.weight_names)
+  names += [f"weight #{i}" for i in range(len(names), len(saved))]
+  differences = weight_differences(
+      {n: tuple(v.shape) for n, v in zip(reference.weight_names,
+                                         reference.weights)},
+      {n: np.broadcast_to(np.empty((), np.bool_), shape)
+       for n, shape in zip(names, saved)})
+  if not differences:
+    others = sum(np.shape(a) != np.shape(b) for a, b in zip(
+        tf.nest.flatten(initial), tf.nest.flatten(loaded)))
+    if others:
+      differences = [f"{others} optimizer or aggregator state entries"]
+  if differences:
+    raise WeightsMismatchError(
+        f"{source}: the saved state does not fit task "
+        f"{reference.spec.task!r} with encoder "
+        f"{reference.spec.encoder.name!r} as this version builds it "
+        f"(weights matched by position): " + "; ".join(differences)
+        + f". {_OUTDATED_RUN}")
+
+
 def run_simulation(config: SimulationConfig, table: ClipTable,
                    waveforms: Sequence[np.ndarray], run_dir: str, *,
                    show_progress: bool = True) -> SimulationResult:
@@ -245,7 +286,18 @@ def run_simulation(config: SimulationConfig, table: ClipTable,
                          log_path=log_path,
                          addresses=config.worker_addresses) as workers:
     initial = (process.initialize(), _host_state(metric_names))
-    loaded, done = asyncio.run(state_manager.load_latest(initial))
+    state_dir = os.path.join(run_dir, "state")
+    try:
+      loaded, done = asyncio.run(state_manager.load_latest(initial))
+    except (ValueError, TypeError) as e:
+      raise WeightsMismatchError(
+          f"{state_dir}: the saved federated state does not have the "
+          f"structure this version builds for task {config.model.task!r} "
+          f"with encoder {config.model.encoder.name!r} ({e}). "
+          f"{_OUTDATED_RUN}") from e
+    if loaded is not None:
+      _check_resumed_weights(initial[0], loaded[0], reference,
+                             f"{state_dir} (round {done})")
     state, host = loaded if loaded is not None else initial
     if done:
       logging.info("resuming %s after round %d", run_dir, done)
