@@ -127,7 +127,8 @@ def _check_checkpoint_weights(path: str, model: SSLModel,
       saved[int(parts[1])] = np.broadcast_to(np.empty((), np.bool_), shape)
   # Matched by position: the model's i-th weight name for the i-th entry.
   names = list(model.weight_names)
-  names += [f"weight #{i}" for i in range(len(names), max(saved, default=0) + 1)]
+  names += [f"weight #{i}"
+            for i in range(len(names), max(saved, default=0) + 1)]
   differences = weight_differences(
       dict(zip(model.weight_names, (tuple(v.shape) for v in model.weights))),
       {names[i]: value for i, value in saved.items()})

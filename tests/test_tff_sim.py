@@ -17,7 +17,10 @@ from model.datasets.audio import decode_clips
 from model.datasets.pipeline import Segments
 from model.best_models import best_model_dir, read_best_index
 from model.encoders import ENCODERS
+from model.errors import WeightsMismatchError
+from model.heads import StandardizedMLP
 from model.ssl_model import ModelSpec, SSLModel
+from model.tasks import simsiam
 from tff_sim.algorithms import (ALGORITHMS, AlgorithmConfig, build_process,
                                 build_server_optimizer)
 from tff_sim.client_data import SegmentClientData, client_round_seed, round_dataset
@@ -276,9 +279,6 @@ def test_resuming_a_run_whose_head_changed_names_the_weights(corpus,
   """A federated run saved before a task's head changed (here: SimSiam's
   projector back to its earlier 2 layers, or one more weight) is refused
   with the weights named, not with an error from inside TFF."""
-  from model.errors import WeightsMismatchError  # pylint: disable=g-import-not-at-top
-  from model.heads import StandardizedMLP  # pylint: disable=g-import-not-at-top
-  from model.tasks import simsiam  # pylint: disable=g-import-not-at-top
   table, waveforms = corpus
   spec = ModelSpec(task="simsiam", encoder=ENCODERS["tiny"])
 
