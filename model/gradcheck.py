@@ -77,6 +77,15 @@ def gradient_errors(seed: int = 0, batch: int = 4, *,
     compare(f"conv2d_{kh}x{kw}_{height}x{width}", conv, reference(conv),
             [normal(batch, height, width, cin), normal(kh, kw, cin, cout)],
             ["input", "kernel"])
+  # A one-channel 1x3 -> 3x1 pair (composed into one 3x3 conv in
+  # ``delegate``): both filter gradient paths of the composed kernel (8 and
+  # 32 outputs), non-zero biases (the per-row bias at the edges).
+  for mid, cout, height, width in [(4, 5, 8, 6), (6, 32, 16, 12)]:
+    compare(f"conv_pair_{cout}_{height}x{width}", ops.conv_pair,
+            reference(ops.conv_pair),
+            [normal(batch, height, width, 1), normal(1, 3, 1, mid),
+             normal(mid), normal(3, 1, mid, cout), normal(cout)],
+            ["input", "first", "first_bias", "second", "second_bias"])
   for name, op, shape in [
       ("relu", ops.relu, (batch, 8, 8, 3)),
       ("relu_max_pool2x2", ops.relu_max_pool2x2, (batch, 8, 6, 3)),

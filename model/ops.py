@@ -25,10 +25,11 @@ import contextlib
 import threading
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import tensorflow as tf
 
 __all__ = [
-    "conv2d", "relu", "relu_max_pool2x2", "relu_global_max", "dense",
+    "conv2d", "conv_pair", "relu", "relu_max_pool2x2", "relu_global_max", "dense",
     "upsample2x", "softplus", "l2_normalize", "statistics_pool",
     "batch_standardize", "FORMULATIONS", "TRAINING", "EXPORT", "formulation",
     "current_formulation", "tf_gradients",
@@ -238,9 +239,9 @@ def _filter_gradient(x: tf.Tensor, dy: tf.Tensor, dy_slices: list[tf.Tensor],
   transpose of ``dy``; each example's block fits in cache), then a SUM
   over the batch:
 
-  * Patches of ``x`` wider than ``dy`` (``kh * kw * ci > co``, every conv
-    but a first one): one product per offset of the channels-first ``x``,
-    ``[ci, h * w] x [h * w, co]``, with the input gradient's slice of
+  * Patches of ``x`` wider than ``dy`` (``kh * kw * ci > co``) of a
+    several-channel ``x`` (every conv but a first one): one product per
+    offset of the channels-first ``x``, ``[ci, h * w] x [h * w, co]``, with the input gradient's slice of
     ``dy`` for the mirrored offset (no patches of ``x`` at all).
   * Otherwise (a thin input whose input gradient is not needed: the
     slices of ``dy`` would be made for this alone), one product of the
@@ -262,7 +263,7 @@ def _filter_gradient(x: tf.Tensor, dy: tf.Tensor, dy_slices: list[tf.Tensor],
   _, h, w, ci = x.shape
   co = int(dy.shape[-1])
   batch = x.shape[0] if x.shape[0] is not None else -1
-  if kh * kw * ci > co:
+  if ci > 1 and kh * kw * ci > co:
     # dk[offset] = sum_m x[m + offset - centre] dy[m]
     #            = sum_m x[m] dy[m + centre - offset]: the mirrored slice.
     xt = tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [batch, ci, h * w])
@@ -381,6 +382,73 @@ def conv2d(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
   if _delegate():
     return _conv2d_shifted(x, kernel) + bias
   return _conv2d_same(x, kernel) + bias
+
+
+def conv_pair(x: tf.Tensor, first: tf.Tensor, first_bias: tf.Tensor,
+              second: tf.Tensor, second_bias: tf.Tensor, *,
+              scopes: tuple[str, str] = ("first", "second")) -> tf.Tensor:
+  """``conv2d(conv2d(x, first, first_bias), second, second_bias)``.
+
+  Two stride-1 SAME convolutions with no activation between them (an
+  encoder block's 1xk and kx1 convs). In the ``delegate`` formulation, a
+  one-channel ``x`` under a ``1 x kw`` then a ``kh x 1`` kernel is computed
+  as one ``kh x kw`` convolution of ``x`` with the composed kernel
+  ``K[i, j] = first[0, j] @ second[i, 0]`` (``kh * kw * co``
+  multiply-accumulates per position instead of ``kw * m + kh * m * co``,
+  and no intermediate map: no input gradient of the second conv, no filter
+  gradient over it), plus a per-row bias: ``second_bias`` and
+  ``first_bias @ second[i, 0]`` summed over the taps ``i`` that fall inside
+  the map (the second conv zero-pads the first one's output, bias
+  included, at the top and bottom rows). The same function, weights and
+  gradients (up to rounding) as the two convs, which every other case and
+  formulation builds.
+
+  Args:
+    x: ``[batch, height, width, in_channels]``.
+    first: ``[kh1, kw1, in_channels, mid_channels]`` kernel (odd sizes).
+    first_bias: ``[mid_channels]``.
+    second: ``[kh2, kw2, mid_channels, out_channels]`` kernel (odd sizes).
+    second_bias: ``[out_channels]``.
+    scopes: Name scopes of the two convs (names of the exported ops); the
+      composed conv takes ``"<first>_<second>"``.
+
+  Returns:
+    ``[batch, height, width, out_channels]``.
+  """
+  if (_delegate() and x.shape[-1] == 1 and first.shape[0] == 1
+      and second.shape[1] == 1 and first.shape[1] % 2
+      and second.shape[0] % 2):
+    with tf.name_scope(f"{scopes[0]}_{scopes[1]}"):
+      return _composed_pair(x, first, first_bias, second, second_bias)
+  with tf.name_scope(scopes[0]):
+    x = conv2d(x, first, first_bias)
+  with tf.name_scope(scopes[1]):
+    return conv2d(x, second, second_bias)
+
+
+def _composed_pair(x: tf.Tensor, first: tf.Tensor, first_bias: tf.Tensor,
+                   second: tf.Tensor, second_bias: tf.Tensor) -> tf.Tensor:
+  """:func:`conv_pair` of a one-channel ``x``, ``1 x kw`` then ``kh x 1``,
+  as one ``kh x kw`` conv and a per-row bias (small weight-side ops with
+  TF's own, builtin, gradients)."""
+  height = int(x.shape[1])
+  kw, mid = int(first.shape[1]), int(first.shape[3])
+  kh, co = int(second.shape[0]), int(second.shape[3])
+  taps = [tf.reshape(t, [mid, co]) for t in tf.split(second, kh, axis=0)]
+  first_2d = tf.reshape(first, [kw, mid])
+  kernel = tf.reshape(tf.concat([tf.matmul(first_2d, t) for t in taps],
+                                axis=0), [kh, kw, 1, co])
+  # Tap i of the second conv reads row t + i - ph of the first's output:
+  # zero padding (no bias) outside the map.
+  tap_bias = [tf.matmul(tf.reshape(first_bias, [1, mid]), t) for t in taps]
+  ph = (kh - 1) // 2
+  rows = tf.reshape(second_bias, [1, co])
+  for i, bias in enumerate(tap_bias):
+    inside = np.array([[1.0 if 0 <= t + i - ph < height else 0.0]
+                       for t in range(height)], np.float32)
+    rows = rows + (bias if inside.all() else tf.constant(inside) * bias)
+  y = _conv2d_shifted(x, kernel)
+  return y + tf.reshape(rows, [1, -1, 1, co])
 
 
 @tf.custom_gradient
