@@ -46,7 +46,8 @@ __all__ = [
 #: BATCH_MATMULs of channels-first ``x`` with the input gradient's shifted
 #: slices of ``dy`` (a first conv: of the patches of ``x``, or one
 #: FULLY_CONNECTED), gradient masks from CEIL/SUB/RELU arithmetic instead
-#: of EQUAL/CAST/SELECT; the front-end's STFT as a
+#: of EQUAL/CAST/SELECT; a one-channel 1xk -> kx1 pair as one composed conv
+#: (:func:`conv_pair`); the front-end's STFT as a
 #: two-stage DFT of matmuls (``model.features``).
 FORMULATIONS = ("tf", "custom", "delegate")
 #: The formulation of TF-side training (centralized, federated).
