@@ -245,8 +245,8 @@ def _step_flops(preset: str, task: str, batch_size: int,
   rows (``tf``) get the count of the ``custom`` builtin file: TF's forward
   ops (RFFT front-end) with conv-shaped gradients, the same arithmetic as
   TF's, fully counted (the ``delegate`` file has a matmul DFT front-end
-  and composes block 0's conv pair). A formulation without a timed builtin file is converted here to
-  be counted.
+  and composes block 0's conv pair). A formulation without a timed
+  builtin file is converted here to be counted.
   """
   flops = {}
   for formulation, content in files.items():

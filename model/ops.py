@@ -29,8 +29,8 @@ import numpy as np
 import tensorflow as tf
 
 __all__ = [
-    "conv2d", "conv_pair", "relu", "relu_max_pool2x2", "relu_global_max", "dense",
-    "upsample2x", "softplus", "l2_normalize", "statistics_pool",
+    "conv2d", "conv_pair", "relu", "relu_max_pool2x2", "relu_global_max",
+    "dense", "upsample2x", "softplus", "l2_normalize", "statistics_pool",
     "batch_standardize", "FORMULATIONS", "TRAINING", "EXPORT", "formulation",
     "current_formulation", "tf_gradients",
 ]
@@ -242,8 +242,9 @@ def _filter_gradient(x: tf.Tensor, dy: tf.Tensor, dy_slices: list[tf.Tensor],
 
   * Patches of ``x`` wider than ``dy`` (``kh * kw * ci > co``) of a
     several-channel ``x`` (every conv but a first one): one product per
-    offset of the channels-first ``x``, ``[ci, h * w] x [h * w, co]``, with the input gradient's slice of
-    ``dy`` for the mirrored offset (no patches of ``x`` at all).
+    offset of the channels-first ``x``, ``[ci, h * w] x [h * w, co]``,
+    with the input gradient's slice of ``dy`` for the mirrored offset (no
+    patches of ``x`` at all).
   * Otherwise (a thin input whose input gradient is not needed: the
     slices of ``dy`` would be made for this alone), one product of the
     per-example channels-first patches of ``x``,
