@@ -18,9 +18,11 @@ variants of one configuration run in one process on the same corpus batch,
 interleaved round-robin so background load hits every variant alike; the
 process's CPU time per call is the reported measure (steadier than wall time
 on a busy host), wall time is kept too. GFLOP/s are the file's FLOPs
-(:func:`export.tflite_flops.count_flops`) over the CPU time; flex and TF rows
-use a builtin file's count of the same step (the flex file's Select-TF ops,
-TF's conv filter gradients among them, are not counted).
+(:func:`export.tflite_flops.count_flops`) over the CPU time. The flex file's
+Select-TF ops (TF's conv filter gradients among them) are not counted, so
+flex and TF rows use the count of a builtin file with TF's arithmetic
+(``custom``: TF's forward ops; the ``delegate`` file has a matmul DFT
+front-end and composes block 0's conv pair).
 """
 
 from __future__ import annotations
@@ -129,8 +131,8 @@ class Row:
     runtime: Which runtime ran it.
     file_bytes: Size of its ``.tflite`` (0 for TF).
     flops: FLOPs of one call counted from the file; flex and TF rows:
-      counted from a builtin file of the same step (the flex file's
-      Select-TF ops have no cost model).
+      counted from the ``custom`` builtin file of the same step (TF's
+      arithmetic; the flex file's Select-TF ops have no cost model).
     delegated: Share of those FLOPs in XNNPACK (None: not measured).
     cpu_ms: CPU time of every timed call.
     wall_ms: Wall time of every timed call.
@@ -228,7 +230,7 @@ def _train_rows(preset: str, task: str, batch_size: int,
     rows.append(Row(
         preset=preset, task=task, batch=batch_size, threads=config.threads,
         kind="train", variant=variant, runtime=runtime, file_bytes=size,
-        flops=flops.get(formulation, flops["step"]), delegated=delegated,
+        flops=flops[formulation], delegated=delegated,
         cpu_ms=tuple(times[variant][0]), wall_ms=tuple(times[variant][1])))
   return rows
 
@@ -236,27 +238,31 @@ def _train_rows(preset: str, task: str, batch_size: int,
 def _step_flops(preset: str, task: str, batch_size: int,
                 config: TrainStepConfig, model: SSLModel,
                 files: dict[str, bytes]) -> dict[str, int]:
-  """FLOPs of one step per formulation, and of the step itself (``step``).
+  """FLOPs of one step for every formulation of ``config.variants``.
 
   Each builtin file is counted as it is. A flex file's Select-TF ops (TF's
   conv filter gradients among them) have no cost model, so the flex and TF
-  rows get the count of a builtin file of the same step (the ``delegate``
-  one, converted here if no builtin variant was timed): the same
-  arithmetic, fully counted.
+  rows (``tf``) get the count of the ``custom`` builtin file: TF's forward
+  ops (RFFT front-end) with conv-shaped gradients, the same arithmetic as
+  TF's, fully counted (the ``delegate`` file has a matmul DFT front-end
+  and composes block 0's conv pair). A formulation without a timed
+  builtin file is converted here to be counted.
   """
   flops = {}
   for formulation, content in files.items():
     count = tflite_flops.count_flops(content, "train")
     if formulation != "tf" or not count.uncounted:
       flops[formulation] = count.flops
-  if "delegate" not in flops and "custom" not in flops:
-    logging.info("converting %s/%s batch %d (delegate, for the FLOP count)",
-                 preset, task, batch_size)
-    content = convert_training_model(
-        _module(model, config, batch_size, "delegate")).content
-    flops["delegate"] = tflite_flops.count_flops(content, "train").flops
-  flops["step"] = flops.get("delegate", flops.get("custom"))
-  flops.setdefault("tf", flops["step"])
+  for formulation in dict.fromkeys(TRAIN_VARIANTS[v][0]
+                                   for v in config.variants):
+    source = "custom" if formulation == "tf" else formulation
+    if source not in flops:
+      logging.info("converting %s/%s batch %d (%s, for the FLOP count)",
+                   preset, task, batch_size, source)
+      content = convert_training_model(
+          _module(model, config, batch_size, source)).content
+      flops[source] = tflite_flops.count_flops(content, "train").flops
+    flops.setdefault(formulation, flops[source])
   return flops
 
 

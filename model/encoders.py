@@ -268,10 +268,8 @@ def encode(config: EncoderConfig, params: Sequence[tf.Tensor],
   # Name scopes name the layers of exported ops (per-op profiles).
   for i in range(num_blocks):
     with tf.name_scope(f"block{i}"):
-      with tf.name_scope("conv_1x3"):
-        x = ops.conv2d(x, next(w), next(w))
-      with tf.name_scope("conv_3x1"):
-        x = ops.conv2d(x, next(w), next(w))
+      x = ops.conv_pair(x, next(w), next(w), next(w), next(w),
+                        scopes=("conv_1x3", "conv_3x1"))
       if i < num_blocks - 1:
         with tf.name_scope("relu_pool"):
           x = ops.relu_max_pool2x2(x)

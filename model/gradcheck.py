@@ -67,16 +67,27 @@ def gradient_errors(seed: int = 0, batch: int = 4, *,
     return fn
 
   # Every filter gradient formulation of ``delegate``: per-example products
-  # of x with the slices of dy (patches of x wider than dy: the last three),
-  # or of the patches of x (one channel, and four; large maps, 32 outputs),
-  # and one product over all positions (8 outputs).
+  # of x with the slices of dy (patches of x wider than dy: the next
+  # three), or of the patches of x (one channel, and four; large maps, 32
+  # outputs), one product over all positions (8 outputs), and of x with
+  # the patches of a one-channel dy (the last).
   for kh, kw, cin, cout, height, width in [
       (1, 3, 1, 32, 16, 12), (1, 3, 4, 32, 8, 6), (1, 3, 2, 8, 4, 6),
-      (3, 1, 16, 32, 16, 12), (3, 3, 6, 5, 16, 12), (3, 1, 12, 6, 4, 6)]:
+      (3, 1, 16, 32, 16, 12), (3, 3, 6, 5, 16, 12), (3, 1, 12, 6, 4, 6),
+      (3, 3, 5, 1, 8, 6)]:
     conv = lambda x, k: ops.conv2d(x, k, tf.zeros([k.shape[-1]]))
     compare(f"conv2d_{kh}x{kw}_{height}x{width}", conv, reference(conv),
             [normal(batch, height, width, cin), normal(kh, kw, cin, cout)],
             ["input", "kernel"])
+  # A one-channel 1x3 -> 3x1 pair (composed into one 3x3 conv in
+  # ``delegate``): both filter gradient paths of the composed kernel (8 and
+  # 32 outputs), non-zero biases (the per-row bias at the edges).
+  for mid, cout, height, width in [(4, 5, 8, 6), (6, 32, 16, 12)]:
+    compare(f"conv_pair_{cout}_{height}x{width}", ops.conv_pair,
+            reference(ops.conv_pair),
+            [normal(batch, height, width, 1), normal(1, 3, 1, mid),
+             normal(mid), normal(3, 1, mid, cout), normal(cout)],
+            ["input", "first", "first_bias", "second", "second_bias"])
   for name, op, shape in [
       ("relu", ops.relu, (batch, 8, 8, 3)),
       ("relu_max_pool2x2", ops.relu_max_pool2x2, (batch, 8, 6, 3)),

@@ -25,11 +25,12 @@ import contextlib
 import threading
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import tensorflow as tf
 
 __all__ = [
-    "conv2d", "relu", "relu_max_pool2x2", "relu_global_max", "dense",
-    "upsample2x", "softplus", "l2_normalize", "statistics_pool",
+    "conv2d", "conv_pair", "relu", "relu_max_pool2x2", "relu_global_max",
+    "dense", "upsample2x", "softplus", "l2_normalize", "statistics_pool",
     "batch_standardize", "FORMULATIONS", "TRAINING", "EXPORT", "formulation",
     "current_formulation", "tf_gradients",
 ]
@@ -45,7 +46,8 @@ __all__ = [
 #: BATCH_MATMULs of channels-first ``x`` with the input gradient's shifted
 #: slices of ``dy`` (a first conv: of the patches of ``x``, or one
 #: FULLY_CONNECTED), gradient masks from CEIL/SUB/RELU arithmetic instead
-#: of EQUAL/CAST/SELECT; the front-end's STFT as a
+#: of EQUAL/CAST/SELECT; a one-channel 1xk -> kx1 pair as one composed conv
+#: (:func:`conv_pair`); the front-end's STFT as a
 #: two-stage DFT of matmuls (``model.features``).
 FORMULATIONS = ("tf", "custom", "delegate")
 #: The formulation of TF-side training (centralized, federated).
@@ -238,10 +240,11 @@ def _filter_gradient(x: tf.Tensor, dy: tf.Tensor, dy_slices: list[tf.Tensor],
   transpose of ``dy``; each example's block fits in cache), then a SUM
   over the batch:
 
-  * Patches of ``x`` wider than ``dy`` (``kh * kw * ci > co``, every conv
-    but a first one): one product per offset of the channels-first ``x``,
-    ``[ci, h * w] x [h * w, co]``, with the input gradient's slice of
-    ``dy`` for the mirrored offset (no patches of ``x`` at all).
+  * Patches of ``x`` wider than ``dy`` (``kh * kw * ci > co``) of a
+    several-channel ``x`` (every conv but a first one): one product per
+    offset of the channels-first ``x``, ``[ci, h * w] x [h * w, co]``,
+    with the input gradient's slice of ``dy`` for the mirrored offset (no
+    patches of ``x`` at all).
   * Otherwise (a thin input whose input gradient is not needed: the
     slices of ``dy`` would be made for this alone), one product of the
     per-example channels-first patches of ``x``,
@@ -262,7 +265,7 @@ def _filter_gradient(x: tf.Tensor, dy: tf.Tensor, dy_slices: list[tf.Tensor],
   _, h, w, ci = x.shape
   co = int(dy.shape[-1])
   batch = x.shape[0] if x.shape[0] is not None else -1
-  if kh * kw * ci > co:
+  if ci > 1 and kh * kw * ci > co:
     # dk[offset] = sum_m x[m + offset - centre] dy[m]
     #            = sum_m x[m] dy[m + centre - offset]: the mirrored slice.
     xt = tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [batch, ci, h * w])
@@ -341,18 +344,100 @@ def _shifted(x: tf.Tensor, begin: list[int], size: list) -> tf.Tensor:
                  for b, d in zip(begin, size))]
 
 
+def _one_channel_patches(x: tf.Tensor, kh: int, kw: int) -> tf.Tensor:
+  """SAME patches of a one-channel ``[b, h, w, 1]``: ``[b * h * w, kh * kw]``.
+
+  Columns in offset order, from two CONCATENATIONs along the last axis:
+  the ``kw`` column shifts of the padded map (single floats, over
+  ``h + kh - 1`` rows), then ``kh`` row shifts of that (runs of ``kw``
+  floats). One CONCATENATION of ``kh * kw`` inputs is not delegated (14 vs
+  about 4 ms on a batch-64 96x64 map under LiteRT).
+  """
+  _, h, w, _ = x.shape
+  batch = x.shape[0] if x.shape[0] is not None else -1
+  ph, pw = (kh - 1) // 2, (kw - 1) // 2
+  xp = tf.reshape(tf.pad(tf.reshape(x, [batch, h, w]),
+                         [[0, 0], [ph, kh - 1 - ph], [pw, kw - 1 - pw]]),
+                  [batch, h + kh - 1, w + kw - 1, 1])
+  columns = tf.concat([_shifted(xp, [0, 0, j, 0],
+                                [x.shape[0], h + kh - 1, w, 1])
+                       for j in range(kw)], axis=-1)
+  rows = tf.concat([_shifted(columns, [0, i, 0, 0], [x.shape[0], h, w, kw])
+                    for i in range(kh)], axis=-1)
+  return tf.reshape(rows, [-1, kh * kw])
+
+
+def _one_channel_output(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+  """SAME conv of ``[b, h, w, ci]`` to one channel: ``[b * h * w, 1]``.
+
+  One FULLY_CONNECTED gives every offset's product at every position,
+  ``[b * h * w, kh * kw]`` (reading ``x`` once); the output sums those
+  maps shifted by their offsets (TRANSPOSE to ``[kh * kw, b, h, w]``, PAD,
+  one SLICE and ADD per offset on one-channel maps) instead of shifting
+  ``x`` itself ``kh * kw - 1`` times.
+  """
+  _, h, w, ci = x.shape
+  kh, kw = int(kernel.shape[0]), int(kernel.shape[1])
+  batch = x.shape[0] if x.shape[0] is not None else -1
+  taps = kh * kw
+  products = _fully_connected(tf.reshape(x, [-1, ci]),
+                              tf.reshape(_kernel_oi(kernel), [taps, ci]))
+  maps = tf.transpose(tf.reshape(products, [batch, h, w, taps]), [3, 0, 1, 2])
+  ph, pw = (kh - 1) // 2, (kw - 1) // 2
+  padded = tf.pad(maps, [[0, 0], [0, 0], [ph, kh - 1 - ph],
+                         [pw, kw - 1 - pw]])
+  # y[t, f] = sum over offsets (i, j) of products_ij[t + i - ph, f + j - pw].
+  y = None
+  for o, (i, j) in enumerate(_offsets(kh, kw)):
+    term = _shifted(padded, [o, 0, i, j], [1, x.shape[0], h, w])
+    y = term if y is None else y + term
+  return tf.reshape(y, [-1, 1])
+
+
+def _one_channel_output_gradients(x: tf.Tensor, dy: tf.Tensor,
+                                  flipped: tf.Tensor, kh: int, kw: int
+                                  ) -> tuple[tf.Tensor, tf.Tensor]:
+  """Input and filter gradients of a SAME conv with one output channel.
+
+  Both from the patches of the one-channel ``dy``, ``[n, kh * kw]``
+  (:func:`_one_channel_patches`): the input gradient is one
+  FULLY_CONNECTED with the flipped kernel ``[ci, kh * kw]``; the filter
+  gradient one per-example BATCH_MATMUL of the channels-first ``x``,
+  ``[ci, h * w] x [h * w, kh * kw]`` (offset ``o`` of the kernel pairs
+  with the mirrored column), instead of ``kh * kw`` products that each
+  read ``x``.
+  """
+  _, h, w, ci = x.shape
+  batch = x.shape[0] if x.shape[0] is not None else -1
+  taps = kh * kw
+  patches = _one_channel_patches(dy, kh, kw)
+  dx = tf.reshape(_fully_connected(patches, flipped), [-1, h, w, ci])
+  xt = tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [batch, ci, h * w])
+  products = tf.reduce_sum(
+      tf.matmul(xt, tf.reshape(patches, [batch, h * w, taps])), axis=0)
+  mirrored = tf.split(tf.transpose(products), taps, axis=0)[::-1]
+  return dx, tf.reshape(tf.concat(mirrored, axis=0), [kh, kw, ci, 1])
+
+
 @tf.custom_gradient
 def _conv2d_shifted(x, kernel):
   _, h, w, _ = x.shape
   kh, kw, ci, co = (int(d) for d in kernel.shape)
-  y = tf.reshape(_sum_of_products(_offset_slices(x, kh, kw),
-                                  _kernel_oi(kernel)), [-1, h, w, co])
+  if ci == 1 and kh > 1 and kw > 1:
+    y = _fully_connected(_one_channel_patches(x, kh, kw), _kernel_oi(kernel))
+  elif co == 1 and kh > 1 and kw > 1:
+    y = _one_channel_output(x, kernel)
+  else:
+    y = _sum_of_products(_offset_slices(x, kh, kw), _kernel_oi(kernel))
+  y = tf.reshape(y, [-1, h, w, co])
 
   def grad(dy):
     # Input gradient: the same shifted sum over dy with the flipped kernel,
     # in/out swapped: [ci, kh * kw * co] weights.
     flipped = _kernel_oi(tf.transpose(_flip_spatial_slices(kernel),
                                       [0, 1, 3, 2]))
+    if co == 1 and kh > 1 and kw > 1:
+      return _one_channel_output_gradients(x, dy, flipped, kh, kw)
     dy_slices = _offset_slices(dy, kh, kw)
     dx = tf.reshape(_sum_of_products(dy_slices, flipped), [-1, h, w, ci])
     dk = tf.reshape(_filter_gradient(x, dy, dy_slices, kh, kw),
@@ -381,6 +466,73 @@ def conv2d(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
   if _delegate():
     return _conv2d_shifted(x, kernel) + bias
   return _conv2d_same(x, kernel) + bias
+
+
+def conv_pair(x: tf.Tensor, first: tf.Tensor, first_bias: tf.Tensor,
+              second: tf.Tensor, second_bias: tf.Tensor, *,
+              scopes: tuple[str, str] = ("first", "second")) -> tf.Tensor:
+  """``conv2d(conv2d(x, first, first_bias), second, second_bias)``.
+
+  Two stride-1 SAME convolutions with no activation between them (an
+  encoder block's 1xk and kx1 convs). In the ``delegate`` formulation, a
+  one-channel ``x`` under a ``1 x kw`` then a ``kh x 1`` kernel is computed
+  as one ``kh x kw`` convolution of ``x`` with the composed kernel
+  ``K[i, j] = first[0, j] @ second[i, 0]`` (``kh * kw * co``
+  multiply-accumulates per position instead of ``kw * m + kh * m * co``,
+  and no intermediate map: no input gradient of the second conv, no filter
+  gradient over it), plus a per-row bias: ``second_bias`` and
+  ``first_bias @ second[i, 0]`` summed over the taps ``i`` that fall inside
+  the map (the second conv zero-pads the first one's output, bias
+  included, at the top and bottom rows). The same function, weights and
+  gradients (up to rounding) as the two convs, which every other case and
+  formulation builds.
+
+  Args:
+    x: ``[batch, height, width, in_channels]``.
+    first: ``[kh1, kw1, in_channels, mid_channels]`` kernel (odd sizes).
+    first_bias: ``[mid_channels]``.
+    second: ``[kh2, kw2, mid_channels, out_channels]`` kernel (odd sizes).
+    second_bias: ``[out_channels]``.
+    scopes: Name scopes of the two convs (names of the exported ops); the
+      composed conv takes ``"<first>_<second>"``.
+
+  Returns:
+    ``[batch, height, width, out_channels]``.
+  """
+  if (_delegate() and x.shape[-1] == 1 and first.shape[0] == 1
+      and second.shape[1] == 1 and first.shape[1] % 2
+      and second.shape[0] % 2):
+    with tf.name_scope(f"{scopes[0]}_{scopes[1]}"):
+      return _composed_pair(x, first, first_bias, second, second_bias)
+  with tf.name_scope(scopes[0]):
+    x = conv2d(x, first, first_bias)
+  with tf.name_scope(scopes[1]):
+    return conv2d(x, second, second_bias)
+
+
+def _composed_pair(x: tf.Tensor, first: tf.Tensor, first_bias: tf.Tensor,
+                   second: tf.Tensor, second_bias: tf.Tensor) -> tf.Tensor:
+  """:func:`conv_pair` of a one-channel ``x``, ``1 x kw`` then ``kh x 1``,
+  as one ``kh x kw`` conv and a per-row bias (small weight-side ops with
+  TF's own, builtin, gradients)."""
+  height = int(x.shape[1])
+  kw, mid = int(first.shape[1]), int(first.shape[3])
+  kh, co = int(second.shape[0]), int(second.shape[3])
+  taps = [tf.reshape(t, [mid, co]) for t in tf.split(second, kh, axis=0)]
+  first_2d = tf.reshape(first, [kw, mid])
+  kernel = tf.reshape(tf.concat([tf.matmul(first_2d, t) for t in taps],
+                                axis=0), [kh, kw, 1, co])
+  # Tap i of the second conv reads row t + i - ph of the first's output:
+  # zero padding (no bias) outside the map.
+  tap_bias = [tf.matmul(tf.reshape(first_bias, [1, mid]), t) for t in taps]
+  ph = (kh - 1) // 2
+  rows = tf.reshape(second_bias, [1, co])
+  for i, bias in enumerate(tap_bias):
+    inside = np.array([[1.0 if 0 <= t + i - ph < height else 0.0]
+                       for t in range(height)], np.float32)
+    rows = rows + (bias if inside.all() else tf.constant(inside) * bias)
+  y = _conv2d_shifted(x, kernel)
+  return y + tf.reshape(rows, [1, -1, 1, co])
 
 
 @tf.custom_gradient

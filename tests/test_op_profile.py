@@ -26,9 +26,12 @@ def test_profile_covers_every_node(tiny_train, tmp_path):
   assert {"FULLY_CONNECTED", "CONCATENATION", "BATCH_MATMUL"} <= {
       r.op for r in timed}
   assert all(r.bytes > 0 for r in timed if r.op == "FULLY_CONNECTED")
-  # The encoder's layers and their gradients are named.
+  # The encoder's layers and their gradients are named (block 0's
+  # one-channel conv pair is composed into one conv).
   layers = {(r.layer, r.backward) for r in timed}
-  assert {("block0/conv_1x3", False), ("block0/conv_1x3", True)} <= layers
+  assert {(layer, backward) for layer in ("block0/conv_1x3_conv_3x1",
+                                          "block1/conv_1x3")
+          for backward in (False, True)} <= layers
   # Operators alone miss fusion and cache effects, but not by 5x.
   assert 0.2 * result.whole_ms < result.timed_ms < 5 * result.whole_ms, (
       result.timed_ms, result.whole_ms)
