@@ -46,8 +46,7 @@ __all__ = [
 #: BATCH_MATMULs of channels-first ``x`` with the input gradient's shifted
 #: slices of ``dy`` (a first conv: of the patches of ``x``, or one
 #: FULLY_CONNECTED), gradient masks from CEIL/SUB/RELU arithmetic instead
-#: of EQUAL/CAST/SELECT; a one-channel 1xk -> kx1 pair as one composed conv
-#: (:func:`conv_pair`); the front-end's STFT as a
+#: of EQUAL/CAST/SELECT; the front-end's STFT as a
 #: two-stage DFT of matmuls (``model.features``).
 FORMULATIONS = ("tf", "custom", "delegate")
 #: The formulation of TF-side training (centralized, federated).
@@ -461,11 +460,16 @@ def conv2d(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
   if kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
     raise ValueError(f"conv2d: kernel must have odd spatial size, got "
                      f"{kernel.shape[:2]}")
+  return _conv_no_bias(x, kernel) + bias
+
+
+def _conv_no_bias(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+  """Stride-1 SAME convolution in the current formulation."""
   if _use_tf_gradients():
-    return tf.nn.conv2d(x, kernel, strides=1, padding="SAME") + bias
+    return tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
   if _delegate():
-    return _conv2d_shifted(x, kernel) + bias
-  return _conv2d_same(x, kernel) + bias
+    return _conv2d_shifted(x, kernel)
+  return _conv2d_same(x, kernel)
 
 
 def conv_pair(x: tf.Tensor, first: tf.Tensor, first_bias: tf.Tensor,
@@ -474,7 +478,7 @@ def conv_pair(x: tf.Tensor, first: tf.Tensor, first_bias: tf.Tensor,
   """``conv2d(conv2d(x, first, first_bias), second, second_bias)``.
 
   Two stride-1 SAME convolutions with no activation between them (an
-  encoder block's 1xk and kx1 convs). In the ``delegate`` formulation, a
+  encoder block's 1xk and kx1 convs). In every formulation, a
   one-channel ``x`` under a ``1 x kw`` then a ``kh x 1`` kernel is computed
   as one ``kh x kw`` convolution of ``x`` with the composed kernel
   ``K[i, j] = first[0, j] @ second[i, 0]`` (``kh * kw * co``
@@ -484,8 +488,11 @@ def conv_pair(x: tf.Tensor, first: tf.Tensor, first_bias: tf.Tensor,
   ``first_bias @ second[i, 0]`` summed over the taps ``i`` that fall inside
   the map (the second conv zero-pads the first one's output, bias
   included, at the top and bottom rows). The same function, weights and
-  gradients (up to rounding) as the two convs, which every other case and
-  formulation builds.
+  gradients (up to rounding) as the two convs, which every other case
+  builds; composing it in TF too keeps centralized and federated training,
+  the flex export and the builtin export on the same arithmetic (and makes
+  TF's step faster: 288 instead of 3,168 multiply-accumulates per position
+  for the ``large`` encoder's first block).
 
   Args:
     x: ``[batch, height, width, in_channels]``.
@@ -499,9 +506,8 @@ def conv_pair(x: tf.Tensor, first: tf.Tensor, first_bias: tf.Tensor,
   Returns:
     ``[batch, height, width, out_channels]``.
   """
-  if (_delegate() and x.shape[-1] == 1 and first.shape[0] == 1
-      and second.shape[1] == 1 and first.shape[1] % 2
-      and second.shape[0] % 2):
+  if (x.shape[-1] == 1 and first.shape[0] == 1 and second.shape[1] == 1
+      and first.shape[1] % 2 and second.shape[0] % 2):
     with tf.name_scope(f"{scopes[0]}_{scopes[1]}"):
       return _composed_pair(x, first, first_bias, second, second_bias)
   with tf.name_scope(scopes[0]):
@@ -531,8 +537,7 @@ def _composed_pair(x: tf.Tensor, first: tf.Tensor, first_bias: tf.Tensor,
     inside = np.array([[1.0 if 0 <= t + i - ph < height else 0.0]
                        for t in range(height)], np.float32)
     rows = rows + (bias if inside.all() else tf.constant(inside) * bias)
-  y = _conv2d_shifted(x, kernel)
-  return y + tf.reshape(rows, [1, -1, 1, co])
+  return _conv_no_bias(x, kernel) + tf.reshape(rows, [1, -1, 1, co])
 
 
 @tf.custom_gradient

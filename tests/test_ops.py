@@ -62,3 +62,26 @@ def test_delegate_conv_has_no_conv2d_or_masks_ops():
   assert not graph_ops & {"Conv2D", "Conv2DBackpropInput", "Equal", "Cast",
                           "Select", "SelectV2", "ReverseV2"}, graph_ops
   assert "MatMul" in graph_ops
+
+
+def test_tf_formulation_composes_the_one_channel_pair_exactly():
+  """TF-side training composes the pair too, against TF's two convs."""
+  errors = gradient_errors(seed=1, formulation="tf", outputs=True)
+  pair = {k: v for k, v in errors.items() if k.startswith("conv_pair_")}
+  assert len(pair) == 2 * 6  # 2 shapes x (output + 5 inputs)
+  worst = max(pair, key=pair.get)
+  assert pair[worst] <= DELEGATE_TOLERANCE, f"{worst}: {pair[worst]}"
+
+
+@pytest.mark.parametrize("channels,convs", [(1, 1), (2, 2)])
+def test_conv_pair_is_one_conv_for_a_one_channel_input(channels, convs):
+  first = tf.random.normal([1, 3, channels, 4])
+  second = tf.random.normal([3, 1, 4, 5])
+
+  @tf.function
+  def pair(x):
+    return ops.conv_pair(x, first, tf.zeros([4]), second, tf.zeros([5]))
+
+  graph = pair.get_concrete_function(
+      tf.TensorSpec([2, 8, 6, channels])).graph
+  assert sum(op.type == "Conv2D" for op in graph.get_operations()) == convs
