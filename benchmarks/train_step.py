@@ -21,8 +21,8 @@ on a busy host), wall time is kept too. GFLOP/s are the file's FLOPs
 (:func:`export.tflite_flops.count_flops`) over the CPU time. The flex file's
 Select-TF ops (TF's conv filter gradients among them) are not counted, so
 flex and TF rows use the count of a builtin file with TF's arithmetic
-(``custom``: TF's forward ops; the ``delegate`` file has a matmul DFT
-front-end and composes block 0's conv pair).
+(``custom``: TF's forward ops and RFFT front-end; the ``delegate`` file has
+a matmul DFT front-end).
 """
 
 from __future__ import annotations
@@ -244,8 +244,8 @@ def _step_flops(preset: str, task: str, batch_size: int,
   conv filter gradients among them) have no cost model, so the flex and TF
   rows (``tf``) get the count of the ``custom`` builtin file: TF's forward
   ops (RFFT front-end) with conv-shaped gradients, the same arithmetic as
-  TF's, fully counted (the ``delegate`` file has a matmul DFT front-end
-  and composes block 0's conv pair). A formulation without a timed
+  TF's, fully counted (the ``delegate`` file has a matmul DFT front-end).
+  A formulation without a timed
   builtin file is converted here to be counted.
   """
   flops = {}
