@@ -256,7 +256,7 @@ def test_cross_validation_names_classes_with_fewer_clips_than_folds(caplog):
   table = ClipTable.from_rows(clips)
   with warnings.catch_warnings():
     warnings.simplefilter("error")
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO", logger="absl"):
       splits = evaluation.cross_validation_splits(table, "keyword", folds=2,
                                                   seed=0)
   assert any("1 of 3 classes have fewer clips than the 2 folds ('stop' 1)"
