@@ -481,7 +481,7 @@ def _select(validation: dict[str, dict[str, float]], labels: Sequence[str],
       dropped.append(f"{label} (diverged: non-finite loss or weights)")
       continue
     row[EFFECTIVE_RANK] = evaluation.effective_rank(embeddings[label])
-    row[COLLAPSED] = float(row[EFFECTIVE_RANK] < evaluation.COLLAPSE_RANK)
+    row[COLLAPSED] = float(evaluation.is_collapsed(embeddings[label]))
     if row[COLLAPSED]:
       logging.warning(
           "%s collapsed (effective rank %.2f of its probe-clip embeddings, "

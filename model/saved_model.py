@@ -19,7 +19,7 @@ import numpy as np
 
 __all__ = ["SPEC_FILE", "WEIGHTS_FILE", "RUN_MODEL_DIR", "SavedModel",
            "is_saved_model", "saved_model_dir", "weight_differences",
-           "OUTDATED_HINT"]
+           "positional_weight_differences", "OUTDATED_HINT"]
 
 #: The spec (``ModelSpec.to_dict()``) and the weights by name.
 SPEC_FILE = "model.json"
@@ -58,15 +58,45 @@ def weight_differences(expected: Mapping[str, Sequence[int]],
     ``_MAX_LISTED``, then a count of the rest), e.g. ``"'a/kernel': saved
     (128, 64), expected (128, 128)"``; empty when they fit.
   """
+  return _shape_differences(
+      expected, {name: np.shape(value) for name, value in found.items()},
+      allow_extra=allow_extra)
+
+
+def positional_weight_differences(expected: Mapping[str, Sequence[int]],
+                                  saved: Mapping[int, Sequence[int]]
+                                  ) -> list[str]:
+  """:func:`weight_differences` of weights saved as a list (checkpoints,
+  federated states), matched by position.
+
+  Args:
+    expected: Shape of every weight the model needs, by name, in order.
+    saved: Shape of every saved weight, by its position in the list; the
+      ``i``-th is compared with the ``i``-th of ``expected`` (positions past
+      its end are named ``weight #i``).
+
+  Returns:
+    As :func:`weight_differences`.
+  """
+  names = list(expected)
+  return _shape_differences(
+      expected, {names[i] if i < len(names) else f"weight #{i}": shape
+                 for i, shape in saved.items()})
+
+
+def _shape_differences(expected: Mapping[str, Sequence[int]],
+                       found: Mapping[str, Sequence[int]], *,
+                       allow_extra: bool = False) -> list[str]:
+  """:func:`weight_differences` on shapes."""
   lines = []
   for name, shape in expected.items():
     if name not in found:
       lines.append(f"{name!r}: missing (expected shape {tuple(shape)})")
-    elif tuple(np.shape(found[name])) != tuple(shape):
-      lines.append(f"{name!r}: saved {tuple(np.shape(found[name]))}, "
+    elif tuple(found[name]) != tuple(shape):
+      lines.append(f"{name!r}: saved {tuple(found[name])}, "
                    f"expected {tuple(shape)}")
   if not allow_extra:
-    lines += [f"{name!r}: unexpected (saved {tuple(np.shape(found[name]))})"
+    lines += [f"{name!r}: unexpected (saved {tuple(found[name])})"
               for name in found if name not in expected]
   if len(lines) > _MAX_LISTED:
     lines = lines[:_MAX_LISTED] + [f"... and {len(lines) - _MAX_LISTED} "

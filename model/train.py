@@ -30,7 +30,7 @@ from model.datasets.pipeline import training_dataset, training_segments
 from model.encoders import Encoder
 from model.errors import WeightsMismatchError
 from model.run_dir import write_or_check_config
-from model.saved_model import weight_differences
+from model.saved_model import positional_weight_differences
 from model.ssl_model import (ModelSpec, SSLModel, save_model,
                              upgrade_model_section)
 from model.tasks import check_task_batch_size
@@ -124,14 +124,10 @@ def _check_checkpoint_weights(path: str, model: SSLModel,
     parts = key.split("/")
     if (len(parts) == 4 and parts[0] == "weights"
         and parts[2:] == [".ATTRIBUTES", "VARIABLE_VALUE"]):
-      saved[int(parts[1])] = np.broadcast_to(np.empty((), np.bool_), shape)
-  # Matched by position: the model's i-th weight name for the i-th entry.
-  names = list(model.weight_names)
-  names += [f"weight #{i}"
-            for i in range(len(names), max(saved, default=0) + 1)]
-  differences = weight_differences(
+      saved[int(parts[1])] = shape
+  differences = positional_weight_differences(
       dict(zip(model.weight_names, (tuple(v.shape) for v in model.weights))),
-      {names[i]: value for i, value in saved.items()})
+      saved)
   if differences:
     raise WeightsMismatchError(
         f"{path}: the checkpoint's {len(saved)} weights do not fit task "

@@ -33,7 +33,7 @@ from model.datasets.loaders import DatasetSource
 from model.datasets.pipeline import training_segments
 from model.errors import UserError, WeightsMismatchError
 from model.run_dir import write_or_check_config
-from model.saved_model import weight_differences
+from model.saved_model import positional_weight_differences
 from model.ssl_model import (ModelSpec, SSLModel, assign_weights, save_model,
                              upgrade_model_section)
 from model.tasks import check_task_batch_size
@@ -178,14 +178,11 @@ def _check_resumed_weights(initial, loaded, reference: SSLModel,
     WeightsMismatchError: A global model weight (named, matched by position)
       or another state entry has another shape than this version builds.
   """
-  saved = [np.shape(w) for w in loaded.global_model_weights.trainable]
-  names = list(reference.weight_names)
-  names += [f"weight #{i}" for i in range(len(names), len(saved))]
-  differences = weight_differences(
+  differences = positional_weight_differences(
       {n: tuple(v.shape) for n, v in zip(reference.weight_names,
                                          reference.weights)},
-      {n: np.broadcast_to(np.empty((), np.bool_), shape)
-       for n, shape in zip(names, saved)})
+      dict(enumerate(np.shape(w)
+                     for w in loaded.global_model_weights.trainable)))
   if not differences:
     others = sum(np.shape(a) != np.shape(b) for a, b in zip(
         tf.nest.flatten(initial), tf.nest.flatten(loaded)))
