@@ -30,7 +30,7 @@ from model.errors import NonFiniteWeightsError
 from model.ssl_model import ModelSpec, SSLModel, load_model
 from model.tasks import SSL_TASKS
 from model.train import TrainConfig, train_centralized
-from tff_sim.algorithms import AlgorithmConfig
+from tff_sim.algorithms import DEFAULT_SERVER_LEARNING_RATES, AlgorithmConfig
 from tff_sim.costs import CostModel
 from tff_sim.partition import PartitionConfig
 from tff_sim.report import plot_quality_vs_cost_runs, read_release_csv
@@ -48,9 +48,10 @@ __all__ = ["BATCH_SIZE", "CLIENT_LR", "COLLAPSED", "COST_COLUMNS",
 
 #: The centralized optimizer each federated algorithm is compared with (like
 #: with like: plain averaging of client SGD is SGD; an adaptive server
-#: optimizer over client SGD is compared with Adam).
+#: optimizer over client SGD, and MimeLite's client Adam with the server's
+#: moments, are compared with Adam).
 PAIRED_OPTIMIZER: dict[str, str] = {"fedavg": "sgd", "fedadam": "adam",
-                                    "fedyogi": "adam"}
+                                    "fedyogi": "adam", "mimelite": "adam"}
 #: Row of the encoder at its initial (seeded) weights.
 RANDOM_INIT = "random init"
 #: Cost columns, after the quality columns.
@@ -116,8 +117,12 @@ class FederatedQualityConfig:
       ``client_learning_rates`` is empty).
     eval_every: Rounds between the federated runs' probes (the quality-vs-
       cost curve), scaled like the rounds for each of ``local_steps_grid``.
-    client_learning_rates: Client SGD step sizes tried by every federated
-      algorithm (empty: ``(client_learning_rate,)``).
+    client_learning_rates: Client SGD step sizes tried by FedAvg, FedAdam
+      and FedYogi (empty: ``(client_learning_rate,)``).
+    mime_learning_rates: Client Adam step sizes tried by MimeLite (server
+      lr 1: plain averaging, as in Karimireddy et al.); empty: the
+      centralized Adam grid, so both sides of the pairing try the same Adam
+      step sizes.
     adaptive_server_momenta: Server momenta (Adam's / Yogi's ``beta_1``,
       :attr:`tff_sim.algorithms.AlgorithmConfig.server_momentum`) tried by
       FedAdam and FedYogi (empty: the default 0.9 only). 0 makes every
@@ -129,7 +134,8 @@ class FederatedQualityConfig:
       optimizer at equal examples (empty: ``(batch_size,)``). Each pairing
       evaluates as many candidates on each side: ``len(server grid) *
       len(client_learning_rates) * len(local_steps_grid) [*
-      len(adaptive_server_momenta) for FedAdam / FedYogi] ==
+      len(adaptive_server_momenta) for FedAdam / FedYogi; MimeLite:
+      len(mime_learning_rates) * len(local_steps_grid)] ==
       len(centralized grid) * len(centralized_batch_sizes)``.
     sgd_server_learning_rates: Server learning-rate grid of FedAvg.
     adaptive_server_learning_rates: Server learning-rate grid of FedAdam and
@@ -179,6 +185,7 @@ class FederatedQualityConfig:
   centralized_sgd_learning_rates: tuple[float, ...] = (0.015, 0.05, 0.15)
   centralized_adam_learning_rates: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
   client_learning_rates: tuple[float, ...] = ()
+  mime_learning_rates: tuple[float, ...] = ()
   adaptive_server_momenta: tuple[float, ...] = ()
   local_steps_grid: tuple[int, ...] = ()
   centralized_batch_sizes: tuple[int, ...] = ()
@@ -197,7 +204,7 @@ class FederatedQualityConfig:
              "centralized_adam_learning_rates")
     for field in ("algorithms", "mixes", "local_steps_grid",
                   "centralized_batch_sizes", "client_learning_rates",
-                  "adaptive_server_momenta", *grids):
+                  "mime_learning_rates", "adaptive_server_momenta", *grids):
       object.__setattr__(self, field, tuple(getattr(self, field)))
     require_choice(self, ["corpus"], synthetic.CORPUS_PRESETS)
     if self.task not in SSL_TASKS or self.encoder not in ENCODERS:
@@ -210,9 +217,10 @@ class FederatedQualityConfig:
       raise ValueError(f"FederatedQualityConfig.algorithms must be distinct "
                        f"keys of {list(PAIRED_OPTIMIZER)}, got "
                        f"{self.algorithms}")
-    for field in (*grids, "client_learning_rates"):
+    optional = ("client_learning_rates", "mime_learning_rates")
+    for field in (*grids, *optional):
       grid = getattr(self, field)
-      if ((not grid and field != "client_learning_rates")
+      if ((not grid and field not in optional)
           or len(set(grid)) < len(grid) or any(lr <= 0 for lr in grid)):
         raise ValueError(f"FederatedQualityConfig.{field} must be distinct "
                          f"positive learning rates, got {grid}")
@@ -240,7 +248,7 @@ class FederatedQualityConfig:
     for algorithm in self.algorithms:
       optimizer = PAIRED_OPTIMIZER[algorithm]
       federated = (len(self.server_grid(algorithm))
-                   * len(self.client_lrs) * len(self.local_steps)
+                   * len(self.client_grid(algorithm)) * len(self.local_steps)
                    * len(self.server_momenta(algorithm)))
       central = (len(self.centralized_grid(optimizer))
                  * len(self.batch_sizes))
@@ -302,16 +310,24 @@ class FederatedQualityConfig:
       return self.rounds
     return self.rounds * self.max_local_steps // local_steps
 
+  def client_grid(self, algorithm: str) -> tuple[float, ...]:
+    """Client learning rates tried for ``algorithm``."""
+    if algorithm == "mimelite":
+      return self.mime_learning_rates or self.centralized_adam_learning_rates
+    return self.client_lrs
+
   def server_momenta(self, algorithm: str) -> tuple[Optional[float], ...]:
-    """Server momenta tried for ``algorithm`` (``(None,)``: FedAvg, which
-    has none)."""
-    if algorithm in _SERVER_SGD:
+    """Server momenta tried for ``algorithm`` (``(None,)``: FedAvg and
+    MimeLite, which have none)."""
+    if algorithm in _SERVER_SGD or algorithm == "mimelite":
       return (None,)
     return (self.adaptive_server_momenta
             or (AlgorithmConfig().server_momentum,))
 
   def server_grid(self, algorithm: str) -> tuple[float, ...]:
     """Server learning rates tried for ``algorithm``."""
+    if algorithm == "mimelite":
+      return (DEFAULT_SERVER_LEARNING_RATES["mimelite"],)
     return (self.sgd_server_learning_rates if algorithm in _SERVER_SGD
             else self.adaptive_server_learning_rates)
 
@@ -328,14 +344,16 @@ class FederatedQualityConfig:
                  ) -> SimulationConfig:
     """The federated run of ``algorithm`` on ``partition`` with
     ``local_steps`` per round (None: ``max_local_steps``),
-    ``client_learning_rate`` (None: the config's) and ``server_momentum``
-    (None: the algorithm's default)."""
+    ``client_learning_rate`` (None: the config's; MimeLite's client
+    optimizer is Adam, the others' SGD) and ``server_momentum`` (None: the
+    algorithm's default)."""
     local_steps = self.max_local_steps if local_steps is None else local_steps
     rounds = self.rounds_for(local_steps)
     return SimulationConfig(
         model=self.spec,
         algorithm=AlgorithmConfig(
             algorithm=algorithm,
+            client_optimizer="adam" if algorithm == "mimelite" else "sgd",
             client_learning_rate=(client_learning_rate
                                   or self.client_learning_rate),
             server_learning_rate=server_learning_rate,
@@ -524,7 +542,9 @@ def _describe(config: FederatedQualityConfig, name: str,
   """The picked settings of run ``name``: learning rate, and the schedule
   or batch size where several were tried."""
   text = f"{pick[LEARNING_RATE]:g}"
-  if CLIENT_LR in pick and len(config.client_lrs) > 1:
+  client_grid = (config.client_grid(name) if name in PAIRED_OPTIMIZER
+                 else config.client_lrs)
+  if CLIENT_LR in pick and len(client_grid) > 1:
     text += f", client lr {pick[CLIENT_LR]:g}"
   if SERVER_MOMENTUM in pick and len(config.adaptive_server_momenta) > 1:
     text += f", momentum {pick[SERVER_MOMENTUM]:g}"
@@ -660,11 +680,12 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
   for algorithm in config.algorithms:
     candidates = {}
     momenta = config.server_momenta(algorithm)
+    client_grid = config.client_grid(algorithm)
     for lr, client_lr, k, momentum in itertools.product(
-        config.server_grid(algorithm), config.client_lrs, config.local_steps,
+        config.server_grid(algorithm), client_grid, config.local_steps,
         momenta):
       label = f"{algorithm} server lr {lr:g}"
-      if len(config.client_lrs) > 1:
+      if len(client_grid) > 1:
         label += f" client lr {client_lr:g}"
       if len(config.local_steps) > 1:
         label += f" local steps {k}"
@@ -783,9 +804,12 @@ def _report(config: FederatedQualityConfig,
   grids += [f"{centralized_label(o)} lr {config.centralized_grid(o)}"
             for o in dict.fromkeys(PAIRED_OPTIMIZER[a]
                                    for a in config.algorithms)]
-  if len(config.client_lrs) > 1:
-    grids.append("x client learning rate of every federated run "
+  if len(config.client_lrs) > 1 and set(config.algorithms) - {"mimelite"}:
+    grids.append("x client learning rate of every client-SGD run "
                  f"{config.client_lrs}")
+  if "mimelite" in config.algorithms:
+    grids.append("x client Adam learning rate of mimelite "
+                 f"{config.client_grid('mimelite')}")
   if len(config.adaptive_server_momenta) > 1:
     grids.append("x server momentum (beta_1) of every adaptive run "
                  f"{config.adaptive_server_momenta}")
@@ -807,7 +831,9 @@ def _report(config: FederatedQualityConfig,
           f"`{a}` vs `{centralized_label(PAIRED_OPTIMIZER[a])}`"
           for a in config.algorithms) + ". Federated runs: "
       f"{config.rounds} rounds x {config.clients_per_round} clients x <= "
-      f"{config.max_local_steps} local SGD steps of batch {config.batch_size}, natural "
+      f"{config.max_local_steps} local steps of batch {config.batch_size} "
+      "(SGD; mimelite: Adam with the server's moments, after a full-batch "
+      "gradient pass over the same batches), natural "
       f"partition unless named. Centralized runs: {steps} on all training "
       "segments, i.e. as many examples as each federated run saw; their "
       "`client TFLOPs` is the same training compute in one place, with "

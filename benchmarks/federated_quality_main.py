@@ -62,8 +62,13 @@ _CENTRAL_ADAM_LRS = _define_grid(
     "centralized_adam_learning_rates",
     "Centralized Adam learning-rate grid (same size as the server grids).")
 _CLIENT_LRS = flags.DEFINE_list(
-    "client_learning_rates", [], "Client learning rates tried by every "
-    "federated algorithm (empty: --client_learning_rate).", flag_values=FLAGS)
+    "client_learning_rates", [], "Client SGD learning rates tried by "
+    "FedAvg, FedAdam and FedYogi (empty: --client_learning_rate).",
+    flag_values=FLAGS)
+_MIME_LRS = flags.DEFINE_list(
+    "mime_learning_rates", [], "Client Adam learning rates tried by "
+    "mimelite (server lr 1; empty: --centralized_adam_learning_rates).",
+    flag_values=FLAGS)
 _MOMENTA = flags.DEFINE_list(
     "adaptive_server_momenta", [], "Server momenta (beta_1) tried by FedAdam "
     "and FedYogi (empty: 0.9).", flag_values=FLAGS)
@@ -114,6 +119,7 @@ def config_from_flags() -> FederatedQualityConfig:
       centralized_sgd_learning_rates=_floats(_CENTRAL_SGD_LRS.value),
       centralized_adam_learning_rates=_floats(_CENTRAL_ADAM_LRS.value),
       client_learning_rates=_floats(_CLIENT_LRS.value),
+      mime_learning_rates=_floats(_MIME_LRS.value),
       adaptive_server_momenta=_floats(_MOMENTA.value),
       local_steps_grid=tuple(int(k) for k in _LOCAL_STEPS_GRID.value),
       centralized_batch_sizes=tuple(int(b)

@@ -102,7 +102,8 @@ class MultimodalBenchmarkConfig:
     clients_per_round: Clients sampled per round.
     batch_size: Batch size (clients and centralized).
     max_local_steps: Cap on a client's steps per modality and round.
-    client_learning_rate: Client SGD step size.
+    client_learning_rate: Client step size (SGD; Adam for ``mimelite``,
+      whose clients step with the server's Adam moments).
     centralized_optimizer: Key of ``model.train.OPTIMIZERS``: the
       centralized run's optimizer (``sgd`` pairs like with like with
       FedAvg's client and server SGD; ``adam`` with FedAdam).
@@ -182,6 +183,7 @@ class MultimodalBenchmarkConfig:
     return MultimodalSimulationConfig(
         model=self.spec, algorithm=AlgorithmConfig(
             algorithm=self.algorithm,
+            client_optimizer="adam" if self.algorithm == "mimelite" else "sgd",
             client_learning_rate=self.client_learning_rate),
         mix=ClientMix(*mix), num_clients=self.num_clients,
         modalities=tuple(modalities), rounds=self.rounds,
@@ -585,7 +587,8 @@ def _report(config: MultimodalBenchmarkConfig,
       f"{config.num_clients} clients per round ({100 * a:g}% audio only, "
       f"{100 * i:g}% images only, {100 * b:g}% both; natural groups: speakers"
       f" and {config.digit_groups} digit groups), <= {config.max_local_steps} "
-      f"local SGD steps per modality (lr {config.client_learning_rate}) of "
+      f"local {'Adam' if config.algorithm == 'mimelite' else 'SGD'} steps "
+      f"per modality (lr {config.client_learning_rate}) of "
       f"batch {config.batch_size}, {config.algorithm}. The separate encoders "
       "see exactly the shared run's batches of their modality. Centralized: "
       "as many audio and image examples as the shared federated run, "

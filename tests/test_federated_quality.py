@@ -310,6 +310,35 @@ def test_server_momenta_are_a_tuned_axis_of_adaptive_algorithms_only():
                             0.1).algorithm.server_momentum == 0.9
 
 
+def test_mimelite_tries_the_centralized_adam_step_sizes_with_client_adam():
+  config = fq.FederatedQualityConfig(
+      algorithms=("fedavg", "mimelite"),
+      centralized_adam_learning_rates=(3e-4, 1e-3, 3e-3))
+  # Like with like: the same Adam step sizes on both sides, server lr 1.
+  assert config.client_grid("mimelite") == (3e-4, 1e-3, 3e-3)
+  assert config.client_grid("fedavg") == (config.client_learning_rate,)
+  assert config.server_grid("mimelite") == (1.0,)
+  assert config.server_momenta("mimelite") == (None,)
+  assert fq.PAIRED_OPTIMIZER["mimelite"] == "adam"
+  sim = config.simulation("mimelite", fq.PartitionConfig(), 1.0,
+                          client_learning_rate=1e-3)
+  assert sim.algorithm == fq.AlgorithmConfig(
+      algorithm="mimelite", client_optimizer="adam",
+      client_learning_rate=1e-3, server_learning_rate=1.0)
+  assert config.simulation("fedavg", fq.PartitionConfig(),
+                           1.0).algorithm.client_optimizer == "sgd"
+  own = fq.FederatedQualityConfig(
+      algorithms=("mimelite",), mime_learning_rates=(1e-3, 2e-3, 4e-3))
+  assert own.client_grid("mimelite") == (1e-3, 2e-3, 4e-3)
+  # 2 MimeLite learning rates vs 3 centralized Adam ones.
+  with pytest.raises(ValueError, match="mimelite evaluates 2 candidates"):
+    fq.FederatedQualityConfig(algorithms=("mimelite",),
+                              mime_learning_rates=(1e-3, 3e-3))
+  with pytest.raises(ValueError, match="mime_learning_rates"):
+    fq.FederatedQualityConfig(algorithms=("mimelite",),
+                              mime_learning_rates=(1e-3, -1e-3, 3e-3))
+
+
 @pytest.mark.slow
 def test_benchmark_runs_each_server_momentum_of_fedadam(tiny_corpus_dir,
                                                         tmp_path):

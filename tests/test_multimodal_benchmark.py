@@ -101,6 +101,17 @@ def test_config_rejects_invalid_values(change, match):
     MultimodalBenchmarkConfig(**change)
 
 
+def test_mimelite_clients_step_with_adam():
+  mime = MultimodalBenchmarkConfig(algorithm="mimelite",
+                                   client_learning_rate=1e-3)
+  algorithm = mime.simulation((0.25, 0.25, 0.5), ("audio", "image")).algorithm
+  assert (algorithm.algorithm, algorithm.client_optimizer,
+          algorithm.client_learning_rate) == ("mimelite", "adam", 1e-3)
+  fedavg = MultimodalBenchmarkConfig().simulation((0.25, 0.25, 0.5),
+                                                  ("audio",)).algorithm
+  assert fedavg.client_optimizer == "sgd"
+
+
 def test_pooling_reaches_every_run_s_encoder():
   spec = MultimodalBenchmarkConfig(encoder="tiny", pooling="stats").spec
   assert spec.encoder.pooling == "stats" and spec.encoder.name == "tiny"

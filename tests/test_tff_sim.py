@@ -75,7 +75,10 @@ def _train(process, client_data, rounds=2):
     options if options == dict(algorithm="fedavg") else
     pytest.param(options, marks=pytest.mark.slow)
     for options in [
-        *[dict(algorithm=a) for a in ALGORITHMS],
+        *[dict(algorithm=a) for a in ALGORITHMS if a != "mimelite"],
+        dict(algorithm="mimelite", client_optimizer="adam",
+             client_learning_rate=1e-3),
+        dict(algorithm="mimelite", client_momentum=0.9),
         dict(algorithm="fedavg", client_optimizer="adam",
              client_learning_rate=1e-3),
         dict(algorithm="fedavg", dp_noise_multiplier=0.1, dp_clip_norm=1.0),
@@ -132,6 +135,35 @@ def test_client_data_views_agree(client_data):
   np.testing.assert_array_equal(batches[3]["waveform"], again[3]["waveform"])
 
 
+@pytest.mark.slow
+def test_mimelite_keeps_the_adam_moments_on_the_server(client_data):
+  """The base optimizer's state lives in the server state and moves once
+  per round, from the clients' full-batch gradients."""
+  process = build_process(model_fn_for(SPEC, BATCH), AlgorithmConfig(
+      algorithm="mimelite", client_optimizer="adam",
+      client_learning_rate=1e-3), clients_per_round=3)
+  with execution_context(1):
+    state = process.initialize()
+    adam = state.client_work[0]
+    assert int(adam["step"]) == 0
+    assert all(not np.any(m) for m in adam["accumulator"])
+    for r in range(2):
+      state = process.next(state, _round_data(client_data, r)).state
+  adam = state.client_work[0]
+  assert int(adam["step"]) == 2
+  assert all(np.any(m) for m in adam["accumulator"])
+  assert all(np.any(v) for v in adam["preconditioner"])
+
+
+def test_mimelite_needs_a_client_optimizer_with_state():
+  with pytest.raises(ValueError, match="mimelite .* client_optimizer='adam'"):
+    AlgorithmConfig(algorithm="mimelite")
+  with pytest.raises(ValueError, match="not mimelite"):
+    build_process(model_fn_for(SPEC, BATCH), AlgorithmConfig(
+        algorithm="mimelite", client_optimizer="adam",
+        dp_noise_multiplier=0.1), clients_per_round=3)
+
+
 def test_cost_model_counts_encoder_flops_and_bytes():
   model = SSLModel(SPEC)
   costs = CostModel.for_model(model)
@@ -143,6 +175,16 @@ def test_cost_model_counts_encoder_flops_and_bytes():
   assert cost.examples == 10 and cost.clients == 2
   assert cost.bytes_down == cost.bytes_up == 2 * 4 * params
   assert CostModel.for_model(model, compressed=True).update_bytes == params
+  # MimeLite: a full-batch gradient pass per example before training,
+  # Adam's two moments broadcast with the model, the gradient uploaded too.
+  mime = CostModel.for_model(model, algorithm=AlgorithmConfig(
+      algorithm="mimelite", client_optimizer="adam"))
+  assert mime.flops_per_example == 2 * costs.flops_per_example
+  assert mime.model_bytes == 3 * 4 * params
+  assert mime.update_bytes == 2 * 4 * params
+  momentum = CostModel.for_model(model, algorithm=AlgorithmConfig(
+      algorithm="mimelite", client_momentum=0.9))
+  assert momentum.model_bytes == 2 * 4 * params
 
 
 def _sim_config(rounds, workers=1):

@@ -41,8 +41,10 @@ _POOLING = cli.define("pooling", ENCODERS["small"].pooling, flag_values=FLAGS)
 _ALGORITHM = flags.DEFINE_enum("algorithm", "fedavg", list(ALGORITHMS),
                                "Federated algorithm.", flag_values=FLAGS)
 _CLIENT_OPT = flags.DEFINE_enum("client_optimizer", "sgd",
-                                list(CLIENT_OPTIMIZERS), "Client optimizer.",
-                                flag_values=FLAGS)
+                                list(CLIENT_OPTIMIZERS),
+                                "Client optimizer (for mimelite the base "
+                                "optimizer whose state the server keeps: "
+                                "adam).", flag_values=FLAGS)
 _CLIENT_LR = cli.define("client_learning_rate",
                         _DEFAULT.algorithm.client_learning_rate,
                         flag_values=FLAGS)

@@ -1,7 +1,10 @@
 """Federated algorithms built from ``tff.learning.algorithms`` and
 ``tff.learning.optimizers``: FedAvg (McMahan et al., 2017), FedAvgM (Hsu et
 al., 2019), FedProx (Li et al., 2020) and the adaptive server optimizers
-FedAdam / FedYogi / FedAdagrad (Reddi et al., 2021)."""
+FedAdam / FedYogi / FedAdagrad (Reddi et al., 2021), and MimeLite (Karimireddy
+et al., 2021): clients step with the server's optimizer state held fixed, so
+an adaptive optimizer (Adam) runs on the clients without drifting towards
+each client's own data."""
 
 from __future__ import annotations
 
@@ -23,12 +26,14 @@ class AlgorithmConfig:
 
   Attributes:
     algorithm: Key of ``ALGORITHMS``.
-    client_optimizer: Key of ``CLIENT_OPTIMIZERS``.
+    client_optimizer: Key of ``CLIENT_OPTIMIZERS``; for ``mimelite`` the
+      base optimizer whose state the server keeps (``adam``, or ``sgd`` with
+      ``client_momentum``).
     client_learning_rate: Client step size.
     client_momentum: Client SGD momentum.
     server_learning_rate: Server step size; None takes the algorithm's
       default from ``DEFAULT_SERVER_LEARNING_RATES`` (1.0 = plain averaging
-      for FedAvg; adaptive optimizers need ~1e-2).
+      for FedAvg and MimeLite; adaptive optimizers need ~1e-2).
     server_momentum: Server momentum: FedAvgM's heavy-ball momentum and the
       first-moment decay (``beta_1``) of FedAdam / FedYogi (0: none, so
       each round's step follows that round's averaged update only;
@@ -69,6 +74,13 @@ class AlgorithmConfig:
     if not 0.0 <= self.server_momentum < 1.0:
       raise ValueError(f"AlgorithmConfig.server_momentum must be in [0, 1), "
                        f"got {self.server_momentum}")
+    if (self.algorithm == "mimelite" and self.client_optimizer == "sgd"
+        and not self.client_momentum):
+      raise ValueError(
+          "AlgorithmConfig: mimelite shares the client optimizer's state "
+          "(momentum, Adam's moments) with every client; with plain SGD it "
+          "has none and is fedavg: set client_optimizer='adam' or "
+          "client_momentum > 0")
     if self.dp_noise_multiplier > 0 and self.compression:
       raise ValueError("AlgorithmConfig: DP and compressed aggregation cannot "
                        "be combined")
@@ -85,7 +97,7 @@ class AlgorithmConfig:
 #: Server learning rates used when none is given.
 DEFAULT_SERVER_LEARNING_RATES: dict[str, float] = {
     "fedavg": 1.0, "fedprox": 1.0, "fedavgm": 0.5, "fedadam": 0.01,
-    "fedyogi": 0.01, "fedadagrad": 0.05,
+    "fedyogi": 0.01, "fedadagrad": 0.05, "mimelite": 1.0,
 }
 
 #: Client optimizers, keyed by flag value.
@@ -113,6 +125,10 @@ _SERVER_OPTIMIZERS: dict[str, Callable[[AlgorithmConfig],
         epsilon=c.adaptive_epsilon),
     "fedadagrad": lambda c: tff.learning.optimizers.build_adagrad(
         c.server_lr, epsilon=c.adaptive_epsilon),
+    # MimeLite: the client optimizer is the base optimizer (its state is
+    # the server's, updated from the clients' full-batch gradients); the
+    # server applies the averaged model delta with plain SGD.
+    "mimelite": lambda c: tff.learning.optimizers.build_sgdm(c.server_lr),
 }
 
 
@@ -163,10 +179,14 @@ def build_process(model_fn: Callable[[], tff.learning.models.VariableModel],
   server_optimizer = build_server_optimizer(config)
   aggregator = _aggregator(config, clients_per_round)
   if config.dp_noise_multiplier > 0:
-    if config.algorithm == "fedprox":
+    if config.algorithm in ("fedprox", "mimelite"):
       raise ValueError("DP aggregation is supported with FedAvg-family "
-                       "algorithms, not FedProx")
+                       f"algorithms, not {config.algorithm}")
     return tff.learning.algorithms.build_unweighted_fed_avg(
+        model_fn, client_optimizer, server_optimizer,
+        model_aggregator=aggregator, loop_implementation=_CLIENT_LOOP)
+  if config.algorithm == "mimelite":
+    return tff.learning.algorithms.build_weighted_mime_lite(
         model_fn, client_optimizer, server_optimizer,
         model_aggregator=aggregator, loop_implementation=_CLIENT_LOOP)
   if config.algorithm == "fedprox":

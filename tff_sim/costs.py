@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 from model.ssl_model import SSLModel
+from tff_sim.algorithms import AlgorithmConfig
 
-__all__ = ["CostModel", "RoundCost", "TRAIN_FLOPS_FACTOR"]
+__all__ = ["CostModel", "MIME_STATE_SLOTS", "RoundCost", "TRAIN_FLOPS_FACTOR"]
 
 #: FLOPs of a training step relative to the forward pass (forward + input
 #: gradient + weight gradient, the usual estimate).
 TRAIN_FLOPS_FACTOR = 3
+
+
+#: Weight-sized float32 state tensors of each client optimizer that MimeLite
+#: sends to the clients with the model (SGD momentum: 1; Adam: 2 moments).
+MIME_STATE_SLOTS: dict[str, int] = {"sgd": 1, "adam": 2}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,9 +48,10 @@ class CostModel:
 
   Attributes:
     flops_per_example: Training FLOPs of one example on a client.
-    model_bytes: float32 bytes of every trainable weight (download size).
+    model_bytes: Download size per client: float32 bytes of every trainable
+      weight (plus MimeLite's optimizer state).
     update_bytes: Bytes of one client update (upload size; smaller under
-      8-bit compressed aggregation).
+      8-bit compressed aggregation; plus MimeLite's full-batch gradient).
   """
 
   flops_per_example: float
@@ -51,15 +59,32 @@ class CostModel:
   update_bytes: int
 
   @classmethod
-  def for_model(cls, model: SSLModel, *, compressed: bool = False
-                ) -> "CostModel":
-    """The cost model of ``model`` (encoder FLOPs; head FLOPs not counted)."""
+  def for_model(cls, model: SSLModel, *, compressed: bool = False,
+                algorithm: Optional[AlgorithmConfig] = None) -> "CostModel":
+    """The cost model of ``model`` (encoder FLOPs; head FLOPs not counted).
+
+    Args:
+      model: The trained model.
+      compressed: 8-bit compressed client updates.
+      algorithm: The federated algorithm (None: FedAvg's costs). MimeLite
+        also broadcasts its base optimizer's state
+        (:data:`MIME_STATE_SLOTS` float32 copies of the weights), and each
+        client computes a full-batch gradient over its round's batches
+        before training on them (one more forward + backward pass per
+        example) and uploads it beside its update.
+    """
     spec = model.spec
     flops = (2 * spec.encoder.forward_macs(spec.frontend.patch_shape)
              * model.task.patches_per_example * TRAIN_FLOPS_FACTOR)
     num_params = sum(int(w.shape.num_elements()) for w in model.weights)
-    return cls(flops_per_example=float(flops), model_bytes=4 * num_params,
-               update_bytes=num_params if compressed else 4 * num_params)
+    model_bytes = 4 * num_params
+    update_bytes = num_params if compressed else 4 * num_params
+    if algorithm is not None and algorithm.algorithm == "mimelite":
+      flops *= 2
+      model_bytes *= 1 + MIME_STATE_SLOTS[algorithm.client_optimizer]
+      update_bytes += 4 * num_params
+    return cls(flops_per_example=float(flops), model_bytes=model_bytes,
+               update_bytes=update_bytes)
 
   def round_cost(self, examples_per_client: list[int], wall_s: float
                  ) -> RoundCost:

@@ -253,7 +253,8 @@ def run_simulation(config: SimulationConfig, table: ClipTable,
 
   reference = SSLModel(config.model)
   costs = CostModel.for_model(reference,
-                              compressed=config.algorithm.compression)
+                              compressed=config.algorithm.compression,
+                              algorithm=config.algorithm)
   metric_names = [*evaluation.default_tasks(table), RETRIEVAL_METRIC]
   process = build_process(
       model_fn_for(config.model, config.batch_size,
