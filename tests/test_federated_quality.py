@@ -12,6 +12,7 @@ import pytest
 from benchmarks import federated_quality as fq
 from model import evaluation
 from model.datasets.clips import read_manifest_csv
+from model.ssl_model import SSLModel
 
 
 def _read_csv(path):
@@ -369,6 +370,39 @@ def test_benchmark_runs_each_server_momentum_of_fedadam(tiny_corpus_dir,
   with open(tmp_path / "report.md") as f:
     assert "x server momentum (beta_1) of every adaptive run (0.9, 0)" in (
         f.read())
+
+
+@pytest.mark.slow
+def test_benchmark_runs_mimelite_with_client_adam_and_its_costs(
+    tiny_corpus_dir, tmp_path):
+  config = fq.FederatedQualityConfig(
+      corpus="tiny", corpus_dir=tiny_corpus_dir, task="temporal_gap",
+      encoder="tiny", algorithms=("mimelite",), rounds=1, clients_per_round=2,
+      batch_size=2, max_local_steps=1, eval_every=1,
+      centralized_adam_learning_rates=(1e-3, 3e-3), probe_folds=1,
+      validation_folds=1, out_dir=str(tmp_path))
+  rows = fq.run_federated_quality_benchmark(config, show_progress=False)
+  assert not _workers_left()
+  validation = {r["model"]: r for r in _read_csv(tmp_path / "validation.csv")}
+  labels = ["mimelite server lr 1 client lr 0.001",
+            "mimelite server lr 1 client lr 0.003"]
+  assert list(validation)[:2] == labels
+  for label, lr in zip(labels, (1e-3, 3e-3)):
+    with open(tmp_path / "runs" / label.replace(" ", "_") / "config.json") as f:
+      algorithm = json.load(f)["algorithm"]
+    assert (algorithm["client_optimizer"], algorithm["client_learning_rate"],
+            algorithm["server_learning_rate"]) == ("adam", lr, 1.0)
+  (pairing,) = _read_csv(tmp_path / "pairings.csv")
+  assert pairing["model"].startswith("mimelite (server lr 1, client lr ")
+  assert " vs centralized adam (lr " in pairing["model"]
+  # Same examples as centralized Adam at twice its compute (the full-batch
+  # gradient pass); weights + two moments down, delta + gradient up.
+  mime, central = rows["mimelite"], rows["centralized adam"]
+  assert mime[fq.EXAMPLES] == central[fq.EXAMPLES]
+  assert mime[fq.TFLOPS] == pytest.approx(2 * central[fq.TFLOPS])
+  model = SSLModel(config.spec)
+  params = sum(int(np.prod(w.shape)) for w in model.weights)
+  assert mime[fq.WIRE_MB] == pytest.approx(2 * (3 + 2) * 4 * params / 1e6)
 
 
 @pytest.mark.slow
