@@ -24,7 +24,7 @@ from model.modules import WeightModule
 from model.saved_model import OUTDATED_HINT, weight_differences
 
 __all__ = ["EncoderConfig", "ENCODERS", "POOLINGS", "Encoder", "FrozenEncoder",
-           "encode", "glorot_uniform"]
+           "encode", "glorot_uniform", "pool_features"]
 
 #: Pooling of the last block's feature map into one vector, and the number
 #: of values per channel it gives: global max (the paper's); statistics
@@ -283,13 +283,14 @@ def encode(config: EncoderConfig, params: Sequence[tf.Tensor],
   # The last 2x2 pool is left out: the max of maxes is the max, and the
   # statistics keep more of the map at that size.
   with tf.name_scope("pool"):
-    x = _pool(x, config.pooling)
+    x = pool_features(x, config.pooling)
   with tf.name_scope("embedding"):
     return ops.dense(x, next(w), next(w))
 
 
-def _pool(x: tf.Tensor, pooling: str) -> tf.Tensor:
-  """The last block's pre-activation map ``[b, h, w, c]`` -> ``[b, k * c]``."""
+def pool_features(x: tf.Tensor, pooling: str) -> tf.Tensor:
+  """The last block's pre-activation map ``[b, h, w, c]`` -> ``[b, k * c]``
+  by ``pooling`` (a key of :data:`POOLINGS`; ReLU'd maps pool the same)."""
   if pooling == "max":
     return ops.relu_global_max(x)
   stats = ops.statistics_pool(ops.relu(x))

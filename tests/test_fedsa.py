@@ -51,14 +51,17 @@ def _values(encoder):
   return [v.numpy() for v in encoder.weights]
 
 
-@pytest.mark.parametrize("block", [-4, -1, 0, 2])
-def test_split_forward_pass_is_the_encoder(probe, block):
-  params = _values(Encoder(TINY, seed=3))
-  activations = block_activations(TINY, params, probe.patches, block)
-  assert activations.shape[-1] == TINY.channels[block]
+@pytest.mark.parametrize("block, pooling", [
+    (-4, "max"), (-1, "max"), (0, "max"), (2, "max"), (-1, "stats"),
+    (1, "max_stats")])
+def test_split_forward_pass_is_the_encoder(probe, block, pooling):
+  config = dataclasses.replace(TINY, pooling=pooling)
+  params = _values(Encoder(config, seed=3))
+  activations = block_activations(config, params, probe.patches, block)
+  assert activations.shape[-1] == config.channels[block]
   np.testing.assert_allclose(
-      forward_from_block(TINY, params, activations, block),
-      encode(TINY, params, probe.patches), rtol=1e-5, atol=1e-6)
+      forward_from_block(config, params, activations, block),
+      encode(config, params, probe.patches), rtol=1e-5, atol=1e-6)
 
 
 def test_gradcam_maps_are_min_max_normalized_per_patch(probe):

@@ -45,7 +45,8 @@ from tqdm import tqdm
 from model import evaluation
 from model import ops
 from model.config_checks import require_positive
-from model.encoders import Encoder, EncoderConfig, encode, glorot_uniform
+from model.encoders import (Encoder, EncoderConfig, encode, glorot_uniform,
+                            pool_features)
 from model.features import FrontendConfig
 from model.saved_model import SavedModel
 from model.tasks.distillation import load_teacher
@@ -252,8 +253,8 @@ def block_activations(config: EncoderConfig, params: Sequence[tf.Tensor],
   x = tf.convert_to_tensor(patches, tf.float32)[..., tf.newaxis]
   weights = iter(params)
   for i in range(block + 1):
-    x = ops.conv2d(x, next(weights), next(weights))
-    x = ops.conv2d(x, next(weights), next(weights))
+    x = ops.conv_pair(x, next(weights), next(weights), next(weights),
+                      next(weights))
     if i < block:
       x = ops.relu_max_pool2x2(x)
   return ops.relu(x)
@@ -268,12 +269,11 @@ def forward_from_block(config: EncoderConfig, params: Sequence[tf.Tensor],
   params = list(params)
   for i in range(block, num_blocks):
     if i > block:
-      x = ops.conv2d(x, params[4 * i], params[4 * i + 1])
-      x = ops.conv2d(x, params[4 * i + 2], params[4 * i + 3])
+      x = ops.conv_pair(x, *params[4 * i:4 * i + 4])
     if i < num_blocks - 1:
       # ReLU is idempotent: pooling the (already ReLU'd) activations.
       x = ops.relu_max_pool2x2(x)
-  return ops.dense(ops.relu_global_max(x), params[-2], params[-1])
+  return ops.dense(pool_features(x, config.pooling), params[-2], params[-1])
 
 
 def fit_linear_head(embeddings: np.ndarray, labels: np.ndarray,
