@@ -340,16 +340,23 @@ def test_mimelite_tries_the_centralized_adam_step_sizes_with_client_adam():
                               mime_learning_rates=(1e-3, -1e-3, 3e-3))
 
 
+def _one_round_study(corpus_dir, out_dir, **changes):
+  """One round of 2 clients x 1 step of batch 2, temporal_gap, single
+  probe split: the quick study config that ``changes`` adapt."""
+  return fq.FederatedQualityConfig(**{
+      **dict(corpus="tiny", corpus_dir=corpus_dir, task="temporal_gap",
+             encoder="tiny", rounds=1, clients_per_round=2, batch_size=2,
+             max_local_steps=1, eval_every=1, probe_folds=1,
+             validation_folds=1, out_dir=str(out_dir)), **changes})
+
+
 @pytest.mark.slow
 def test_benchmark_runs_each_server_momentum_of_fedadam(tiny_corpus_dir,
                                                         tmp_path):
-  config = fq.FederatedQualityConfig(
-      corpus="tiny", corpus_dir=tiny_corpus_dir, task="temporal_gap",
-      encoder="tiny", algorithms=("fedadam",), rounds=1, clients_per_round=2,
-      batch_size=2, max_local_steps=1, eval_every=1,
+  config = _one_round_study(
+      tiny_corpus_dir, tmp_path, algorithms=("fedadam",),
       adaptive_server_learning_rates=(1e-2,), adaptive_server_momenta=(0.9, 0),
-      centralized_adam_learning_rates=(1e-3, 3e-3), probe_folds=1,
-      validation_folds=1, out_dir=str(tmp_path))
+      centralized_adam_learning_rates=(1e-3, 3e-3))
   fq.run_federated_quality_benchmark(config, show_progress=False)
   assert not _workers_left()
   validation = {r["model"]: r for r in _read_csv(tmp_path / "validation.csv")}
@@ -375,12 +382,9 @@ def test_benchmark_runs_each_server_momentum_of_fedadam(tiny_corpus_dir,
 @pytest.mark.slow
 def test_benchmark_runs_mimelite_with_client_adam_and_its_costs(
     tiny_corpus_dir, tmp_path):
-  config = fq.FederatedQualityConfig(
-      corpus="tiny", corpus_dir=tiny_corpus_dir, task="temporal_gap",
-      encoder="tiny", algorithms=("mimelite",), rounds=1, clients_per_round=2,
-      batch_size=2, max_local_steps=1, eval_every=1,
-      centralized_adam_learning_rates=(1e-3, 3e-3), probe_folds=1,
-      validation_folds=1, out_dir=str(tmp_path))
+  config = _one_round_study(
+      tiny_corpus_dir, tmp_path, algorithms=("mimelite",),
+      centralized_adam_learning_rates=(1e-3, 3e-3))
   rows = fq.run_federated_quality_benchmark(config, show_progress=False)
   assert not _workers_left()
   validation = {r["model"]: r for r in _read_csv(tmp_path / "validation.csv")}
