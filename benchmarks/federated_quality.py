@@ -30,7 +30,8 @@ from model.errors import NonFiniteWeightsError
 from model.ssl_model import ModelSpec, SSLModel, load_model
 from model.tasks import SSL_TASKS
 from model.train import TrainConfig, train_centralized
-from tff_sim.algorithms import DEFAULT_SERVER_LEARNING_RATES, AlgorithmConfig
+from tff_sim.algorithms import (DEFAULT_SERVER_LEARNING_RATES, AlgorithmConfig,
+                                 default_client_optimizer)
 from tff_sim.costs import CostModel
 from tff_sim.partition import PartitionConfig
 from tff_sim.report import plot_quality_vs_cost_runs, read_release_csv
@@ -353,7 +354,7 @@ class FederatedQualityConfig:
         model=self.spec,
         algorithm=AlgorithmConfig(
             algorithm=algorithm,
-            client_optimizer="adam" if algorithm == "mimelite" else "sgd",
+            client_optimizer=default_client_optimizer(algorithm),
             client_learning_rate=(client_learning_rate
                                   or self.client_learning_rate),
             server_learning_rate=server_learning_rate,

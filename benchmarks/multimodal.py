@@ -52,7 +52,8 @@ from model.saved_model import is_saved_model
 from model.ssl_model import ModelSpec, SSLModel, load_model, save_model
 from model.tasks import SSL_TASKS, require_image_task
 from model.train import OPTIMIZERS
-from tff_sim.algorithms import ALGORITHMS, AlgorithmConfig
+from tff_sim.algorithms import (ALGORITHMS, AlgorithmConfig,
+                                 default_client_optimizer)
 from tff_sim.multimodal import (ClientMix, MultimodalSimulationConfig,
                                 run_multimodal_simulation)
 
@@ -183,7 +184,7 @@ class MultimodalBenchmarkConfig:
     return MultimodalSimulationConfig(
         model=self.spec, algorithm=AlgorithmConfig(
             algorithm=self.algorithm,
-            client_optimizer="adam" if self.algorithm == "mimelite" else "sgd",
+            client_optimizer=default_client_optimizer(self.algorithm),
             client_learning_rate=self.client_learning_rate),
         mix=ClientMix(*mix), num_clients=self.num_clients,
         modalities=tuple(modalities), rounds=self.rounds,

@@ -17,7 +17,7 @@ from model.config_checks import require_non_negative, require_positive
 
 __all__ = ["AlgorithmConfig", "ALGORITHMS", "CLIENT_OPTIMIZERS",
            "DEFAULT_SERVER_LEARNING_RATES", "build_process",
-           "build_server_optimizer"]
+           "build_server_optimizer", "default_client_optimizer"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +130,13 @@ _SERVER_OPTIMIZERS: dict[str, Callable[[AlgorithmConfig],
     # server applies the averaged model delta with plain SGD.
     "mimelite": lambda c: tff.learning.optimizers.build_sgdm(c.server_lr),
 }
+
+
+def default_client_optimizer(algorithm: str) -> str:
+  """The client optimizer ``algorithm`` runs with when none is chosen: Adam
+  for MimeLite (its clients share the server's optimizer state, which plain
+  SGD does not have), SGD for the others."""
+  return "adam" if algorithm == "mimelite" else "sgd"
 
 
 def build_server_optimizer(config: AlgorithmConfig
