@@ -345,8 +345,9 @@ class FederatedQualityConfig:
                  ) -> SimulationConfig:
     """The federated run of ``algorithm`` on ``partition`` with
     ``local_steps`` per round (None: ``max_local_steps``),
-    ``client_learning_rate`` (None: the config's; MimeLite's client
-    optimizer is Adam, the others' SGD) and ``server_momentum`` (None: the
+    ``client_learning_rate`` (None: the first of the algorithm's client
+    grid, :meth:`client_grid`; MimeLite's client optimizer is Adam, the
+    others' SGD) and ``server_momentum`` (None: the
     algorithm's default)."""
     local_steps = self.max_local_steps if local_steps is None else local_steps
     rounds = self.rounds_for(local_steps)
@@ -356,7 +357,7 @@ class FederatedQualityConfig:
             algorithm=algorithm,
             client_optimizer=default_client_optimizer(algorithm),
             client_learning_rate=(client_learning_rate
-                                  or self.client_learning_rate),
+                                  or self.client_grid(algorithm)[0]),
             server_learning_rate=server_learning_rate,
             **({} if server_momentum is None
                else {"server_momentum": server_momentum})),

@@ -52,8 +52,8 @@ from model.saved_model import is_saved_model
 from model.ssl_model import ModelSpec, SSLModel, load_model, save_model
 from model.tasks import SSL_TASKS, require_image_task
 from model.train import OPTIMIZERS
-from tff_sim.algorithms import (ALGORITHMS, AlgorithmConfig,
-                                 default_client_optimizer)
+from tff_sim.algorithms import (ALGORITHMS, DEFAULT_CLIENT_LEARNING_RATES,
+                                AlgorithmConfig, default_client_optimizer)
 from tff_sim.multimodal import (ClientMix, MultimodalSimulationConfig,
                                 run_multimodal_simulation)
 
@@ -104,7 +104,9 @@ class MultimodalBenchmarkConfig:
     batch_size: Batch size (clients and centralized).
     max_local_steps: Cap on a client's steps per modality and round.
     client_learning_rate: Client step size (SGD; Adam for ``mimelite``,
-      whose clients step with the server's Adam moments).
+      whose clients step with the server's Adam moments). None: the client
+      optimizer's default
+      (:data:`tff_sim.algorithms.DEFAULT_CLIENT_LEARNING_RATES`).
     centralized_optimizer: Key of ``model.train.OPTIMIZERS``: the
       centralized run's optimizer (``sgd`` pairs like with like with
       FedAvg's client and server SGD; ``adam`` with FedAdam).
@@ -131,7 +133,7 @@ class MultimodalBenchmarkConfig:
   clients_per_round: int = 6
   batch_size: int = 16
   max_local_steps: int = 5
-  client_learning_rate: float = 0.05
+  client_learning_rate: Optional[float] = None
   centralized_optimizer: str = "adam"
   centralized_learning_rate: float = 1e-3
   ablation_mixes: tuple[tuple[float, float, float], ...] = (
@@ -165,12 +167,23 @@ class MultimodalBenchmarkConfig:
                   "batch_size", "client_learning_rate",
                   "centralized_learning_rate", "tsne_points",
                   "probe_folds"):
+      if field == "client_learning_rate" and self.client_learning_rate is None:
+        continue
       if getattr(self, field) <= 0:
         raise ValueError(f"MultimodalBenchmarkConfig.{field} must be "
                          f"positive, got {getattr(self, field)}")
     if self.max_local_steps < 0 or self.max_digits < 0:
       raise ValueError("MultimodalBenchmarkConfig: max_local_steps and "
                        "max_digits must be >= 0")
+
+  @property
+  def client_lr(self) -> float:
+    """The client step size in effect (``client_learning_rate`` or the
+    default of the algorithm's client optimizer)."""
+    if self.client_learning_rate is not None:
+      return self.client_learning_rate
+    return DEFAULT_CLIENT_LEARNING_RATES[default_client_optimizer(
+        self.algorithm)]
 
   @property
   def spec(self) -> ModelSpec:
@@ -185,7 +198,7 @@ class MultimodalBenchmarkConfig:
         model=self.spec, algorithm=AlgorithmConfig(
             algorithm=self.algorithm,
             client_optimizer=default_client_optimizer(self.algorithm),
-            client_learning_rate=self.client_learning_rate),
+            client_learning_rate=self.client_lr),
         mix=ClientMix(*mix), num_clients=self.num_clients,
         modalities=tuple(modalities), rounds=self.rounds,
         clients_per_round=self.clients_per_round, batch_size=self.batch_size,
@@ -589,7 +602,7 @@ def _report(config: MultimodalBenchmarkConfig,
       f"{100 * i:g}% images only, {100 * b:g}% both; natural groups: speakers"
       f" and {config.digit_groups} digit groups), <= {config.max_local_steps} "
       f"local {'Adam' if config.algorithm == 'mimelite' else 'SGD'} steps "
-      f"per modality (lr {config.client_learning_rate}) of "
+      f"per modality (lr {config.client_lr:g}) of "
       f"batch {config.batch_size}, {config.algorithm}. The separate encoders "
       "see exactly the shared run's batches of their modality. Centralized: "
       "as many audio and image examples as the shared federated run, "

@@ -54,8 +54,10 @@ _MAX_STEPS = cli.define(
     "max_local_steps", _DEFAULT.max_local_steps,
     help="Cap on local steps per modality and round (0: none).",
     flag_values=FLAGS)
-_CLIENT_LR = cli.define("client_learning_rate", _DEFAULT.client_learning_rate,
-                        flag_values=FLAGS)
+_CLIENT_LR = cli.define(
+    "client_learning_rate", _DEFAULT.client_learning_rate,
+    help="Client step size. Default: the client optimizer's (SGD 0.05; "
+    "Adam 0.001 for --algorithm mimelite).", flag_values=FLAGS)
 _CENTRAL_OPT = flags.DEFINE_enum("centralized_optimizer",
                                  _DEFAULT.centralized_optimizer,
                                  list(OPTIMIZERS), "Centralized optimizer.",

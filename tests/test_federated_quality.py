@@ -328,6 +328,12 @@ def test_mimelite_tries_the_centralized_adam_step_sizes_with_client_adam():
       client_learning_rate=1e-3, server_learning_rate=1.0)
   assert config.simulation("fedavg", fq.PartitionConfig(),
                            1.0).algorithm.client_optimizer == "sgd"
+  # No client step size given: the first of the algorithm's own grid (Adam
+  # step sizes for MimeLite, never the SGD default).
+  assert config.simulation("mimelite", fq.PartitionConfig(),
+                           1.0).algorithm.client_learning_rate == 3e-4
+  assert config.simulation("fedavg", fq.PartitionConfig(),
+                           1.0).algorithm.client_learning_rate == 0.05
   own = fq.FederatedQualityConfig(
       algorithms=("mimelite",), mime_learning_rates=(1e-3, 2e-3, 4e-3))
   assert own.client_grid("mimelite") == (1e-3, 2e-3, 4e-3)

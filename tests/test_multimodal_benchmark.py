@@ -109,7 +109,17 @@ def test_mimelite_clients_step_with_adam():
           algorithm.client_learning_rate) == ("mimelite", "adam", 1e-3)
   fedavg = MultimodalBenchmarkConfig().simulation((0.25, 0.25, 0.5),
                                                   ("audio",)).algorithm
-  assert fedavg.client_optimizer == "sgd"
+  assert (fedavg.client_optimizer, fedavg.client_learning_rate) == ("sgd",
+                                                                    0.05)
+  # Without a client step size, MimeLite's Adam takes Adam's default, not
+  # the SGD one (0.05 diverges under Adam).
+  default = MultimodalBenchmarkConfig(algorithm="mimelite").simulation(
+      (0.25, 0.25, 0.5), ("audio",)).algorithm
+  assert (default.client_optimizer, default.client_learning_rate) == (
+      "adam", 1e-3)
+  with pytest.raises(ValueError, match="client_learning_rate must be "
+                     "positive"):
+    MultimodalBenchmarkConfig(client_learning_rate=0.0)
 
 
 def test_pooling_reaches_every_run_s_encoder():

@@ -12,6 +12,7 @@ import psutil
 import pytest
 import tensorflow as tf
 
+from model import cli
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
 from model.datasets.pipeline import Segments
@@ -21,6 +22,7 @@ from model.errors import WeightsMismatchError
 from model.heads import StandardizedMLP
 from model.ssl_model import ModelSpec, SSLModel
 from model.tasks import simsiam
+from tff_sim import __main__ as launcher
 from tff_sim.algorithms import (ALGORITHMS, AlgorithmConfig, build_process,
                                 build_server_optimizer)
 from tff_sim.client_data import SegmentClientData, client_round_seed, round_dataset
@@ -162,6 +164,30 @@ def test_mimelite_needs_a_client_optimizer_with_state():
     build_process(model_fn_for(SPEC, BATCH), AlgorithmConfig(
         algorithm="mimelite", client_optimizer="adam",
         dp_noise_multiplier=0.1), clients_per_round=3)
+
+
+@pytest.mark.parametrize("argv,expected", [
+    ([], ("fedavg", "sgd", 0.05)),
+    (["--algorithm=mimelite"], ("mimelite", "adam", 1e-3)),
+    (["--algorithm=fedadam", "--client_optimizer=adam"],
+     ("fedadam", "adam", 1e-3)),
+    (["--algorithm=mimelite", "--client_optimizer=sgd",
+      "--client_learning_rate=0.2"], None),
+    (["--algorithm=mimelite", "--client_learning_rate=0.01"],
+     ("mimelite", "adam", 0.01)),
+])
+def test_launcher_defaults_follow_the_algorithm(argv, expected):
+  """The client optimizer defaults per algorithm and its step size per
+  optimizer; what is given is kept (and MimeLite with plain SGD refused)."""
+  cli.parse(launcher.FLAGS, ["tff_sim", "--data_dir=d", "--run_dir=r",
+                             *argv])
+  if expected is None:
+    with pytest.raises(ValueError, match="client_optimizer='adam'"):
+      launcher.config_from_flags()
+    return
+  algorithm = launcher.config_from_flags().algorithm
+  assert (algorithm.algorithm, algorithm.client_optimizer,
+          algorithm.client_learning_rate) == expected
 
 
 def test_cost_model_counts_encoder_flops_and_bytes():

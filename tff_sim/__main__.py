@@ -23,7 +23,9 @@ from model import cli
 from model.datasets.loaders import DatasetSource
 from model.encoders import ENCODERS
 from model.ssl_model import ModelSpec
-from tff_sim.algorithms import ALGORITHMS, CLIENT_OPTIMIZERS, AlgorithmConfig
+from tff_sim.algorithms import (ALGORITHMS, CLIENT_OPTIMIZERS,
+                                DEFAULT_CLIENT_LEARNING_RATES, AlgorithmConfig,
+                                default_client_optimizer)
 from tff_sim.execution import WorkerLostError, WorkerUnreachableError
 from tff_sim.partition import PARTITIONERS, PartitionConfig
 from tff_sim.simulation import (PopulationTooSmallError, SimulationConfig,
@@ -40,14 +42,17 @@ _ENCODER = cli.define("encoder", "small", flag_values=FLAGS)
 _POOLING = cli.define("pooling", ENCODERS["small"].pooling, flag_values=FLAGS)
 _ALGORITHM = flags.DEFINE_enum("algorithm", "fedavg", list(ALGORITHMS),
                                "Federated algorithm.", flag_values=FLAGS)
-_CLIENT_OPT = flags.DEFINE_enum("client_optimizer", "sgd",
+_CLIENT_OPT = flags.DEFINE_enum("client_optimizer", None,
                                 list(CLIENT_OPTIMIZERS),
                                 "Client optimizer (for mimelite the base "
-                                "optimizer whose state the server keeps: "
-                                "adam).", flag_values=FLAGS)
-_CLIENT_LR = cli.define("client_learning_rate",
-                        _DEFAULT.algorithm.client_learning_rate,
-                        flag_values=FLAGS)
+                                "optimizer whose state the server keeps). "
+                                "Default: adam for mimelite, sgd otherwise.",
+                                flag_values=FLAGS)
+_CLIENT_LR = cli.define(
+    "client_learning_rate", None, help="Client step size. Default: per "
+    "client optimizer, " + ", ".join(
+        f"{k} {v:g}" for k, v in DEFAULT_CLIENT_LEARNING_RATES.items()) + ".",
+    flag_values=FLAGS)
 _SERVER_LR = flags.DEFINE_float("server_learning_rate", None,
                                 "Server LR (default: per algorithm).",
                                 flag_values=FLAGS)
@@ -114,16 +119,20 @@ _COMPARE = flags.DEFINE_bool("compare_centralized", False,
                              flag_values=FLAGS)
 
 
-def _config() -> SimulationConfig:
+def config_from_flags() -> SimulationConfig:
   """The simulation's configuration given by the parsed flags."""
   spec = ModelSpec(task=_TASK.value, encoder=dataclasses.replace(
       ENCODERS[_ENCODER.value], pooling=_POOLING.value),
                    seed=_SEED.value)
+  client_optimizer = (_CLIENT_OPT.value
+                      or default_client_optimizer(_ALGORITHM.value))
+  client_learning_rate = (DEFAULT_CLIENT_LEARNING_RATES[client_optimizer]
+                          if _CLIENT_LR.value is None else _CLIENT_LR.value)
   return SimulationConfig(
       model=spec,
       algorithm=AlgorithmConfig(
-          algorithm=_ALGORITHM.value, client_optimizer=_CLIENT_OPT.value,
-          client_learning_rate=_CLIENT_LR.value,
+          algorithm=_ALGORITHM.value, client_optimizer=client_optimizer,
+          client_learning_rate=client_learning_rate,
           server_learning_rate=_SERVER_LR.value,
           server_momentum=_SERVER_MOMENTUM.value,
           adaptive_epsilon=_EPSILON.value, proximal_mu=_MU.value,
@@ -143,7 +152,7 @@ def _config() -> SimulationConfig:
 
 
 def main() -> None:
-  config = cli.build_config(_config)
+  config = cli.build_config(config_from_flags)
   federated = run_federated(
       config, DatasetSource(_DATASET.value, _DATA_DIR.value), _RUN_DIR.value,
       compare_centralized=_COMPARE.value, progress=print)

@@ -16,8 +16,9 @@ import tensorflow_federated as tff
 from model.config_checks import require_non_negative, require_positive
 
 __all__ = ["AlgorithmConfig", "ALGORITHMS", "CLIENT_OPTIMIZERS",
-           "DEFAULT_SERVER_LEARNING_RATES", "build_process",
-           "build_server_optimizer", "default_client_optimizer"]
+           "DEFAULT_CLIENT_LEARNING_RATES", "DEFAULT_SERVER_LEARNING_RATES",
+           "build_process", "build_server_optimizer",
+           "default_client_optimizer"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +100,10 @@ DEFAULT_SERVER_LEARNING_RATES: dict[str, float] = {
     "fedavg": 1.0, "fedprox": 1.0, "fedavgm": 0.5, "fedadam": 0.01,
     "fedyogi": 0.01, "fedadagrad": 0.05, "mimelite": 1.0,
 }
+
+#: Client step sizes used when none is given, keyed by client optimizer
+#: (Adam's steps are normalized, so it needs a far smaller one than SGD).
+DEFAULT_CLIENT_LEARNING_RATES: dict[str, float] = {"sgd": 0.05, "adam": 1e-3}
 
 #: Client optimizers, keyed by flag value.
 CLIENT_OPTIMIZERS: dict[str, Callable[[AlgorithmConfig],
