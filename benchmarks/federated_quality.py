@@ -40,7 +40,8 @@ from tff_sim.simulation import (RETRIEVAL_METRIC, SimulationConfig,
 
 __all__ = ["BATCH_SIZE", "CLIENT_LR", "COLLAPSED", "COST_COLUMNS",
            "DIVERGED", "EFFECTIVE_RANK", "EXAMPLES",
-           "FEDERATED_GOAL", "LEARNING_RATE", "LOCAL_STEPS", "PAIRED_OPTIMIZER",
+           "CLIENTS", "FEDERATED_GOAL", "LEARNING_RATE", "LOCAL_STEPS",
+           "PAIRED_OPTIMIZER",
            "SERVER_MOMENTUM",
            "RANDOM_INIT", "ROUNDS", "STEPS", "TFLOPS", "VALIDATION_MEAN", "WIRE_MB",
            "FederatedQualityConfig", "centralized_label", "format_table",
@@ -63,6 +64,7 @@ COST_COLUMNS = (EXAMPLES, TFLOPS, WIRE_MB)
 VALIDATION_MEAN = "mean"
 #: Columns of the validation table that describe a candidate.
 LEARNING_RATE, ROUNDS, LOCAL_STEPS = "learning rate", "rounds", "local steps"
+CLIENTS = "clients per round"
 CLIENT_LR, SERVER_MOMENTUM = "client lr", "server momentum"
 STEPS, BATCH_SIZE = "steps", "batch size"
 #: Validation column: 1 for a candidate whose training diverged (non-finite
@@ -131,12 +133,19 @@ class FederatedQualityConfig:
     local_steps_grid: Local steps per round tried by every federated
       algorithm at equal examples: ``k`` runs ``rounds * max_local_steps /
       k`` rounds (must divide). Empty: ``(max_local_steps,)`` only.
+    clients_per_round_grid: Clients per round tried by every federated
+      algorithm at equal examples: ``c`` clients run ``rounds *
+      clients_per_round / c`` rounds (with ``local_steps_grid``: both
+      scalings; must divide), so fewer clients per round means more
+      sequential server updates on the same examples. Empty:
+      ``(clients_per_round,)`` only.
     centralized_batch_sizes: Batch sizes tried by every centralized
       optimizer at equal examples (empty: ``(batch_size,)``). Each pairing
       evaluates as many candidates on each side: ``len(server grid) *
-      len(client_learning_rates) * len(local_steps_grid) [*
-      len(adaptive_server_momenta) for FedAdam / FedYogi; MimeLite:
-      len(mime_learning_rates) * len(local_steps_grid)] ==
+      len(client_learning_rates) * len(local_steps_grid) *
+      len(clients_per_round_grid) [* len(adaptive_server_momenta) for
+      FedAdam / FedYogi; MimeLite: len(mime_learning_rates) *
+      len(local_steps_grid) * len(clients_per_round_grid)] ==
       len(centralized grid) * len(centralized_batch_sizes)``.
     sgd_server_learning_rates: Server learning-rate grid of FedAvg.
     adaptive_server_learning_rates: Server learning-rate grid of FedAdam and
@@ -189,6 +198,7 @@ class FederatedQualityConfig:
   mime_learning_rates: tuple[float, ...] = ()
   adaptive_server_momenta: tuple[float, ...] = ()
   local_steps_grid: tuple[int, ...] = ()
+  clients_per_round_grid: tuple[int, ...] = ()
   centralized_batch_sizes: tuple[int, ...] = ()
   probe_folds: int = 5
   validation_folds: int = 3
@@ -204,7 +214,7 @@ class FederatedQualityConfig:
              "centralized_sgd_learning_rates",
              "centralized_adam_learning_rates")
     for field in ("algorithms", "mixes", "local_steps_grid",
-                  "centralized_batch_sizes", "client_learning_rates",
+                  "clients_per_round_grid", "centralized_batch_sizes", "client_learning_rates",
                   "mime_learning_rates", "adaptive_server_momenta", *grids):
       object.__setattr__(self, field, tuple(getattr(self, field)))
     require_choice(self, ["corpus"], synthetic.CORPUS_PRESETS)
@@ -230,7 +240,8 @@ class FederatedQualityConfig:
                                                for m in momenta):
       raise ValueError(f"FederatedQualityConfig.adaptive_server_momenta must "
                        f"be distinct values in [0, 1), got {momenta}")
-    for field in ("local_steps_grid", "centralized_batch_sizes"):
+    for field in ("local_steps_grid", "clients_per_round_grid",
+                  "centralized_batch_sizes"):
       grid = getattr(self, field)
       if len(set(grid)) < len(grid) or any(v <= 0 for v in grid):
         raise ValueError(f"FederatedQualityConfig.{field} must be distinct "
@@ -246,18 +257,30 @@ class FederatedQualityConfig:
             f"{self.max_local_steps}) and eval_every * max_local_steps "
             f"({self.eval_every} * {self.max_local_steps}), got "
             f"{self.local_steps_grid}")
+    for c in self.clients_per_round_grid:
+      rounds = self.rounds * self.clients_per_round
+      if (rounds % c or (self.eval_every * self.clients_per_round) % c
+          or any((rounds // c * self.max_local_steps) % k
+                 for k in self.local_steps_grid)):
+        raise ValueError(
+            f"FederatedQualityConfig.clients_per_round_grid: {c} clients "
+            f"per round must see the examples of {self.rounds} rounds x "
+            f"{self.clients_per_round} clients (x each of "
+            f"local_steps_grid {self.local_steps_grid}) in whole rounds and "
+            f"divide eval_every * clients_per_round ({self.eval_every} * "
+            f"{self.clients_per_round}), got {self.clients_per_round_grid}")
     for algorithm in self.algorithms:
       optimizer = PAIRED_OPTIMIZER[algorithm]
       federated = (len(self.server_grid(algorithm))
                    * len(self.client_grid(algorithm)) * len(self.local_steps)
-                   * len(self.server_momenta(algorithm)))
+                   * len(self.clients) * len(self.server_momenta(algorithm)))
       central = (len(self.centralized_grid(optimizer))
                  * len(self.batch_sizes))
       if federated != central:
         raise ValueError(
             f"FederatedQualityConfig: {algorithm} evaluates {federated} "
             f"candidates (server x client learning rates x local steps "
-            f"x server momenta) "
+            f"x clients per round x server momenta) "
             f"but "
             f"centralized {optimizer} {central} (learning rates x batch "
             f"sizes); the tuning budget must be the same on both sides")
@@ -296,6 +319,11 @@ class FederatedQualityConfig:
     return self.local_steps_grid or (self.max_local_steps,)
 
   @property
+  def clients(self) -> tuple[int, ...]:
+    """Clients per round tried by every federated algorithm."""
+    return self.clients_per_round_grid or (self.clients_per_round,)
+
+  @property
   def batch_sizes(self) -> tuple[int, ...]:
     """Batch sizes tried by every centralized optimizer."""
     return self.centralized_batch_sizes or (self.batch_size,)
@@ -305,11 +333,16 @@ class FederatedQualityConfig:
     """The seeds the benchmark runs with."""
     return tuple(range(self.seed, self.seed + self.num_seeds))
 
-  def rounds_for(self, local_steps: int) -> int:
-    """Rounds of a run with ``local_steps`` per round (equal examples)."""
+  def rounds_for(self, local_steps: int,
+                 clients: Optional[int] = None) -> int:
+    """Rounds of a run with ``local_steps`` per round and ``clients`` per
+    round (None: ``clients_per_round``), at equal examples."""
+    rounds = self.rounds
+    if clients is not None and self.clients_per_round_grid:
+      rounds = rounds * self.clients_per_round // clients
     if not self.local_steps_grid:
-      return self.rounds
-    return self.rounds * self.max_local_steps // local_steps
+      return rounds
+    return rounds * self.max_local_steps // local_steps
 
   def client_grid(self, algorithm: str) -> tuple[float, ...]:
     """Client learning rates tried for ``algorithm``."""
@@ -341,16 +374,18 @@ class FederatedQualityConfig:
                  server_learning_rate: float,
                  local_steps: Optional[int] = None,
                  client_learning_rate: Optional[float] = None,
-                 server_momentum: Optional[float] = None
-                 ) -> SimulationConfig:
+                 server_momentum: Optional[float] = None,
+                 clients: Optional[int] = None) -> SimulationConfig:
     """The federated run of ``algorithm`` on ``partition`` with
     ``local_steps`` per round (None: ``max_local_steps``),
     ``client_learning_rate`` (None: the first of the algorithm's client
     grid, :meth:`client_grid`; MimeLite's client optimizer is Adam, the
-    others' SGD) and ``server_momentum`` (None: the
-    algorithm's default)."""
+    others' SGD), ``server_momentum`` (None: the
+    algorithm's default) and ``clients`` per round (None:
+    ``clients_per_round``); the rounds keep the examples equal."""
     local_steps = self.max_local_steps if local_steps is None else local_steps
-    rounds = self.rounds_for(local_steps)
+    clients = self.clients_per_round if clients is None else clients
+    rounds = self.rounds_for(local_steps, clients)
     return SimulationConfig(
         model=self.spec,
         algorithm=AlgorithmConfig(
@@ -362,7 +397,7 @@ class FederatedQualityConfig:
             **({} if server_momentum is None
                else {"server_momentum": server_momentum})),
         partition=partition, rounds=rounds,
-        clients_per_round=self.clients_per_round, batch_size=self.batch_size,
+        clients_per_round=clients, batch_size=self.batch_size,
         max_local_steps=local_steps,
         eval_every=max(1, self.eval_every * rounds // self.rounds),
         seed=self.seed, num_workers=self.num_workers)
@@ -421,7 +456,7 @@ def format_table(rows: Mapping[str, Mapping[str, float]]) -> str:
   def cell(column: str, value: Optional[float]) -> str:
     if value is None:
       return "-"
-    if column in (EXAMPLES, "picked", ROUNDS, LOCAL_STEPS, STEPS,
+    if column in (EXAMPLES, "picked", ROUNDS, LOCAL_STEPS, CLIENTS, STEPS,
                   BATCH_SIZE, DIVERGED, COLLAPSED) or column.endswith(
                       _TEST_CLIPS):
       return f"{value:.0f}"
@@ -550,9 +585,12 @@ def _describe(config: FederatedQualityConfig, name: str,
     text += f", client lr {pick[CLIENT_LR]:g}"
   if SERVER_MOMENTUM in pick and len(config.adaptive_server_momenta) > 1:
     text += f", momentum {pick[SERVER_MOMENTUM]:g}"
-  if LOCAL_STEPS in pick and len(config.local_steps) > 1:
-    text += (f", {pick[ROUNDS]:.0f} rounds x {pick[LOCAL_STEPS]:.0f} local "
-             "steps")
+  if LOCAL_STEPS in pick and (len(config.local_steps) > 1
+                              or len(config.clients) > 1):
+    text += f", {pick[ROUNDS]:.0f} rounds x "
+    if len(config.clients) > 1:
+      text += f"{pick[CLIENTS]:.0f} clients x "
+    text += f"{pick[LOCAL_STEPS]:.0f} local steps"
   if BATCH_SIZE in pick and len(config.batch_sizes) > 1:
     text += f", batch {pick[BATCH_SIZE]:.0f}"
   if config.probe_folds > 1:
@@ -650,11 +688,12 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
   def simulate(label: str, algorithm: str, partition: PartitionConfig,
                learning_rate: float, local_steps: Optional[int] = None,
                client_learning_rate: Optional[float] = None,
-               server_momentum: Optional[float] = None):
+               server_momentum: Optional[float] = None,
+               clients: Optional[int] = None):
     run_dir = os.path.join(runs_dir, _dir_name(label))
     result = run_simulation(
         config.simulation(algorithm, partition, learning_rate, local_steps,
-                          client_learning_rate, server_momentum),
+                          client_learning_rate, server_momentum, clients),
         table, waveforms, run_dir, show_progress=show_progress)
     totals = result.totals
     cost = _cost_row(totals["examples"], totals["client_flops"],
@@ -683,24 +722,26 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
     candidates = {}
     momenta = config.server_momenta(algorithm)
     client_grid = config.client_grid(algorithm)
-    for lr, client_lr, k, momentum in itertools.product(
+    for lr, client_lr, k, c, momentum in itertools.product(
         config.server_grid(algorithm), client_grid, config.local_steps,
-        momenta):
+        config.clients, momenta):
       label = f"{algorithm} server lr {lr:g}"
       if len(client_grid) > 1:
         label += f" client lr {client_lr:g}"
       if len(config.local_steps) > 1:
         label += f" local steps {k}"
+      if len(config.clients) > 1:
+        label += f" clients {c}"
       if len(momenta) > 1:
         label += f" momentum {momentum:g}"
-      settings = {CLIENT_LR: client_lr, ROUNDS: config.rounds_for(k),
-                  LOCAL_STEPS: k}
+      settings = {CLIENT_LR: client_lr, ROUNDS: config.rounds_for(k, c),
+                  LOCAL_STEPS: k, CLIENTS: c}
       if momentum is not None:
         settings[SERVER_MOMENTUM] = momentum
       validation[label] = {LEARNING_RATE: lr, **settings}
       candidates[label] = attempt(
           label, lambda: simulate(label, algorithm, natural, lr, k,
-                                  client_lr, momentum),
+                                  client_lr, momentum, c),
           lambda run: load_model(run[0].model_dir).encoder)
     selection = _select(validation, list(candidates), embeddings, labelled,
                         table, tasks, config)
@@ -717,7 +758,7 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
     result, cost = simulate(label, "fedavg", PartitionConfig(
         method="mixed", mix=p, seed=config.seed),
         picks["fedavg"][LEARNING_RATE], int(picks["fedavg"][LOCAL_STEPS]),
-        picks["fedavg"][CLIENT_LR])
+        picks["fedavg"][CLIENT_LR], clients=int(picks["fedavg"][CLIENTS]))
     federated[label] = (evaluation.evaluate_encoder(
         load_model(result.model_dir).encoder, **probe), cost)
     curves[label] = read_release_csv(os.path.join(result.run_dir, "eval.csv"))
@@ -819,6 +860,12 @@ def _report(config: FederatedQualityConfig,
     grids.append("x local steps per round of every federated run "
                  f"{config.local_steps} (rounds scaled for equal examples: "
                  + ", ".join(f"{config.rounds_for(k)} x {k}"
+                             for k in config.local_steps) + ")")
+  if len(config.clients) > 1:
+    grids.append("x clients per round of every federated run "
+                 f"{config.clients} (rounds scaled for equal examples: "
+                 + ", ".join(f"{config.rounds_for(k, c)} x {c} x {k} steps"
+                             for c in config.clients
                              for k in config.local_steps) + ")")
   if len(config.batch_sizes) > 1:
     grids.append("x batch size of every centralized run "

@@ -9,6 +9,7 @@ Usage:
       [--centralized_sgd_learning_rates 0.015,0.05,0.15]
       [--centralized_adam_learning_rates 0.001,0.003,0.01]
       [--client_learning_rates 0.05,0.15 | --local_steps_grid 5,1]
+      [--clients_per_round_grid 8,2]
       [--adaptive_server_momenta 0.9,0]
       [--centralized_batch_sizes 8,32] [--num_seeds 2]
       [--probe_folds 5] [--validation_folds 3]
@@ -76,6 +77,10 @@ _LOCAL_STEPS_GRID = flags.DEFINE_list(
     "local_steps_grid", [], "Local steps per round tried by every federated "
     "algorithm, rounds scaled for equal examples (empty: --max_local_steps).",
     flag_values=FLAGS)
+_CLIENTS_GRID = flags.DEFINE_list(
+    "clients_per_round_grid", [], "Clients per round tried by every "
+    "federated algorithm, rounds scaled for equal examples (empty: "
+    "--clients_per_round).", flag_values=FLAGS)
 _CENTRAL_BATCH_SIZES = flags.DEFINE_list(
     "centralized_batch_sizes", [], "Batch sizes tried by every centralized "
     "optimizer at equal examples (empty: --batch_size).", flag_values=FLAGS)
@@ -122,6 +127,7 @@ def config_from_flags() -> FederatedQualityConfig:
       mime_learning_rates=_floats(_MIME_LRS.value),
       adaptive_server_momenta=_floats(_MOMENTA.value),
       local_steps_grid=tuple(int(k) for k in _LOCAL_STEPS_GRID.value),
+      clients_per_round_grid=tuple(int(c) for c in _CLIENTS_GRID.value),
       centralized_batch_sizes=tuple(int(b)
                                     for b in _CENTRAL_BATCH_SIZES.value),
       probe_folds=_PROBE_FOLDS.value,

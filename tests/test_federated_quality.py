@@ -252,6 +252,14 @@ def test_federated_quality_config_rejects_invalid_values(change):
     dict(algorithms=("fedadam",), adaptive_server_momenta=(0.9, 0.0)),
     dict(algorithms=("fedadam",), adaptive_server_momenta=(0.9, 1.0),
          centralized_adam_learning_rates=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)),
+    # 2 client counts vs 1 centralized batch size.
+    dict(clients_per_round_grid=(8, 2)),
+    # 3 rounds x 8 clients is not a multiple of 5 clients.
+    dict(clients_per_round_grid=(8, 5), centralized_batch_sizes=(8, 16)),
+    dict(clients_per_round_grid=(2, 2), centralized_batch_sizes=(8, 16)),
+    # 3 x 8 / 4 = 6 rounds x 10 steps is not a multiple of 7 local steps.
+    dict(clients_per_round_grid=(8, 4), local_steps_grid=(10, 7),
+         centralized_batch_sizes=(1, 2, 4, 8)),
 ])
 def test_tuning_budget_and_schedules_are_checked(change):
   base = dict(rounds=3, eval_every=3)
@@ -273,6 +281,25 @@ def test_local_step_schedules_keep_the_examples_equal():
   assert single.local_steps == (5,) and single.batch_sizes == (8,)
   assert single.client_lrs == (0.05,)
   assert single.simulation("fedavg", fq.PartitionConfig(), 1.0).rounds == 4
+
+
+def test_clients_per_round_is_a_tuned_axis_at_equal_examples():
+  config = fq.FederatedQualityConfig(
+      rounds=80, clients_per_round=8, max_local_steps=5, eval_every=40,
+      clients_per_round_grid=(8, 2), local_steps_grid=(5, 1),
+      centralized_batch_sizes=(8, 16, 32, 64))
+  assert config.clients == (8, 2)
+  for c, k, rounds in ((8, 5, 80), (8, 1, 400), (2, 5, 320), (2, 1, 1600)):
+    sim = config.simulation("fedavg", fq.PartitionConfig(), 1.0, k,
+                            clients=c)
+    assert (sim.rounds, sim.clients_per_round, sim.max_local_steps) == (
+        rounds, c, k)
+    assert sim.rounds * sim.clients_per_round * sim.max_local_steps == 3200
+    assert sim.eval_every == 40 * rounds // 80
+  # Without the grid: the configured clients, whatever is asked.
+  single = fq.FederatedQualityConfig(rounds=80, clients_per_round=8)
+  assert single.clients == (8,)
+  assert single.rounds_for(5) == single.rounds_for(5, 8) == 80
 
 
 def test_client_learning_rates_are_a_tuned_axis():
@@ -383,6 +410,31 @@ def test_benchmark_runs_each_server_momentum_of_fedadam(tiny_corpus_dir,
   with open(tmp_path / "report.md") as f:
     assert "x server momentum (beta_1) of every adaptive run (0.9, 0)" in (
         f.read())
+
+
+@pytest.mark.slow
+def test_benchmark_runs_each_number_of_clients_per_round(tiny_corpus_dir,
+                                                         tmp_path):
+  config = _one_round_study(
+      tiny_corpus_dir, tmp_path, algorithms=("fedavg",),
+      sgd_server_learning_rates=(1.0,), clients_per_round_grid=(2, 1),
+      centralized_sgd_learning_rates=(0.05,), centralized_batch_sizes=(2, 4))
+  fq.run_federated_quality_benchmark(config, show_progress=False)
+  assert not _workers_left()
+  validation = {r["model"]: r for r in _read_csv(tmp_path / "validation.csv")}
+  labels = ["fedavg server lr 1 clients 2", "fedavg server lr 1 clients 1"]
+  assert list(validation)[:2] == labels
+  for label, clients, rounds in zip(labels, (2, 1), (1, 2)):
+    assert (float(validation[label][fq.CLIENTS]),
+            float(validation[label][fq.ROUNDS])) == (clients, rounds)
+    with open(tmp_path / "runs" / label.replace(" ", "_") / "config.json") as f:
+      run = json.load(f)
+    assert (run["clients_per_round"], run["rounds"]) == (clients, rounds)
+  # One client for two rounds sees as many examples as two for one.
+  rows = {r["model"]: r for r in _read_csv(tmp_path / "results.csv")}
+  assert float(rows["fedavg"][fq.EXAMPLES]) == 2 * 1 * 2
+  with open(tmp_path / "report.md") as f:
+    assert "x clients per round of every federated run (2, 1)" in f.read()
 
 
 @pytest.mark.slow
