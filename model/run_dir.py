@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from model.errors import UserError
 
@@ -17,6 +17,7 @@ class RunConfigMismatch(ValueError, UserError):
 
 def write_or_check_config(
     run_dir: str, config: dict, *, extendable: Sequence[str] = (),
+    growable: Sequence[str] = (),
     upgrade: Optional[Callable[[dict], dict]] = None) -> None:
   """Writes ``<run_dir>/config.json``, or checks it matches an existing one.
 
@@ -26,13 +27,17 @@ def write_or_check_config(
     extendable: Dotted paths of fields a rerun may change (e.g.
       ``"train.steps"`` to train longer, or execution resources that do not
       change results); the file is then updated.
+    growable: Dotted paths of numeric fields a rerun may raise but not lower
+      (``"train.steps"``, ``"rounds"``): the directory's checkpoints are
+      then past the point asked for, so it holds a different run.
     upgrade: Rewrites an existing file's configuration into the current
       form before the comparison (e.g. drops fields that older versions
       stored redundantly); it may raise ValueError for a contradiction.
 
   Raises:
     RunConfigMismatch: The directory holds a run whose configuration differs
-      in anything else (the message names the sections).
+      in anything else (the message names the sections), or that went
+      further in a ``growable`` field than ``config`` asks.
   """
   path = os.path.join(run_dir, "config.json")
   config = json.loads(json.dumps(config))  # Tuples -> lists, as when read.
@@ -42,9 +47,23 @@ def write_or_check_config(
     if upgrade is not None:
       existing = json.loads(json.dumps(upgrade(existing)))
 
+    def field(c: dict, dotted: str) -> Any:
+      for name in dotted.split("."):
+        c = c.get(name, {}) if isinstance(c, dict) else {}
+      return c
+
+    for dotted in growable:
+      done, asked = field(existing, dotted), field(config, dotted)
+      numbers = all(isinstance(v, (int, float)) for v in (done, asked))
+      if numbers and done > asked:
+        raise RunConfigMismatch(
+            f"{path}: run directory holds a run with {dotted} = {done}, past "
+            f"the {asked} asked for (its checkpoints are the longer run); "
+            f"ask for {dotted} >= {done} or use a new run directory")
+
     def comparable(c: dict) -> dict:
       c = json.loads(json.dumps(c))
-      for dotted in extendable:
+      for dotted in (*extendable, *growable):
         *parents, field = dotted.split(".")
         node = c
         for parent in parents:

@@ -174,7 +174,7 @@ def train_centralized(spec: ModelSpec, config: TrainConfig,
   write_or_check_config(run_dir, {
       "kind": "centralized", "model": spec.to_dict(),
       "train": dataclasses.asdict(config), "data": dataset_info or {},
-      "num_examples": int(len(waveforms))}, extendable=["train.steps"],
+      "num_examples": int(len(waveforms))}, growable=["train.steps"],
       upgrade=upgrade_model_section)
 
   optimizer = OPTIMIZERS[config.optimizer](config)

@@ -20,6 +20,7 @@ from model.best_models import best_model_dir, read_best_index
 from model.encoders import ENCODERS
 from model.errors import WeightsMismatchError
 from model.heads import StandardizedMLP
+from model.run_dir import RunConfigMismatch
 from model.ssl_model import ModelSpec, SSLModel
 from model.tasks import simsiam
 from tff_sim import __main__ as launcher
@@ -302,6 +303,10 @@ def test_resume_gives_identical_metrics_and_files(corpus, tmp_path):
         first = weights
     for name, value in first.items():
       np.testing.assert_allclose(weights[name], value, atol=1e-6)
+  # A run that went further is not taken for a shorter one.
+  with pytest.raises(RunConfigMismatch, match="rounds = 3, past the 2"):
+    run_simulation(_sim_config(2), table, waveforms, str(tmp_path / "a"),
+                   show_progress=False)
 
 
 def _cli(run_dir, data_dir):

@@ -76,6 +76,17 @@ def test_other_config_in_same_dir_is_refused(tmp_path):
                       str(tmp_path), show_progress=False)
 
 
+def test_a_run_that_went_further_is_not_reused_as_a_shorter_one(tmp_path):
+  train_centralized(SPEC, _config(3), _waveforms(), str(tmp_path),
+                    show_progress=False)
+  with pytest.raises(RunConfigMismatch, match=r"train.steps = 3, past the 2 "
+                     r"asked for"):
+    train_centralized(SPEC, _config(2), _waveforms(), str(tmp_path),
+                      show_progress=False)
+  with open(tmp_path / "config.json") as f:
+    assert json.load(f)["train"]["steps"] == 3  # Left as it was.
+
+
 def test_wrong_example_length_is_clear(tmp_path):
   with pytest.raises(ValueError, match="needs waveforms"):
     train_centralized(SPEC, _config(2), np.zeros((4, 1000), np.float32),

@@ -242,9 +242,10 @@ def run_simulation(config: SimulationConfig, table: ClipTable,
   write_or_check_config(run_dir, {"kind": "federated", **config.to_dict(),
                                   "data": {"name": table.name,
                                            "clips": len(table)}},
-                        extendable=["rounds", "num_workers",
+                        extendable=["num_workers",
                                     "max_concurrent_clients",
                                     "worker_addresses"],
+                        growable=["rounds"],
                         upgrade=upgrade_model_section)
   summary = partition_lib.summarize(clients, table,
                                     label=config.partition.label)
