@@ -38,10 +38,9 @@ from tff_sim.report import plot_quality_vs_cost_runs, read_release_csv
 from tff_sim.simulation import (RETRIEVAL_METRIC, SimulationConfig,
                                 run_simulation)
 
-__all__ = ["BATCH_SIZE", "CLIENT_LR", "COLLAPSED", "COST_COLUMNS",
+__all__ = ["BATCH_SIZE", "CLIENTS", "CLIENT_LR", "COLLAPSED", "COST_COLUMNS",
            "DIVERGED", "EFFECTIVE_RANK", "EXAMPLES",
-           "CLIENTS", "FEDERATED_GOAL", "LEARNING_RATE", "LOCAL_STEPS",
-           "PAIRED_OPTIMIZER",
+           "FEDERATED_GOAL", "LEARNING_RATE", "LOCAL_STEPS", "PAIRED_OPTIMIZER",
            "SERVER_MOMENTUM",
            "RANDOM_INIT", "ROUNDS", "STEPS", "TFLOPS", "VALIDATION_MEAN", "WIRE_MB",
            "FederatedQualityConfig", "centralized_label", "format_table",
@@ -214,8 +213,9 @@ class FederatedQualityConfig:
              "centralized_sgd_learning_rates",
              "centralized_adam_learning_rates")
     for field in ("algorithms", "mixes", "local_steps_grid",
-                  "clients_per_round_grid", "centralized_batch_sizes", "client_learning_rates",
-                  "mime_learning_rates", "adaptive_server_momenta", *grids):
+                  "clients_per_round_grid", "centralized_batch_sizes",
+                  "client_learning_rates", "mime_learning_rates",
+                  "adaptive_server_momenta", *grids):
       object.__setattr__(self, field, tuple(getattr(self, field)))
     require_choice(self, ["corpus"], synthetic.CORPUS_PRESETS)
     if self.task not in SSL_TASKS or self.encoder not in ENCODERS:
