@@ -24,12 +24,13 @@ def write_or_check_config(
   Args:
     run_dir: The run directory (must exist).
     config: JSON-serializable configuration.
-    extendable: Dotted paths of fields a rerun may change (e.g.
-      ``"train.steps"`` to train longer, or execution resources that do not
-      change results); the file is then updated.
+    extendable: Dotted paths of fields a rerun may change (execution
+      resources that do not change results, e.g. ``"num_workers"``); the
+      file is then updated.
     growable: Dotted paths of numeric fields a rerun may raise but not lower
-      (``"train.steps"``, ``"rounds"``): the directory's checkpoints are
-      then past the point asked for, so it holds a different run.
+      (``"train.steps"``, ``"rounds"``: a rerun with more trains on); the
+      file is then updated. A lower value is refused: the directory's
+      checkpoints are past the point asked for, so it holds another run.
     upgrade: Rewrites an existing file's configuration into the current
       form before the comparison (e.g. drops fields that older versions
       stored redundantly); it may raise ValueError for a contradiction.
@@ -47,13 +48,13 @@ def write_or_check_config(
     if upgrade is not None:
       existing = json.loads(json.dumps(upgrade(existing)))
 
-    def field(c: dict, dotted: str) -> Any:
+    def value_at(c: dict, dotted: str) -> Any:
       for name in dotted.split("."):
         c = c.get(name, {}) if isinstance(c, dict) else {}
       return c
 
     for dotted in growable:
-      done, asked = field(existing, dotted), field(config, dotted)
+      done, asked = value_at(existing, dotted), value_at(config, dotted)
       numbers = all(isinstance(v, (int, float)) for v in (done, asked))
       if numbers and done > asked:
         raise RunConfigMismatch(
