@@ -167,11 +167,10 @@ class MultimodalBenchmarkConfig:
                   "batch_size", "client_learning_rate",
                   "centralized_learning_rate", "tsne_points",
                   "probe_folds"):
-      if field == "client_learning_rate" and self.client_learning_rate is None:
-        continue
-      if getattr(self, field) <= 0:
+      value = getattr(self, field)
+      if value is not None and value <= 0:  # None: client lr by default.
         raise ValueError(f"MultimodalBenchmarkConfig.{field} must be "
-                         f"positive, got {getattr(self, field)}")
+                         f"positive, got {value}")
     if self.max_local_steps < 0 or self.max_digits < 0:
       raise ValueError("MultimodalBenchmarkConfig: max_local_steps and "
                        "max_digits must be >= 0")

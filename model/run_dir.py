@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from model.errors import UserError
 
@@ -13,6 +13,15 @@ __all__ = ["RunConfigMismatch", "write_or_check_config"]
 
 class RunConfigMismatch(ValueError, UserError):
   """A run directory holds a run with a different configuration."""
+
+
+def _field(config: dict, dotted: str) -> tuple[dict, str]:
+  """The section of ``config`` that holds the field at ``dotted`` (an empty
+  one where a section is missing) and the field's name."""
+  *parents, key = dotted.split(".")
+  for parent in parents:
+    config = config.get(parent, {})
+  return config, key
 
 
 def write_or_check_config(
@@ -48,13 +57,10 @@ def write_or_check_config(
     if upgrade is not None:
       existing = json.loads(json.dumps(upgrade(existing)))
 
-    def value_at(c: dict, dotted: str) -> Any:
-      for name in dotted.split("."):
-        c = c.get(name, {}) if isinstance(c, dict) else {}
-      return c
-
     for dotted in growable:
-      done, asked = value_at(existing, dotted), value_at(config, dotted)
+      (done_in, key), (asked_in, _) = (_field(existing, dotted),
+                                       _field(config, dotted))
+      done, asked = done_in.get(key), asked_in.get(key)
       numbers = all(isinstance(v, (int, float)) for v in (done, asked))
       if numbers and done > asked:
         raise RunConfigMismatch(
@@ -65,11 +71,8 @@ def write_or_check_config(
     def comparable(c: dict) -> dict:
       c = json.loads(json.dumps(c))
       for dotted in (*extendable, *growable):
-        *parents, field = dotted.split(".")
-        node = c
-        for parent in parents:
-          node = node.get(parent, {})
-        node.pop(field, None)
+        node, key = _field(c, dotted)
+        node.pop(key, None)
       return c
 
     if comparable(existing) != comparable(config):
