@@ -26,7 +26,7 @@ from model.datasets import synthetic
 from model.datasets.audio import decode_clips
 from model.datasets.pipeline import training_segments
 from model.encoders import ENCODERS, Encoder
-from model.errors import NonFiniteWeightsError
+from model.errors import NonFiniteWeightsError, UserError
 from model.ssl_model import ModelSpec, SSLModel, load_model
 from model.tasks import SSL_TASKS
 from model.train import TrainConfig, train_centralized
@@ -44,6 +44,7 @@ __all__ = ["BATCH_SIZE", "CLIENTS", "CLIENT_LR", "COLLAPSED", "COST_COLUMNS",
            "SERVER_MOMENTUM",
            "RANDOM_INIT", "ROUNDS", "STEPS", "TFLOPS", "VALIDATION_MEAN", "WIRE_MB",
            "FederatedQualityConfig", "centralized_label", "format_table",
+           "SeedResultsMismatch", "combine_federated_quality_seeds",
            "mixed_label", "run_federated_quality_benchmark",
            "run_federated_quality_seeds"]
 
@@ -829,6 +830,8 @@ def run_federated_quality_benchmark(config: FederatedQualityConfig, *,
                                                 "validation.csv"))
   evaluation.write_csv(pairings, os.path.join(config.out_dir,
                                               "pairings.csv"))
+  with open(os.path.join(config.out_dir, CONFIG_FILE), "w") as f:
+    json.dump(dataclasses.asdict(config), f, indent=2)
   with open(os.path.join(config.out_dir, "report.md"), "w") as f:
     f.write(_report(config, rows, validation, pairings, picks, walls,
                     stderrs, time.time() - start))
@@ -969,9 +972,7 @@ def run_federated_quality_seeds(config: FederatedQualityConfig, *,
 
   With one seed the benchmark writes to ``out_dir`` as it does alone; with
   several each seed writes to ``<out_dir>/seed_<s>`` (one shared corpus) and
-  ``out_dir`` gets ``seeds.csv`` (every seed's "% of centralized" per
-  probe), ``summary.csv``, ``summary.png`` and ``report.md`` (mean ± sample
-  std over seeds, and the goal judged on the mean and on the worst seed).
+  ``out_dir`` gets the summary of :func:`combine_federated_quality_seeds`.
 
   Args:
     config: What to run.
@@ -982,22 +983,58 @@ def run_federated_quality_seeds(config: FederatedQualityConfig, *,
     ``"<probe> % min"`` over the seeds.
   """
   start = time.time()
-  per_seed, labels = {}, {}
   for seed in config.seeds:
+    logging.info("federated quality: seed %d", seed)
     seed_config = config
     if config.num_seeds > 1:
-      seed_config = dataclasses.replace(
-          config, seed=seed, num_seeds=1, corpus_dir=config.corpus_path,
-          out_dir=os.path.join(config.out_dir, f"seed_{seed}"))
-    logging.info("federated quality: seed %d", seed)
+      seed_config = _seed_config(config, seed)
     run_federated_quality_benchmark(seed_config, show_progress=show_progress)
-    rows = _read_pairings(os.path.join(seed_config.out_dir, "pairings.csv"))
-    per_seed[seed] = {label.split(" ", 1)[0]: values
-                      for label, values in rows.items()}
-    labels[seed] = list(rows)
-  summary = _seed_summary(per_seed)
   if config.num_seeds == 1:
-    return summary
+    return _seed_summary({config.seed: _pairings_by_algorithm(
+        config.out_dir)[0]})
+  return combine_federated_quality_seeds(
+      config, whole_invocation_s=time.time() - start)
+
+
+def combine_federated_quality_seeds(
+    config: FederatedQualityConfig, *,
+    whole_invocation_s: Optional[float] = None
+) -> dict[str, dict[str, float]]:
+  """The summary over seeds of finished per-seed benchmarks, trained nothing.
+
+  Reads ``<out_dir>/seed_<s>/pairings.csv`` and ``config.json`` for every
+  seed of ``config.seeds``, e.g. seeds run as separate invocations (one per
+  machine) with ``--seed s --num_seeds 1 --out_dir <out_dir>/seed_<s>``.
+  Every seed's ``config.json`` must equal ``config`` with that seed on every
+  field but :data:`_PLACEMENT_FIELDS`, so that seeds of different studies are
+  never averaged. Writes ``seeds.csv`` (every seed's "% of centralized" per
+  probe), ``summary.csv``, ``summary.png`` and ``report.md`` (mean ± sample
+  std over seeds, and the goal judged on the mean and on the worst seed) to
+  ``out_dir``.
+
+  Args:
+    config: The study over all its seeds (``num_seeds`` >= 2).
+    whole_invocation_s: Wall time of the invocation that ran the seeds, for
+      the report; None: the seeds were run separately.
+
+  Returns:
+    Per federated algorithm: ``"<probe> % mean"``, ``"<probe> % std"`` and
+    ``"<probe> % min"`` over the seeds.
+
+  Raises:
+    FileNotFoundError: A seed's ``pairings.csv`` or ``config.json`` is
+      missing (the seed has not finished).
+    SeedResultsMismatch: A seed ran with other settings.
+  """
+  if config.num_seeds < 2:
+    raise ValueError(f"combining seeds needs num_seeds >= 2, got "
+                     f"{config.num_seeds}")
+  per_seed, labels = {}, {}
+  for seed in config.seeds:
+    seed_dir = _seed_config(config, seed).out_dir
+    _check_seed_config(config, seed, os.path.join(seed_dir, CONFIG_FILE))
+    per_seed[seed], labels[seed] = _pairings_by_algorithm(seed_dir)
+  summary = _seed_summary(per_seed)
   evaluation.write_csv({f"{algorithm} seed {seed}": values
                         for seed, pairings in per_seed.items()
                         for algorithm, values in pairings.items()},
@@ -1014,19 +1051,63 @@ def run_federated_quality_seeds(config: FederatedQualityConfig, *,
       errors={a: {c: v[f"{c} std"] for c in columns}
               for a, v in summary.items()})
   with open(os.path.join(config.out_dir, "report.md"), "w") as f:
-    f.write(_seeds_report(config, summary, labels, time.time() - start))
+    f.write(_seeds_report(config, summary, labels, whole_invocation_s))
   return summary
 
 
-def _read_pairings(path: str) -> dict[str, dict[str, float]]:
-  with open(path, newline="") as f:
-    return {row.pop("model"): {k: float(v) for k, v in row.items() if v}
+class SeedResultsMismatch(ValueError, UserError):
+  """A seed's finished benchmark ran with other settings than the summary."""
+
+
+#: The per-seed ``config.json`` of a finished benchmark.
+CONFIG_FILE = "config.json"
+
+#: Fields that place a run (where, how many processes) without changing its
+#: results; combining seeds does not compare them.
+_PLACEMENT_FIELDS = ("corpus_dir", "out_dir", "num_workers", "num_seeds")
+
+
+def _seed_config(config: FederatedQualityConfig,
+                 seed: int) -> FederatedQualityConfig:
+  """One seed's benchmark of a study over several seeds."""
+  return dataclasses.replace(
+      config, seed=seed, num_seeds=1, corpus_dir=config.corpus_path,
+      out_dir=os.path.join(config.out_dir, f"seed_{seed}"))
+
+
+def _check_seed_config(config: FederatedQualityConfig, seed: int,
+                       path: str) -> None:
+  """Raises :class:`SeedResultsMismatch` naming every field in which the
+  ``config.json`` at ``path`` differs from ``config`` at ``seed``."""
+  with open(path) as f:
+    found = json.load(f)
+  # Through JSON, so that tuples compare equal to the file's lists.
+  expected = json.loads(json.dumps(dataclasses.asdict(
+      dataclasses.replace(config, seed=seed))))
+  diffs = [f"{name}: expected {expected[name]!r}, got {found.get(name)!r}"
+           for name in expected
+           if name not in _PLACEMENT_FIELDS and found.get(name) != expected[name]]
+  if diffs:
+    raise SeedResultsMismatch(f"{path}: seed {seed} ran with other settings "
+                              f"than the summary asks for: "
+                              + "; ".join(diffs))
+
+
+def _pairings_by_algorithm(out_dir: str
+                           ) -> tuple[dict[str, dict[str, float]], list[str]]:
+  """A finished benchmark's "% of centralized" per federated algorithm and
+  probe, and its pairings' labels (``<out_dir>/pairings.csv``)."""
+  with open(os.path.join(out_dir, "pairings.csv"), newline="") as f:
+    rows = {row.pop("model"): {k: float(v) for k, v in row.items() if v}
             for row in csv.DictReader(f)}
+  return ({label.split(" ", 1)[0]: values for label, values in rows.items()},
+          list(rows))
 
 
 def _seeds_report(config: FederatedQualityConfig,
                   summary: Mapping[str, Mapping[str, float]],
-                  labels: Mapping[int, Sequence[str]], wall_s: float) -> str:
+                  labels: Mapping[int, Sequence[str]],
+                  wall_s: Optional[float]) -> str:
   """The Markdown report over seeds: mean ± std table, goal, picks."""
   columns = list(dict.fromkeys(c.rsplit(" ", 1)[0]
                                for values in summary.values() for c in values))
@@ -1063,5 +1144,7 @@ def _seeds_report(config: FederatedQualityConfig,
       f"{', '.join(map(str, config.seeds))}; every seed makes its own choices "
       "on its validation data (reports in `seed_<s>/`).", "",
       *lines, "", *verdicts, "", "Picks per seed:", "", *picks, "",
-      f"Whole invocation: {wall_s:.0f} s.", "",
+      (f"Whole invocation: {wall_s:.0f} s." if wall_s is not None else
+       "Combined from the seeds' separate invocations (their reports give "
+       "their wall times)."), "",
       "```json", json.dumps(dataclasses.asdict(config), indent=2), "```", ""])

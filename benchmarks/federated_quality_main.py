@@ -12,10 +12,14 @@ Usage:
       [--clients_per_round_grid 8,2]
       [--adaptive_server_momenta 0.9,0]
       [--centralized_batch_sizes 8,32] [--num_seeds 2]
-      [--probe_folds 5] [--validation_folds 3]
+      [--probe_folds 5] [--validation_folds 3] [--combine_seeds]
 
 Rerunning the same command reuses the corpus and every finished run (more
---rounds resumes them); the probes are recomputed. Prints the report.
+--rounds resumes them); the probes are recomputed. Seeds may also run as
+separate invocations (``--seed s --num_seeds 1 --out_dir D/seed_<s>``, e.g.
+one per machine); ``--combine_seeds --seed 0 --num_seeds N --out_dir D`` with
+the same study flags then writes their summary without training. Prints the
+report.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from absl import flags
 
 from benchmarks.federated_quality import (PAIRED_OPTIMIZER,
                                           FederatedQualityConfig,
+                                          combine_federated_quality_seeds,
                                           run_federated_quality_seeds)
 from model import cli
 
@@ -104,6 +109,11 @@ _VALIDATION_FRACTION = flags.DEFINE_float(
 _MIXES = flags.DEFINE_list(
     "mixes", [], "mixed-partition knobs p (0 IID .. 1 natural), one extra "
     "FedAvg run each.", flag_values=FLAGS)
+_COMBINE_SEEDS = flags.DEFINE_bool(
+    "combine_seeds", False, "Train nothing: summarize the finished "
+    "<out_dir>/seed_<s> benchmarks of seeds --seed .. --seed + --num_seeds - "
+    "1, run as separate invocations with these study flags (checked against "
+    "each seed's config.json).", flag_values=FLAGS)
 _WORKERS = cli.define("num_workers", _DEFAULT.num_workers, flag_values=FLAGS)
 _SEED = cli.define("seed", _DEFAULT.seed, flag_values=FLAGS)
 _OUT_DIR = cli.define("out_dir", _DEFAULT.out_dir, flag_values=FLAGS)
@@ -138,8 +148,18 @@ def config_from_flags() -> FederatedQualityConfig:
       num_seeds=_NUM_SEEDS.value, out_dir=_OUT_DIR.value)
 
 
+def _run_or_combine(config: FederatedQualityConfig) -> None:
+  if not _COMBINE_SEEDS.value:
+    run_federated_quality_seeds(config)
+  elif config.num_seeds < 2:
+    raise cli.UserError(f"--combine_seeds needs --num_seeds >= 2, got "
+                        f"{config.num_seeds}")
+  else:
+    combine_federated_quality_seeds(config)
+
+
 def run() -> None:
-  cli.run_study(config_from_flags, run_federated_quality_seeds, FLAGS)
+  cli.run_study(config_from_flags, _run_or_combine, FLAGS)
 
 
 if __name__ == "__main__":

@@ -144,6 +144,8 @@ def _corrupt_manifest(tmp_path):
     pytest.param("missing_folder", marks=pytest.mark.slow),
     pytest.param("corrupt_audio", marks=pytest.mark.slow),
     pytest.param("missing_model", marks=pytest.mark.slow),
+    "unfinished_seeds",
+    pytest.param("combine_one_seed", marks=pytest.mark.slow),
 ])
 def test_launchers_report_bad_input_in_one_line(tmp_path, case):
   missing = tmp_path / "no_such_corpus"
@@ -167,6 +169,14 @@ def test_launchers_report_bad_input_in_one_line(tmp_path, case):
           ["export.device_main", f"--model_dir={missing}",
            f"--wav_dir={tmp_path}", f"--state_dir={tmp_path / 's'}"],
           ["cannot load the model", str(missing)]),
+      "unfinished_seeds": (
+          ["benchmarks.federated_quality_main", "--combine_seeds",
+           "--num_seeds=2", f"--out_dir={tmp_path}"],
+          [str(tmp_path / "seed_0" / "config.json")]),
+      "combine_one_seed": (
+          ["benchmarks.federated_quality_main", "--combine_seeds",
+           f"--out_dir={tmp_path}"],
+          ["--combine_seeds needs --num_seeds >= 2, got 1"]),
   }[case]
   _assert_user_error(_run(args), *fragments)
 

@@ -1,6 +1,7 @@
 """The federated-vs-centralized benchmark, tiny: pairings and validation tuning."""
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -526,19 +527,29 @@ def test_seeds_tune_schedules_and_batch_sizes_with_equal_budgets(
   assert "fedavg vs centralized sgd" in report and "seed 1:" in report
 
 
+_SEED_SCORES = {0: {"fedavg": (96.0, 80.0), "fedadam": (99.0, 97.0)},
+                1: {"fedavg": (98.0, 90.0), "fedadam": (101.0, 93.0)}}
+
+
+def _fake_benchmark(config, show_progress):
+  """Writes what a finished per-seed benchmark leaves for the summary."""
+  del show_progress
+  os.makedirs(config.out_dir, exist_ok=True)
+  evaluation.write_csv(
+      {f"{a} (server lr 1) vs centralized x (lr 1)":
+           {"content %": c, "speaker %": s}
+       for a, (c, s) in _SEED_SCORES[config.seed].items()},
+      os.path.join(config.out_dir, "pairings.csv"))
+  with open(os.path.join(config.out_dir, fq.CONFIG_FILE), "w") as f:
+    json.dump(dataclasses.asdict(config), f)
+
+
 def test_seed_summary_is_mean_std_and_worst_seed(tmp_path, monkeypatch):
   # Each seed's benchmark writes its pairings; the summary aggregates them.
-  scores = {0: {"fedavg": (96.0, 80.0), "fedadam": (99.0, 97.0)},
-            1: {"fedavg": (98.0, 90.0), "fedadam": (101.0, 93.0)}}
-
   def fake_benchmark(config, show_progress):
     assert config.num_seeds == 1 and config.corpus_dir == str(
         tmp_path / "corpus")
-    evaluation.write_csv(
-        {f"{a} (server lr 1) vs centralized x (lr 1)":
-             {"content %": c, "speaker %": s}
-         for a, (c, s) in scores[config.seed].items()},
-        os.path.join(config.out_dir, "pairings.csv"))
+    _fake_benchmark(config, show_progress)
 
   monkeypatch.setattr(fq, "run_federated_quality_benchmark", fake_benchmark)
   config = fq.FederatedQualityConfig(algorithms=("fedavg", "fedadam"),
@@ -561,6 +572,49 @@ def test_seed_summary_is_mean_std_and_worst_seed(tmp_path, monkeypatch):
       "fedavg seed 0", "fedadam seed 0", "fedavg seed 1", "fedadam seed 1"]
   with open(tmp_path / "summary.png", "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_seeds_run_separately_combine_into_the_same_summary(tmp_path,
+                                                           monkeypatch):
+  monkeypatch.setattr(fq, "run_federated_quality_benchmark", _fake_benchmark)
+  study = fq.FederatedQualityConfig(algorithms=("fedavg", "fedadam"),
+                                    num_seeds=2, out_dir=str(tmp_path))
+  for seed, workers in ((0, 1), (1, 2)):  # e.g. one machine per seed
+    fq.run_federated_quality_seeds(dataclasses.replace(
+        study, seed=seed, num_seeds=1, num_workers=workers,
+        corpus_dir=str(tmp_path / f"corpus_{seed}"),
+        out_dir=str(tmp_path / f"seed_{seed}")), show_progress=False)
+  assert not (tmp_path / "report.md").exists()
+  summary = fq.combine_federated_quality_seeds(study)
+  assert summary["fedavg"] == pytest.approx({
+      "content % mean": 97.0, "content % std": math.sqrt(2),
+      "content % min": 96.0, "speaker % mean": 85.0,
+      "speaker % std": math.sqrt(50), "speaker % min": 80.0})
+  with open(tmp_path / "report.md") as f:
+    report = f.read()
+  assert "| fedavg vs centralized sgd | 97.0 ± 1.4 | 85.0 ± 7.1 |" in report
+  assert "Combined from the seeds' separate invocations" in report
+  assert len(_read_csv(tmp_path / "seeds.csv")) == 4
+
+  # A seed of another study is refused, naming the file, field and values.
+  path = tmp_path / "seed_1" / fq.CONFIG_FILE
+  with open(path) as f:
+    seed_config = json.load(f)
+  with open(path, "w") as f:
+    json.dump({**seed_config, "rounds": study.rounds + 10}, f)
+  with pytest.raises(fq.SeedResultsMismatch,
+                     match=rf"seed_1/config.json: seed 1 .*rounds: expected "
+                           rf"{study.rounds}, got {study.rounds + 10}"):
+    fq.combine_federated_quality_seeds(study)
+  with open(path, "w") as f:
+    json.dump(seed_config, f)
+  # A seed that has not finished is named.
+  with pytest.raises(FileNotFoundError, match="seed_2"):
+    fq.combine_federated_quality_seeds(
+        dataclasses.replace(study, num_seeds=3))
+  with pytest.raises(ValueError, match="num_seeds >= 2, got 1"):
+    fq.combine_federated_quality_seeds(
+        dataclasses.replace(study, num_seeds=1))
 
 
 def test_diverged_candidates_are_never_picked(tiny_corpus_dir):
