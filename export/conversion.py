@@ -206,7 +206,8 @@ def convert_embed_model(
   :data:`export.ondevice_module.FRONTEND_SCOPE` are denylisted): an int8
   waveform and an int8 mel filterbank lose the quiet bins, and RFFT2D and
   LOG have no int8 kernels. A conv with one input channel (the encoder's
-  first) stays float32 as well: it is faster so under XNNPACK. It first allows ``TFLITE_BUILTINS_INT8`` only
+  first) and the ADD of its per-row bias stay float32 as well: they are
+  faster so under XNNPACK. It first allows ``TFLITE_BUILTINS_INT8`` only
   and, if that conversion fails, converts again with ``TFLITE_BUILTINS`` as
   float fallback. Model inputs and outputs stay float32 in every variant.
   :attr:`Conversion.notes` says which route was taken and which operators
@@ -234,17 +235,22 @@ def convert_embed_model(
       conversion.notes, _kernel_precision(conversion.content)])))
 
 
-def _single_channel_convs(content: bytes) -> list[str]:
-  """Output tensor names of the CONV_2D operators with one input channel."""
+def _single_channel_conv_ops(content: bytes) -> list[str]:
+  """Output tensor names of the CONV_2D operators with one input channel and
+  of the ADD operators that take such a conv's output (the per-row bias of
+  :func:`model.ops.conv_pair`'s composed conv)."""
   from tensorflow.lite.tools import flatbuffer_utils
   model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
   names = []
   for subgraph in model.subgraphs:
+    conv_outputs = set()
     for op in subgraph.operators:
-      if flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) != "CONV_2D":
-        continue
+      kind = flatbuffer_utils.opcode_to_name(model, op.opcodeIndex)
       shape = subgraph.tensors[op.inputs[0]].shape
-      if shape is not None and len(shape) and int(shape[-1]) == 1:
+      if ((kind == "CONV_2D" and shape is not None and len(shape)
+           and int(shape[-1]) == 1)
+          or (kind == "ADD" and conv_outputs.intersection(op.inputs))):
+        conv_outputs.add(op.outputs[0])
         name = subgraph.tensors[op.outputs[0]].name
         names.append(name.decode() if isinstance(name, bytes) else str(name))
   return names
@@ -258,7 +264,11 @@ def _frontend_float_int8(converter: tf.lite.TFLiteConverter,
   XNNPACK's int8 conv of one input channel ran slower than its float32 conv
   (0.030 vs 0.014 ms on the ``small`` encoder's 96x64 patch), more than the
   QUANTIZE it moves behind the conv costs (one embed call measured
-  0.325 -> 0.314 ms, LiteRT, 1 thread).
+  0.325 -> 0.314 ms, LiteRT, 1 thread). So does the ADD of its per-row bias
+  (:func:`model.ops.conv_pair`): as int8 it needs the bias's scale, which
+  an all-zero bias (a freshly initialized encoder) makes ~4e-9, and XNNPACK
+  then refuses the ADD: TFLite's reference broadcast ADD took 0.17 of a
+  0.63 ms call (``small``); float32 in XNNPACK it takes ~0.02 ms.
   """
   debugger = tf.lite.experimental.QuantizationDebugger(
       converter=converter, debug_dataset=representative)
@@ -266,7 +276,7 @@ def _frontend_float_int8(converter: tf.lite.TFLiteConverter,
   frontend = [t["name"] for t in calibrated.get_tensor_details()
               if t["name"].startswith(FRONTEND_SCOPE + "/")]
   debugger.options = tf.lite.experimental.QuantizationDebugOptions(
-      denylisted_nodes=frontend + _single_channel_convs(
+      denylisted_nodes=frontend + _single_channel_conv_ops(
           debugger.calibrated_model))
   return debugger.get_nondebug_quantized_model()
 
@@ -284,7 +294,8 @@ def _convert_embed(
       return _run(converter, [tf.lite.OpsSet.TFLITE_BUILTINS])
     converter.representative_dataset = representative
     route = ("Selective int8: encoder int8 (weights and activations), "
-             "log-mel front-end and one-input-channel convs float32.")
+             "log-mel front-end and one-input-channel convs (with their bias) "
+             "float32.")
     try:
       return _run(converter, [tf.lite.OpsSet.TFLITE_BUILTINS_INT8],
                   notes=f"{route} Ops set TFLITE_BUILTINS_INT8.",

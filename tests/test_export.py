@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from export import manifest as manifest_lib
 from export.conversion import QUANTIZATIONS, operator_input_types
+from export.delegation import delegation
 from export.corpus import load_corpus
 from export.exporter import (TRAINING_DIR, ExportConfig, embed_dir,
                              export_model, fresh_source, load_source)
@@ -320,13 +321,20 @@ def test_quantized_embed_models(exports):
   assert rows["dynamic_int8"].bytes < rows["float16"].bytes
   with open(os.path.join(result.out_dir, embed_dir("int8"),
                          manifest_lib.MODEL_NAME), "rb") as f:
-    conv = operator_input_types(f.read())["CONV_2D"]
+    content = f.read()
+  types = operator_input_types(content)
   # The encoder's 7 convs (block 0's pair is one composed conv,
   # ops.conv_pair): int8 but for the first (one input channel), which stays
-  # float32 (faster under XNNPACK).
-  assert sum(n for types, n in conv.items()
-             if types[:2] == ("INT8", "INT8")) == 6
-  assert conv[("FLOAT32", "FLOAT32", "FLOAT32")] == 1
+  # float32 (faster under XNNPACK), and so does the ADD of its per-row bias.
+  assert sum(n for kinds, n in types["CONV_2D"].items()
+             if kinds[:2] == ("INT8", "INT8")) == 6
+  assert types["CONV_2D"][("FLOAT32", "FLOAT32", "FLOAT32")] == 1
+  assert types["ADD"] == {("FLOAT32", "FLOAT32"): 1}
+  # Under LiteRT XNNPACK runs every node, though the fresh encoder's biases
+  # are all zero: as int8, that bias's ~4e-9 scale made XNNPACK refuse the
+  # ADD (TFLite's reference broadcast ADD then took half the call).
+  shares = delegation(content, "embed")
+  assert shares.delegated_nodes == shares.nodes, shares.not_delegated
   with open(os.path.join(result.out_dir, QUANTIZATION_CSV)) as f:
     lines = f.read().splitlines()
   assert lines[0].startswith("variant,path,bytes,mean_cosine")
