@@ -247,10 +247,11 @@ def _single_channel_conv_ops(content: bytes) -> list[str]:
     for op in subgraph.operators:
       kind = flatbuffer_utils.opcode_to_name(model, op.opcodeIndex)
       shape = subgraph.tensors[op.inputs[0]].shape
-      if ((kind == "CONV_2D" and shape is not None and len(shape)
-           and int(shape[-1]) == 1)
-          or (kind == "ADD" and conv_outputs.intersection(op.inputs))):
-        conv_outputs.add(op.outputs[0])
+      single = (kind == "CONV_2D" and shape is not None and len(shape)
+                and int(shape[-1]) == 1)
+      if single or (kind == "ADD" and conv_outputs.intersection(op.inputs)):
+        if single:
+          conv_outputs.add(op.outputs[0])
         name = subgraph.tensors[op.outputs[0]].name
         names.append(name.decode() if isinstance(name, bytes) else str(name))
   return names
