@@ -27,6 +27,7 @@ from model.datasets.audio import decode_clips
 from model.datasets.pipeline import training_segments
 from model.encoders import ENCODERS, Encoder
 from model.errors import NonFiniteWeightsError, UserError
+from model.run_dir import differing_fields
 from model.ssl_model import ModelSpec, SSLModel, load_model
 from model.tasks import SSL_TASKS
 from model.train import TrainConfig, train_centralized
@@ -1081,16 +1082,13 @@ def _check_seed_config(config: FederatedQualityConfig, seed: int,
   ``config.json`` at ``path`` differs from ``config`` at ``seed``."""
   with open(path) as f:
     found = json.load(f)
-  # Through JSON, so that tuples compare equal to the file's lists.
   expected = json.loads(json.dumps(dataclasses.asdict(
       dataclasses.replace(config, seed=seed))))
-  diffs = [f"{name}: expected {expected[name]!r}, got {found.get(name)!r}"
-           for name in expected
-           if name not in _PLACEMENT_FIELDS and found.get(name) != expected[name]]
-  if diffs:
-    raise SeedResultsMismatch(f"{path}: seed {seed} ran with other settings "
-                              f"than the summary asks for: "
-                              + "; ".join(diffs))
+  if diff := differing_fields(found, expected, ignore=_PLACEMENT_FIELDS):
+    raise SeedResultsMismatch(
+        f"{path}: seed {seed} ran with other settings than the summary asks "
+        "for: " + "; ".join(f"{name}: expected {expected.get(name)!r}, got "
+                            f"{found.get(name)!r}" for name in diff))
 
 
 def _pairings_by_algorithm(out_dir: str

@@ -8,7 +8,7 @@ from typing import Callable, Optional, Sequence
 
 from model.errors import UserError
 
-__all__ = ["RunConfigMismatch", "write_or_check_config"]
+__all__ = ["RunConfigMismatch", "differing_fields", "write_or_check_config"]
 
 
 class RunConfigMismatch(ValueError, UserError):
@@ -22,6 +22,31 @@ def _field(config: dict, dotted: str) -> tuple[dict, str]:
   for parent in parents:
     config = config.get(parent, {})
   return config, key
+
+
+def differing_fields(found: dict, expected: dict, *,
+                     ignore: Sequence[str] = ()) -> list[str]:
+  """Top-level fields in which two JSON configurations differ, sorted.
+
+  Args:
+    found: A configuration as read from a file.
+    expected: The configuration asked for.
+    ignore: Dotted paths of fields left out of the comparison.
+
+  Returns:
+    The names of the top-level fields whose values differ (through JSON, so
+    tuples equal lists) once the ``ignore`` fields are removed.
+  """
+  def comparable(c: dict) -> dict:
+    c = json.loads(json.dumps(c))
+    for dotted in ignore:
+      node, key = _field(c, dotted)
+      node.pop(key, None)
+    return c
+
+  found, expected = comparable(found), comparable(expected)
+  return sorted(k for k in set(found) | set(expected)
+                if found.get(k) != expected.get(k))
 
 
 def write_or_check_config(
@@ -68,16 +93,8 @@ def write_or_check_config(
             f"the {asked} asked for (its checkpoints are the longer run); "
             f"ask for {dotted} >= {done} or use a new run directory")
 
-    def comparable(c: dict) -> dict:
-      c = json.loads(json.dumps(c))
-      for dotted in (*extendable, *growable):
-        node, key = _field(c, dotted)
-        node.pop(key, None)
-      return c
-
-    if comparable(existing) != comparable(config):
-      diff = sorted(k for k in set(existing) | set(config)
-                    if comparable(existing).get(k) != comparable(config).get(k))
+    if diff := differing_fields(existing, config,
+                                ignore=(*extendable, *growable)):
       raise RunConfigMismatch(
           f"{path}: run directory holds a run with a different configuration "
           f"(differs in {diff}); use a new run directory or delete it")
