@@ -1050,7 +1050,7 @@ def combine_federated_quality_seeds(
             f"(goal >= {FEDERATED_GOAL:g}%)",
       ylabel="% of the paired centralized run (mean ± std)",
       errors={a: {c: v[f"{c} std"] for c in columns}
-              for a, v in summary.items()})
+              for a, v in summary.items()}, goal=FEDERATED_GOAL)
   with open(os.path.join(config.out_dir, "report.md"), "w") as f:
     f.write(_seeds_report(config, summary, labels, whole_invocation_s))
   return summary

@@ -629,4 +629,8 @@ def _report(config: MultimodalBenchmarkConfig,
       "Training wall time: " + ", ".join(f"{k} {v:.0f} s"
                                          for k, v in walls.items())
       + f". Whole invocation: {wall_s:.0f} s.", "",
+      "Configuration as given" + (
+          "" if config.client_learning_rate is not None else
+          f" (`client_learning_rate` null: the {config.algorithm} client "
+          f"optimizer's default, {config.client_lr:g})") + ":", "",
       "```json", json.dumps(dataclasses.asdict(config), indent=2), "```", ""])

@@ -13,7 +13,10 @@ module is timed as:
 * TensorFlow's graph-mode step (``tf.function``) with TF's own gradients
   (the reference of every ratio) and with the custom builtin gradients.
 
-Then ``embed`` of one patch for every quantization on both runtimes. All
+Then ``embed`` of one patch for every quantization on both runtimes, from the
+waveform (the exported contract) and, optionally, from the front-end's log-mel
+patch (the encoder alone: what quantization can speed up when the float32
+front-end is taken out of the call). All
 variants of one configuration run in one process on the same corpus batch,
 interleaved round-robin so background load hits every variant alike; the
 process's CPU time per call is the reported measure (steadier than wall time
@@ -48,7 +51,8 @@ from export.optimizers import OptimizerConfig
 from export.runtime import OnDeviceModel
 from model.ssl_model import SSLModel
 
-__all__ = ["TRAIN_VARIANTS", "EMBED_RUNTIMES", "TrainStepConfig", "Row",
+__all__ = ["TRAIN_VARIANTS", "EMBED_RUNTIMES", "EMBED_INPUTS",
+           "TrainStepConfig", "Row",
            "run", "format_table", "write_csv", "plot",
            "run_benchmark"]
 
@@ -66,6 +70,9 @@ TRAIN_VARIANTS: dict[str, tuple[str, str]] = {
 REFERENCE = "TF graph/TF gradients"
 #: Runtimes the embed variants run on.
 EMBED_RUNTIMES = ("ai_edge_litert", "tflite_runtime")
+#: What an ``embed`` row's model takes: the waveform (front-end + encoder,
+#: the exported ``embed``) or the log-mel patch (the encoder alone).
+EMBED_INPUTS = ("waveform", "log_mel")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +87,9 @@ class TrainStepConfig:
       per process, so one value per run).
     variants: Keys of :data:`TRAIN_VARIANTS` to time.
     quantizations: Embed variants (empty: no embed rows).
+    embed_inputs: Inputs of the embed rows, of :data:`EMBED_INPUTS`
+      (``log_mel`` adds the encoder alone, so that the front-end's share of
+      each quantization's call is measured, not inferred).
     optimizer: Optimizer of the step.
     steps: Timed calls per variant (the median is reported); ``embed``
       rows time ``5 * steps`` rounds.
@@ -96,6 +106,7 @@ class TrainStepConfig:
   threads: int = 1
   variants: tuple[str, ...] = tuple(TRAIN_VARIANTS)
   quantizations: tuple[str, ...] = QUANTIZATIONS
+  embed_inputs: tuple[str, ...] = ("waveform",)
   optimizer: OptimizerConfig = OptimizerConfig("sgd", learning_rate=0.01)
   steps: int = 10
   warmup: int = 2
@@ -103,7 +114,7 @@ class TrainStepConfig:
 
   def __post_init__(self):
     for field in ("presets", "tasks", "batch_sizes", "variants",
-                  "quantizations"):
+                  "quantizations", "embed_inputs"):
       object.__setattr__(self, field, tuple(getattr(self, field)))
     if unknown := [v for v in self.variants if v not in TRAIN_VARIANTS]:
       raise ValueError(f"TrainStepConfig.variants: unknown {unknown}; "
@@ -111,6 +122,13 @@ class TrainStepConfig:
     if unknown := [q for q in self.quantizations if q not in QUANTIZATIONS]:
       raise ValueError(f"TrainStepConfig.quantizations: unknown {unknown}; "
                        f"expected some of {list(QUANTIZATIONS)}")
+    if unknown := [i for i in self.embed_inputs if i not in EMBED_INPUTS]:
+      raise ValueError(f"TrainStepConfig.embed_inputs: unknown {unknown}; "
+                       f"expected some of {list(EMBED_INPUTS)}")
+    if self.quantizations and not self.embed_inputs:
+      raise ValueError("TrainStepConfig.embed_inputs: empty, but "
+                       f"quantizations {list(self.quantizations)} ask for "
+                       f"embed rows; expected some of {list(EMBED_INPUTS)}")
     if min(self.batch_sizes, default=0) < 1 or self.threads < 1 or (
         self.steps < 1 or self.warmup < 0 or self.embed_burst < 1):
       raise ValueError("TrainStepConfig: batch sizes, threads, steps and "
@@ -266,34 +284,69 @@ def _step_flops(preset: str, task: str, batch_size: int,
   return flops
 
 
+class _EncoderOnly(EmbedModule):
+  """``embed`` from the log-mel patch: the encoder without the front-end."""
+
+  def _embed(self, log_mel: tf.Tensor) -> dict[str, tf.Tensor]:
+    return {"embedding": self.model.encoder(log_mel)}
+
+  def embed_function(self):
+    frontend = self.model.spec.frontend
+    return tf.function(self._embed).get_concrete_function(tf.TensorSpec(
+        [None, frontend.patch_frames, frontend.num_mel_bins], tf.float32,
+        name="log_mel"))
+
+
+#: Variant suffix of the embed rows whose model takes the log-mel patch.
+_LOG_MEL_SUFFIX = ", log-mel in (encoder only)"
+
+
+def _embed_variant(quantization: str, embed_input: str) -> str:
+  return f"embed {quantization}" + (
+      "" if embed_input == "waveform" else _LOG_MEL_SUFFIX)
+
+
 def _embed_rows(preset: str, config: TrainStepConfig) -> list[Row]:
-  """``embed`` of one patch for every quantization on both runtimes."""
+  """``embed`` of one patch for every input, quantization and runtime."""
   model = fresh_source(preset, "temporal_gap").model
-  patches, _ = load_corpus().patches(model.spec.frontend)
+  frontend = model.spec.frontend
+  waveforms, _ = load_corpus().patches(frontend)
   rng = np.random.default_rng(0)
-  representative = lambda: ({"waveform": patches[i:i + 1]} for i in
-                            rng.choice(len(patches), 64))
-  module = EmbedModule(model)
+  inputs = {"waveform": waveforms}
+  if "log_mel" in config.embed_inputs:
+    inputs["log_mel"] = tf.reshape(
+        model.features(tf.constant(waveforms)),
+        [-1, frontend.patch_frames, frontend.num_mel_bins]).numpy()
   calls, meta = {}, {}
-  for quantization in config.quantizations:
-    content = convert_embed_model(module, quantization,
-                                  representative=representative).content
-    flops = tflite_flops.count_flops(content, "embed", batch=1).flops
-    for runtime in EMBED_RUNTIMES:
-      lite = OnDeviceModel(content, runtime=runtime,
-                           num_threads=config.threads)
-      name = f"{quantization}, {runtime}"
-      calls[name] = lambda lite=lite: lite.embed(patches[:1])
-      meta[name] = (quantization, runtime, len(content), flops,
-                    delegation_lib.delegation(content, "embed",
-                                              runtime=runtime).flops_fraction)
+  for embed_input in config.embed_inputs:
+    patches = inputs[embed_input]
+    representative = lambda patches=patches, name=embed_input: (
+        {name: patches[i:i + 1]} for i in rng.choice(len(patches), 64))
+    module = (EmbedModule if embed_input == "waveform" else _EncoderOnly)(
+        model)
+    for quantization in config.quantizations:
+      content = convert_embed_model(module, quantization,
+                                    representative=representative).content
+      flops = tflite_flops.count_flops(content, "embed", batch=1).flops
+      variant = _embed_variant(quantization, embed_input)
+      for runtime in EMBED_RUNTIMES:
+        lite = OnDeviceModel(content, runtime=runtime,
+                             num_threads=config.threads)
+        name = f"{variant}, {runtime}"
+        feed = {embed_input: patches[:1]}
+        calls[name] = lambda lite=lite, feed=feed: lite.runner("embed")(
+            **feed)
+        meta[name] = (variant, runtime, len(content), flops,
+                      delegation_lib.delegation(
+                          content, "embed", runtime=runtime).flops_fraction)
   times = _time_round_robin(calls, config.steps * 5, config.warmup,
                             config.embed_burst)
   return [Row(preset=preset, task="-", batch=1, threads=config.threads,
-              kind="embed", variant=f"embed {q}", runtime=runtime,
+              kind="embed", variant=variant, runtime=runtime,
               file_bytes=size, flops=flops, delegated=delegated,
               cpu_ms=tuple(times[name][0]), wall_ms=tuple(times[name][1]))
-          for name, (q, runtime, size, flops, delegated) in meta.items()]
+          for name, (variant, runtime, size, flops, delegated)
+          in meta.items()]
 
 
 def run(config: TrainStepConfig, *,
@@ -365,15 +418,44 @@ def format_table(rows: Sequence[Row], config: TrainStepConfig) -> str:
               "/ float32 same runtime | XNNPACK FLOPs | file bytes |",
               "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in embed:
+      float32 = _embed_variant("float32", "log_mel" if r.variant.endswith(
+          _LOG_MEL_SUFFIX) else "waveform")
       base = next((g for g in embed if g.preset == r.preset and
-                   g.runtime == r.runtime and g.variant == "embed float32"),
-                  None)
+                   g.runtime == r.runtime and g.variant == float32), None)
       lines.append(
           f"| {r.preset} | {r.variant} | {r.runtime} | {r.cpu_median:.2f} | "
           f"{r.wall_median:.2f} | {_ratio(r, base)} | "
           f"{'-' if r.delegated is None else f'{r.delegated:.0%}'} | "
           f"{r.file_bytes:,} |")
+    lines += _front_end_table(embed)
   return "\n".join(lines)
+
+
+def _front_end_table(embed: Sequence[Row]) -> list[str]:
+  """The front-end's share of each embed call: the waveform row minus the
+  log-mel row of the same preset, quantization and runtime."""
+  pairs = []
+  for r in embed:
+    if r.variant.endswith(_LOG_MEL_SUFFIX):
+      continue
+    encoder = next((g for g in embed if (g.preset, g.runtime) ==
+                    (r.preset, r.runtime) and g.variant ==
+                    r.variant + _LOG_MEL_SUFFIX), None)
+    if encoder is not None:
+      pairs.append((r, encoder))
+  if not pairs:
+    return []
+  lines = ["", "Front-end share (waveform row minus the encoder-only row):",
+           "", "| preset | variant | runtime | whole ms | encoder ms | "
+           "front-end ms | front-end share |", "|---|---|---|---:|---:|---:|"
+           "---:|"]
+  for whole, encoder in pairs:
+    front = whole.cpu_median - encoder.cpu_median
+    share = front / whole.cpu_median if whole.cpu_median else float("nan")
+    lines.append(f"| {whole.preset} | {whole.variant} | {whole.runtime} | "
+                 f"{whole.cpu_median:.3f} | {encoder.cpu_median:.3f} | "
+                 f"{front:.3f} | {share:.0%} |")
+  return lines
 
 
 def write_csv(path: str, rows: Sequence[Row]) -> None:
@@ -395,27 +477,47 @@ def write_csv(path: str, rows: Sequence[Row]) -> None:
 
 
 def plot(path: str, rows: Sequence[Row]) -> None:
-  """Bar chart: train CPU ms per configuration and variant (log scale)."""
+  """Bar charts: train CPU ms per configuration and variant (log scale),
+  and embed CPU ms per variant and runtime, one group per preset."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
-  train = [r for r in rows if r.kind == "train"]
-  groups = list(dict.fromkeys((r.preset, r.task, r.batch) for r in train))
-  variants = list(dict.fromkeys(r.variant for r in train))
-  if not groups:
+  panels = [(kind, [r for r in rows if r.kind == kind])
+            for kind in ("train", "embed")]
+  panels = [(kind, chosen) for kind, chosen in panels if chosen]
+  if not panels:
     return
-  fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(groups)), 4.5))
-  width = 0.8 / max(1, len(variants))
-  for i, variant in enumerate(variants):
-    values = [next((r.cpu_median for r in train if (r.preset, r.task, r.batch)
-                    == g and r.variant == variant), np.nan) for g in groups]
-    ax.bar(np.arange(len(groups)) + i * width, values, width, label=variant)
-  ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2)
-  ax.set_xticklabels([f"{p}\n{t}\nB={b}" for p, t, b in groups], fontsize=8)
-  ax.set_yscale("log")
-  ax.set_ylabel("CPU ms per train step (median)")
-  ax.set_title("On-device train step, host CPU")
-  ax.legend(fontsize=7)
+  bars = max(len(set((r.preset, r.task, r.batch, r.variant, r.runtime)
+                     for r in chosen)) for _, chosen in panels)
+  fig, axes = plt.subplots(len(panels), 1, squeeze=False, figsize=(
+      max(6.0, 0.22 * bars + 4.0), 4.5 * len(panels)))
+  colors = plt.get_cmap("tab20").colors
+  for ax, (kind, chosen) in zip(axes[:, 0], panels):
+    if kind == "train":
+      groups = list(dict.fromkeys((r.preset, r.task, r.batch) for r in chosen))
+      series = {r.variant: r.variant for r in chosen}
+      key = lambda r: ((r.preset, r.task, r.batch), r.variant)
+      ticks = [f"{p}\n{t}\nB={b}" for p, t, b in groups]
+    else:
+      groups = list(dict.fromkeys((r.preset,) for r in chosen))
+      series = {f"{r.variant}, {r.runtime}": f"{r.variant[len('embed '):]}"
+                f", {r.runtime}" for r in chosen}
+      key = lambda r: ((r.preset,), f"{r.variant}, {r.runtime}")
+      ticks = [g[0] for g in groups]
+    values = {key(r): r.cpu_median for r in chosen}
+    width = 0.8 / len(series)
+    for i, (name, label) in enumerate(series.items()):
+      ax.bar(np.arange(len(groups)) + i * width,
+             [values.get((g, name), np.nan) for g in groups], width,
+             label=label, color=colors[i % len(colors)])
+    ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2)
+    ax.set_xticklabels(ticks, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel(f"CPU ms per {'train step' if kind == 'train' else 'patch'}"
+                  " (median)")
+    ax.set_title("On-device train step, host CPU" if kind == "train" else
+                 "embed of one patch, host CPU")
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)

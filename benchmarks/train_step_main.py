@@ -4,7 +4,8 @@ Usage:
   python -m benchmarks.train_step_main --out_dir train_step_output \\
       [--presets small,large] [--tasks temporal_gap,nt_xent] \\
       [--batch_sizes 8,32] [--threads 1] [--variants ...] \\
-      [--quantizations float32,int8] [--steps 10]
+      [--quantizations float32,int8] [--embed_inputs waveform,log_mel] \\
+      [--steps 10]
 
 Prints the Markdown tables; ``train_step.csv``, ``train_step.md`` and
 ``train_step.png`` go to --out_dir. TF's thread pools are fixed per process:
@@ -42,6 +43,11 @@ _VARIANTS = flags.DEFINE_list(
 _QUANTIZATIONS = flags.DEFINE_list(
     "quantizations", list(_DEFAULT.quantizations),
     "Embed variants (empty: no embed rows).", flag_values=FLAGS)
+_EMBED_INPUTS = flags.DEFINE_list(
+    "embed_inputs", list(_DEFAULT.embed_inputs),
+    f"Inputs of the embed rows, of: {', '.join(train_step.EMBED_INPUTS)} "
+    "(log_mel: the encoder alone; with waveform, a table of the front-end's "
+    "share of each call).", flag_values=FLAGS)
 _STEPS = cli.define("steps", _DEFAULT.steps, help="Timed calls per variant.",
                     flag_values=FLAGS)
 _WARMUP = flags.DEFINE_integer("warmup", _DEFAULT.warmup,
@@ -69,7 +75,8 @@ def main() -> None:
       presets=tuple(_PRESETS.value), tasks=tuple(_TASKS.value),
       batch_sizes=tuple(int(b) for b in _BATCH_SIZES.value),
       threads=_THREADS.value, variants=tuple(_VARIANTS.value),
-      quantizations=tuple(_QUANTIZATIONS.value), steps=_STEPS.value,
+      quantizations=tuple(_QUANTIZATIONS.value),
+      embed_inputs=tuple(_EMBED_INPUTS.value), steps=_STEPS.value,
       warmup=_WARMUP.value, embed_burst=_EMBED_BURST.value))
   cli.quiet_logging()
   print(train_step.run_benchmark(

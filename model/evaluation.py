@@ -1410,7 +1410,7 @@ def plot_quality_table(rows: Mapping[str, Mapping[str, float]], path: str, *,
                        title: str = "Downstream quality",
                        ylabel: str = "accuracy",
                        errors: Optional[Mapping[str, Mapping[str, float]]]
-                       = None) -> None:
+                       = None, goal: Optional[float] = None) -> Figure:
   """Grouped bar chart, one group per column and one bar per row, as PNG.
 
   Args:
@@ -1421,6 +1421,10 @@ def plot_quality_table(rows: Mapping[str, Mapping[str, float]], path: str, *,
     ylabel: Y-axis label.
     errors: Optional error-bar half-lengths (e.g. standard errors), shaped
       like ``rows``; missing ones draw no bar.
+    goal: Optional target score, drawn as a dashed horizontal line.
+
+  Returns:
+    The figure (already saved).
 
   Raises:
     ValueError: ``rows`` has no rows or no columns.
@@ -1438,6 +1442,9 @@ def plot_quality_table(rows: Mapping[str, Mapping[str, float]], path: str, *,
              yerr=[errors.get(name, {}).get(column, np.nan)
                    for column in columns] if name in errors else None,
              capsize=2, label=name)
+  if goal is not None:
+    axes.axhline(goal, color="black", linestyle="--", linewidth=1,
+                 label=f"goal {goal:g}")
   axes.set_xticks(positions, columns)
   axes.set_ylabel(ylabel)
   axes.set_title(title)
@@ -1448,6 +1455,7 @@ def plot_quality_table(rows: Mapping[str, Mapping[str, float]], path: str, *,
               borderaxespad=0.0)
   _make_parent(path)
   figure.savefig(path, dpi=120, format="png")
+  return figure
 
 
 def format_markdown_table(rows: Mapping[str, Mapping[str, float]], *,

@@ -209,8 +209,10 @@ _LAUNCHERS = {
     "benchmarks.multimodal_main": (["--encoder=tiny"], {"encoder": "tiny"}),
     "benchmarks.quality_main": (["--steps=7"], {"steps": 7}),
     "benchmarks.simulation_main": (["--mode=scale"], {"mode": "scale"}),
-    "benchmarks.train_step_main": (["--out_dir=o", "--threads=2"],
-                                   {"out_dir": "o", "threads": 2}),
+    "benchmarks.train_step_main": (
+        ["--out_dir=o", "--threads=2", "--embed_inputs=waveform,log_mel"],
+        {"out_dir": "o", "threads": 2,
+         "embed_inputs": ["waveform", "log_mel"]}),
     "benchmarks.fm_validation_main": (["--steps=9"], {"steps": 9}),
     "benchmarks.op_profile_main": (["--out_dir=o", "--task=nt_xent"],
                                    {"out_dir": "o", "task": "nt_xent"}),

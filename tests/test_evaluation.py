@@ -455,8 +455,13 @@ def test_quality_table_outputs(tmp_path):
   rows = {"ssl": {"keyword": 0.83, "speaker": 0.61},
           "supervised": {"keyword": 0.95, "content": 0.99}}
   png = tmp_path / "plots" / "quality.png"
-  evaluation.plot_quality_table(rows, str(png))
+  figure = evaluation.plot_quality_table(rows, str(png))
   assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert not figure.axes[0].get_lines()
+  figure = evaluation.plot_quality_table(rows, str(png), goal=0.9)
+  (line,) = figure.axes[0].get_lines()
+  assert list(line.get_ydata()) == [0.9, 0.9]
+  assert line.get_label() == "goal 0.9"
   table = evaluation.format_markdown_table(rows)
   assert table.splitlines() == [
       "| model | keyword | speaker | content |",

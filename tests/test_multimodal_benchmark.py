@@ -48,6 +48,9 @@ def test_quick_setting_writes_rows_report_and_plots(tmp_path):
   assert f"| {NO_LEARNING} |" in report and "2-fold cross-validated" in report
   assert "Test predictions per probe: " in report and " ± " in report
   assert "`ablation.png`" in report  # only named when the ablation ran
+  # The JSON keeps the config as given; the lr in effect is stated with it.
+  assert ("(`client_learning_rate` null: the fedavg client optimizer's "
+          f"default, {config.client_lr:g}):") in report
   for plot in ("tsne.png", "probes.png", "ablation.png"):
     with open(os.path.join(out, plot), "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
