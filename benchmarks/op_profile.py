@@ -49,6 +49,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 from absl import logging
 import numpy as np
 
+from benchmarks.latency import host_machine
 from export import delegation as delegation_lib
 from export import tflite_flops
 from export.litert_runtime import XNNPACK_FLAGS, CompiledInterpreter
@@ -523,7 +524,7 @@ def format_report(result: Profile, *, title: str = "",
       f"# Operator profile{': ' + title if title else ''}", "",
       f"Signature `{result.signature}`, LiteRT CompiledModel, XNNPACK flags "
       f"0x{result.xnnpack_flags:02X}, {result.threads} thread(s), {result.clock} "
-      f"time; host load average {load} on {os.cpu_count()} CPUs.", "",
+      f"time; host {host_machine().label}, load average {load}.", "",
       f"- whole signature, measured: **{result.whole_ms:.2f} ms** "
       f"({flops / 1e6:.0f} MFLOP, {flops / (result.whole_ms * 1e6):.1f} "
       f"GFLOP/s)",

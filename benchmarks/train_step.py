@@ -16,7 +16,8 @@ module is timed as:
 Then ``embed`` of one patch for every quantization on both runtimes, from the
 waveform (the exported contract) and, optionally, from the front-end's log-mel
 patch (the encoder alone: what quantization can speed up when the float32
-front-end is taken out of the call). All
+front-end is taken out of the call); both call the signature runner directly,
+without :class:`export.runtime.OnDeviceModel`'s input checks. All
 variants of one configuration run in one process on the same corpus batch,
 interleaved round-robin so background load hits every variant alike; the
 process's CPU time per call is the reported measure (steadier than wall time
@@ -40,6 +41,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from benchmarks.latency import host_machine
 from export import delegation as delegation_lib
 from export import tflite_flops
 from export.conversion import (QUANTIZATIONS, convert_embed_model,
@@ -391,7 +393,7 @@ def format_table(rows: Sequence[Row], config: TrainStepConfig) -> str:
            f"CPU ms median of {config.steps} interleaved calls after "
            f"{config.warmup} warm-up calls (embed: {config.steps * 5} rounds "
            f"of {config.embed_burst} consecutive calls); host "
-           f"load average {load} on {os.cpu_count()} CPUs", ""]
+           f"{host_machine().label}, load average {load}", ""]
   train = [r for r in rows if r.kind == "train"]
   if train:
     lines += ["| preset | task | batch | variant | runtime | CPU ms | "

@@ -39,6 +39,9 @@ def test_profile_covers_every_node(tiny_train, tmp_path):
   assert sum(g.count for g in op_profile.by_layer(result)) == len(result.rows)
   report = op_profile.format_report(result, title="tiny")
   assert "## By operator type" in report and "FULLY_CONNECTED" in report
+  # Figures from different hosts differ: the report names the machine.
+  from benchmarks.latency import host_machine  # pylint: disable=import-outside-toplevel
+  assert f"host {host_machine().label}, load average" in report
   op_profile.write_csv(str(tmp_path / "p.csv"), result)
   op_profile.plot(str(tmp_path / "p.png"), result)
   with open(tmp_path / "p.csv", encoding="utf-8") as f:

@@ -94,6 +94,8 @@ def test_encoder_only_rows_time_the_encoder_of_the_exported_embed():
                       runtime]
       assert 0 < alone.flops < with_front.flops
   table = train_step.format_table(rows, config)
+  from benchmarks.latency import host_machine  # pylint: disable=import-outside-toplevel
+  assert f"host {host_machine().label}, load average" in table.splitlines()[0]
   front = table[table.index("Front-end share"):].splitlines()
   assert len([l for l in front if l.startswith("| tiny |")]) == 4
 
