@@ -25,7 +25,7 @@ from model import evaluation
 from model.datasets import synthetic
 from model.datasets.audio import decode_clips
 from model.datasets.pipeline import training_segments
-from model.encoders import ENCODERS, Encoder
+from model.encoders import ENCODERS, POOLINGS, Encoder
 from model.errors import NonFiniteWeightsError, UserError
 from model.run_dir import differing_fields
 from model.ssl_model import ModelSpec, SSLModel, load_model
@@ -111,6 +111,8 @@ class FederatedQualityConfig:
       ``<out_dir>/corpus``.
     task: SSL task (key of ``SSL_TASKS``) of every run.
     encoder: Encoder preset (key of ``ENCODERS``) of every run.
+    pooling: Key of :data:`model.encoders.POOLINGS`: the encoder's pooling
+      in every run (federated, centralized and the random-init row).
     algorithms: Federated algorithms (keys of :data:`PAIRED_OPTIMIZER`), one
       natural partition run per server learning rate each.
     rounds: Federated rounds of every run.
@@ -181,6 +183,7 @@ class FederatedQualityConfig:
   corpus_dir: Optional[str] = None
   task: str = "triplet"
   encoder: str = "small"
+  pooling: str = "max"
   algorithms: tuple[str, ...] = ("fedavg", "fedadam", "fedyogi")
   rounds: int = 30
   clients_per_round: int = 8
@@ -220,6 +223,7 @@ class FederatedQualityConfig:
                   "adaptive_server_momenta", *grids):
       object.__setattr__(self, field, tuple(getattr(self, field)))
     require_choice(self, ["corpus"], synthetic.CORPUS_PRESETS)
+    require_choice(self, ["pooling"], POOLINGS)
     if self.task not in SSL_TASKS or self.encoder not in ENCODERS:
       raise ValueError(f"FederatedQualityConfig: task must be one of "
                        f"{sorted(SSL_TASKS)} and encoder one of "
@@ -307,8 +311,8 @@ class FederatedQualityConfig:
 
   @property
   def spec(self) -> ModelSpec:
-    return ModelSpec(task=self.task, encoder=ENCODERS[self.encoder],
-                     seed=self.seed)
+    return ModelSpec(task=self.task, encoder=dataclasses.replace(
+        ENCODERS[self.encoder], pooling=self.pooling), seed=self.seed)
 
   @property
   def client_lrs(self) -> tuple[float, ...]:
@@ -878,7 +882,8 @@ def _report(config: FederatedQualityConfig,
   steps = " or ".join(f"{max(1, round(examples / b))} steps of batch {b}"
                       for b in config.batch_sizes)
   return "\n".join([
-      f"# Federated vs. centralized: {config.task}, {config.encoder} encoder, "
+      f"# Federated vs. centralized: {config.task}, {config.encoder} encoder "
+      f"({config.pooling} pooling), "
       f"{config.corpus} corpus", "",
       "Like with like: " + ", ".join(
           f"`{a}` vs `{centralized_label(PAIRED_OPTIMIZER[a])}`"
@@ -1082,6 +1087,8 @@ def _check_seed_config(config: FederatedQualityConfig, seed: int,
   ``config.json`` at ``path`` differs from ``config`` at ``seed``."""
   with open(path) as f:
     found = json.load(f)
+  # Seeds finished before the pooling field existed ran with global max.
+  found.setdefault("pooling", "max")
   expected = json.loads(json.dumps(dataclasses.asdict(
       dataclasses.replace(config, seed=seed))))
   if diff := differing_fields(found, expected, ignore=_PLACEMENT_FIELDS):
@@ -1133,7 +1140,8 @@ def _seeds_report(config: FederatedQualityConfig,
            for seed, names in labels.items()]
   return "\n".join([
       f"# Federated vs. centralized over {config.num_seeds} seeds: "
-      f"{config.task}, {config.encoder} encoder, {config.corpus} corpus", "",
+      f"{config.task}, {config.encoder} encoder ({config.pooling} pooling), "
+      f"{config.corpus} corpus", "",
       "% of the paired centralized run on the test "
       + (f"folds ({config.probe_folds}-fold nested cross-validation of the "
          f"probes, {config.validation_folds} validation folds inside each)"

@@ -2,7 +2,7 @@
 
 Usage:
   python -m benchmarks.federated_quality_main --out_dir fedq_output
-      [--corpus full] [--encoder small] [--rounds 30]
+      [--corpus full] [--encoder small] [--pooling max] [--rounds 30]
       [--algorithms fedavg,fedadam,fedyogi] [--mixes 0,0.5,1]
       [--sgd_server_learning_rates 1,3,10]
       [--adaptive_server_learning_rates 0.03,0.1,0.3]
@@ -42,6 +42,7 @@ _TASK = cli.define("task", _DEFAULT.task, help="SSL task of every run.",
                    flag_values=FLAGS)
 _ENCODER = cli.define("encoder", _DEFAULT.encoder,
                       help="Encoder preset of every run.", flag_values=FLAGS)
+_POOLING = cli.define("pooling", _DEFAULT.pooling, flag_values=FLAGS)
 _ALGORITHMS = flags.DEFINE_list(
     "algorithms", list(_DEFAULT.algorithms),
     f"Federated algorithms, of {', '.join(PAIRED_OPTIMIZER)}.",
@@ -127,7 +128,8 @@ def config_from_flags() -> FederatedQualityConfig:
   """The benchmark configuration given by the parsed flags."""
   return FederatedQualityConfig(
       corpus=_CORPUS.value, corpus_dir=_CORPUS_DIR.value, task=_TASK.value,
-      encoder=_ENCODER.value, algorithms=tuple(_ALGORITHMS.value),
+      encoder=_ENCODER.value, pooling=_POOLING.value,
+      algorithms=tuple(_ALGORITHMS.value),
       **_LOOP(),
       sgd_server_learning_rates=_floats(_SGD_SERVER_LRS.value),
       adaptive_server_learning_rates=_floats(_ADAPTIVE_SERVER_LRS.value),

@@ -227,7 +227,8 @@ def test_benchmark_tunes_on_validation_and_pairs_runs(tiny_corpus_dir,
 @pytest.mark.parametrize("change", [
     dict(algorithms=()), dict(algorithms=("fedavg", "fedavg")),
     dict(algorithms=("fedavgm",)), dict(mixes=(1.5,)), dict(rounds=0),
-    dict(encoder="huge"), dict(validation_fraction=1.0),
+    dict(encoder="huge"), dict(pooling="mean"),
+    dict(validation_fraction=1.0),
     dict(sgd_server_learning_rates=(1.0,)),
     dict(centralized_adam_learning_rates=(1e-3, 1e-3, 1e-2)),
     dict(adaptive_server_learning_rates=(0.0, 1e-3, 1e-2)),
@@ -266,6 +267,12 @@ def test_tuning_budget_and_schedules_are_checked(change):
   base = dict(rounds=3, eval_every=3)
   with pytest.raises(ValueError, match="FederatedQualityConfig"):
     fq.FederatedQualityConfig(**{**base, **change})
+
+
+def test_pooling_reaches_every_run_s_encoder():
+  config = fq.FederatedQualityConfig(pooling="max_stats")
+  assert config.spec.encoder.pooling == "max_stats"
+  assert fq.FederatedQualityConfig().spec.encoder.pooling == "max"
 
 
 def test_local_step_schedules_keep_the_examples_equal():
@@ -606,6 +613,14 @@ def test_seeds_run_separately_combine_into_the_same_summary(tmp_path,
                      match=rf"seed_1/config.json: seed 1 .*rounds: expected "
                            rf"{study.rounds}, got {study.rounds + 10}"):
     fq.combine_federated_quality_seeds(study)
+  # Seeds written before the pooling field ran with global max pooling.
+  with open(path, "w") as f:
+    json.dump({k: v for k, v in seed_config.items() if k != "pooling"}, f)
+  fq.combine_federated_quality_seeds(study)
+  with pytest.raises(fq.SeedResultsMismatch,
+                     match="pooling: expected 'stats', got 'max'"):
+    fq.combine_federated_quality_seeds(
+        dataclasses.replace(study, pooling="stats"))
   with open(path, "w") as f:
     json.dump(seed_config, f)
   # A seed that has not finished is named.
