@@ -420,10 +420,9 @@ def format_table(rows: Sequence[Row], config: TrainStepConfig) -> str:
               "/ float32 same runtime | XNNPACK FLOPs | file bytes |",
               "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in embed:
-      float32 = _embed_variant("float32", "log_mel" if r.variant.endswith(
-          _LOG_MEL_SUFFIX) else "waveform")
-      base = next((g for g in embed if g.preset == r.preset and
-                   g.runtime == r.runtime and g.variant == float32), None)
+      base = _same_setting(embed, r, _embed_variant(
+          "float32", "log_mel" if r.variant.endswith(_LOG_MEL_SUFFIX)
+          else "waveform"))
       lines.append(
           f"| {r.preset} | {r.variant} | {r.runtime} | {r.cpu_median:.2f} | "
           f"{r.wall_median:.2f} | {_ratio(r, base)} | "
@@ -433,18 +432,20 @@ def format_table(rows: Sequence[Row], config: TrainStepConfig) -> str:
   return "\n".join(lines)
 
 
+def _same_setting(embed: Sequence[Row], row: Row,
+                  variant: str) -> Optional[Row]:
+  """The embed row of ``variant`` with ``row``'s preset and runtime."""
+  return next((g for g in embed if (g.preset, g.runtime, g.variant) ==
+               (row.preset, row.runtime, variant)), None)
+
+
 def _front_end_table(embed: Sequence[Row]) -> list[str]:
   """The front-end's share of each embed call: the waveform row minus the
   log-mel row of the same preset, quantization and runtime."""
-  pairs = []
-  for r in embed:
-    if r.variant.endswith(_LOG_MEL_SUFFIX):
-      continue
-    encoder = next((g for g in embed if (g.preset, g.runtime) ==
-                    (r.preset, r.runtime) and g.variant ==
-                    r.variant + _LOG_MEL_SUFFIX), None)
-    if encoder is not None:
-      pairs.append((r, encoder))
+  pairs = [(r, encoder) for r in embed
+           if not r.variant.endswith(_LOG_MEL_SUFFIX)
+           and (encoder := _same_setting(embed, r,
+                                         r.variant + _LOG_MEL_SUFFIX))]
   if not pairs:
     return []
   lines = ["", "Front-end share (waveform row minus the encoder-only row):",
