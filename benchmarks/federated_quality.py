@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from absl import logging
 import numpy as np
 
+from benchmarks.quality_seeds import SeedStatistics
 from model.config_checks import (require_choice, require_non_negative,
                                  require_positive)
 from model import evaluation
@@ -41,7 +42,7 @@ from tff_sim.simulation import (RETRIEVAL_METRIC, SimulationConfig,
 
 __all__ = ["BATCH_SIZE", "CLIENTS", "CLIENT_LR", "COLLAPSED", "COST_COLUMNS",
            "DIVERGED", "EFFECTIVE_RANK", "EXAMPLES",
-           "FEDERATED_GOAL", "LEARNING_RATE", "LOCAL_STEPS", "PAIRED_OPTIMIZER",
+           "FEDERATED_GOAL", "GOAL_HALF_WIDTH", "LEARNING_RATE", "LOCAL_STEPS", "PAIRED_OPTIMIZER",
            "SERVER_MOMENTUM",
            "RANDOM_INIT", "ROUNDS", "STEPS", "TFLOPS", "VALIDATION_MEAN", "WIRE_MB",
            "FederatedQualityConfig", "centralized_label", "format_table",
@@ -85,6 +86,10 @@ _DIVERGENCE = (FloatingPointError, NonFiniteWeightsError)
 #: Goal of every federated run, in percent of its paired centralized run, on
 #: every probe.
 FEDERATED_GOAL = 95.0
+
+#: Half-width (points of "% of centralized") of a 95 % interval of a mean
+#: over seeds that the seed report counts the seeds for.
+GOAL_HALF_WIDTH = 5.0
 
 _SERVER_SGD = ("fedavg",)
 
@@ -952,22 +957,26 @@ def _choice_text(config: FederatedQualityConfig) -> str:
           "score the picks.")
 
 
-def _seed_summary(per_seed: Mapping[int, Mapping[str, Mapping[str, float]]]
+def _seed_statistics(per_seed: Mapping[int, Mapping[str, Mapping[str, float]]]
+                     ) -> dict[str, dict[str, SeedStatistics]]:
+  """Per algorithm and probe: "% of centralized" of every seed that has it."""
+  first = next(iter(per_seed.values()))
+  return {algorithm: {column: SeedStatistics(tuple(
+      pairings[algorithm][column] for pairings in per_seed.values()
+      if column in pairings[algorithm])) for column in columns}
+          for algorithm, columns in first.items()}
+
+
+def _seed_summary(statistics: Mapping[str, Mapping[str, SeedStatistics]]
                   ) -> dict[str, dict[str, float]]:
   """Per algorithm and probe: mean, sample std and minimum over seeds of
   "% of centralized"."""
-  out = {}
-  first = next(iter(per_seed.values()))
-  for algorithm, columns in first.items():
-    out[algorithm] = {}
-    for column in columns:
-      values = [pairings[algorithm][column] for pairings in per_seed.values()
-                if column in pairings[algorithm]]
-      out[algorithm][f"{column} mean"] = float(np.mean(values))
-      out[algorithm][f"{column} std"] = (float(np.std(values, ddof=1))
-                                         if len(values) > 1 else 0.0)
-      out[algorithm][f"{column} min"] = float(np.min(values))
-  return out
+  return {algorithm: {f"{column} {name}": value
+                      for column, cell in columns.items()
+                      for name, value in (("mean", cell.mean),
+                                          ("std", cell.std),
+                                          ("min", min(cell.values)))}
+          for algorithm, columns in statistics.items()}
 
 
 def run_federated_quality_seeds(config: FederatedQualityConfig, *,
@@ -996,8 +1005,8 @@ def run_federated_quality_seeds(config: FederatedQualityConfig, *,
       seed_config = _seed_config(config, seed)
     run_federated_quality_benchmark(seed_config, show_progress=show_progress)
   if config.num_seeds == 1:
-    return _seed_summary({config.seed: _pairings_by_algorithm(
-        config.out_dir)[0]})
+    return _seed_summary(_seed_statistics({config.seed: _pairings_by_algorithm(
+        config.out_dir)[0]}))
   return combine_federated_quality_seeds(
       config, whole_invocation_s=time.time() - start)
 
@@ -1015,8 +1024,8 @@ def combine_federated_quality_seeds(
   field but :data:`_PLACEMENT_FIELDS`, so that seeds of different studies are
   never averaged. Writes ``seeds.csv`` (every seed's "% of centralized" per
   probe), ``summary.csv``, ``summary.png`` and ``report.md`` (mean ± sample
-  std over seeds, and the goal judged on the mean and on the worst seed) to
-  ``out_dir``.
+  std over seeds, the goal judged on the mean and on the worst seed, and
+  each mean's 95 % interval against the goal) to ``out_dir``.
 
   Args:
     config: The study over all its seeds (``num_seeds`` >= 2).
@@ -1040,7 +1049,8 @@ def combine_federated_quality_seeds(
     seed_dir = _seed_config(config, seed).out_dir
     _check_seed_config(config, seed, os.path.join(seed_dir, CONFIG_FILE))
     per_seed[seed], labels[seed] = _pairings_by_algorithm(seed_dir)
-  summary = _seed_summary(per_seed)
+  statistics = _seed_statistics(per_seed)
+  summary = _seed_summary(statistics)
   evaluation.write_csv({f"{algorithm} seed {seed}": values
                         for seed, pairings in per_seed.items()
                         for algorithm, values in pairings.items()},
@@ -1057,7 +1067,8 @@ def combine_federated_quality_seeds(
       errors={a: {c: v[f"{c} std"] for c in columns}
               for a, v in summary.items()}, goal=FEDERATED_GOAL)
   with open(os.path.join(config.out_dir, "report.md"), "w") as f:
-    f.write(_seeds_report(config, summary, labels, whole_invocation_s))
+    f.write(_seeds_report(config, summary, statistics, labels,
+                          whole_invocation_s))
   return summary
 
 
@@ -1109,11 +1120,43 @@ def _pairings_by_algorithm(out_dir: str
           list(rows))
 
 
+def _precision_lines(statistics: Mapping[str, Mapping[str, SeedStatistics]]
+                     ) -> list[str]:
+  """Per pairing and probe: the 95 % interval of the mean, where it lies
+  against the goal and the seeds a +-GOAL_HALF_WIDTH interval would need."""
+  lines = [
+      "Precision of the means: the 95 % Student-t interval of each mean over "
+      "the seeds, where it lies against the goal (above, below, or "
+      "undecided: the interval holds the goal), and how many seeds would "
+      f"narrow it to ± {GOAL_HALF_WIDTH:g} points if the spread stays as "
+      "measured.", "",
+      "| pairing | probe | seeds | mean % | 95 % interval | against the goal "
+      f"| seeds for ± {GOAL_HALF_WIDTH:g} points |",
+      "|---|---|---:|---:|---|---|---:|"]
+  for algorithm, columns in statistics.items():
+    pairing = (f"{algorithm} vs "
+               f"{centralized_label(PAIRED_OPTIMIZER[algorithm])}")
+    for column, cell in columns.items():
+      cells = ["-", "-", "-"]
+      if len(cell.values) > 1:
+        low, high = cell.confidence_interval(0.95)
+        cells = [f"{low:.1f} to {high:.1f}",
+                 ("above" if low >= FEDERATED_GOAL else
+                  "below" if high < FEDERATED_GOAL else "undecided"),
+                 str(cell.seeds_for_half_width(GOAL_HALF_WIDTH, 0.95))]
+      lines.append(f"| {pairing} | {column.removesuffix(' %')} | "
+                   f"{len(cell.values)} | {cell.mean:.1f} | "
+                   + " | ".join(cells) + " |")
+  return lines
+
+
 def _seeds_report(config: FederatedQualityConfig,
                   summary: Mapping[str, Mapping[str, float]],
+                  statistics: Mapping[str, Mapping[str, SeedStatistics]],
                   labels: Mapping[int, Sequence[str]],
                   wall_s: Optional[float]) -> str:
-  """The Markdown report over seeds: mean ± std table, goal, picks."""
+  """The Markdown report over seeds: mean ± std table, goal, precision of
+  the means, picks."""
   columns = list(dict.fromkeys(c.rsplit(" ", 1)[0]
                                for values in summary.values() for c in values))
   lines = ["| pairing | " + " | ".join(columns) + " |",
@@ -1149,7 +1192,8 @@ def _seeds_report(config: FederatedQualityConfig,
       + ", mean ± sample std over seeds "
       f"{', '.join(map(str, config.seeds))}; every seed makes its own choices "
       "on its validation data (reports in `seed_<s>/`).", "",
-      *lines, "", *verdicts, "", "Picks per seed:", "", *picks, "",
+      *lines, "", *verdicts, "", *_precision_lines(statistics), "",
+      "Picks per seed:", "", *picks, "",
       (f"Whole invocation: {wall_s:.0f} s." if wall_s is not None else
        "Combined from the seeds' separate invocations (their reports give "
        "their wall times)."), "",

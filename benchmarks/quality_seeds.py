@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 import os
 from typing import Mapping, Sequence
 
 from matplotlib.figure import Figure
 import numpy as np
+from scipy import stats
 
 from benchmarks.quality import QualityConfig, run_quality_benchmark
 from model import cli
@@ -41,6 +43,55 @@ class SeedStatistics:
   def std(self) -> float:
     """Sample standard deviation (0 for a single seed)."""
     return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0
+
+  def confidence_interval(self, level: float = 0.95) -> tuple[float, float]:
+    """Student-t confidence interval of the mean over the seeds.
+
+    Args:
+      level: Coverage of the interval, in (0, 1).
+
+    Returns:
+      ``(low, high)``.
+
+    Raises:
+      ValueError: Fewer than two seeds, or ``level`` outside (0, 1).
+    """
+    half = _half_width(self.std, len(self.values), level)
+    return self.mean - half, self.mean + half
+
+  def seeds_for_half_width(self, half_width: float, level: float = 0.95,
+                           limit: int = 100_000) -> int:
+    """Seeds whose interval at ``level`` would be ``mean ± half_width``.
+
+    Assumes the spread measured over these seeds (their sample standard
+    deviation) holds for more seeds; at least 2.
+
+    Args:
+      half_width: Wanted half-width, in the values' unit (> 0).
+      level: Coverage of the interval, in (0, 1).
+      limit: Largest answer; a spread that needs more returns ``limit``.
+
+    Raises:
+      ValueError: Fewer than two seeds, ``half_width <= 0`` or ``level``
+        outside (0, 1).
+    """
+    if half_width <= 0:
+      raise ValueError(f"half_width must be > 0, got {half_width}")
+    if len(self.values) < 2:
+      raise ValueError(f"the spread needs >= 2 seeds, got {len(self.values)}")
+    n = 2
+    while n < limit and _half_width(self.std, n, level) > half_width:
+      n += 1
+    return n
+
+
+def _half_width(std: float, n: int, level: float) -> float:
+  """``t(level, n - 1) * std / sqrt(n)``."""
+  if not 0.0 < level < 1.0:
+    raise ValueError(f"level must be in (0, 1), got {level}")
+  if n < 2:
+    raise ValueError(f"a confidence interval needs >= 2 seeds, got {n}")
+  return float(stats.t.ppf(0.5 + level / 2, n - 1)) * std / math.sqrt(n)
 
 
 def _statistics(tables: Sequence[Mapping[str, Mapping[str, float]]]

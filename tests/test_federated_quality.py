@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from benchmarks import federated_quality as fq
+from benchmarks import quality_seeds
 from model import evaluation
 from model.datasets.clips import read_manifest_csv
 from model.ssl_model import SSLModel
@@ -575,10 +576,34 @@ def test_seed_summary_is_mean_std_and_worst_seed(tmp_path, monkeypatch):
   assert ("fedadam vs centralized adam: goal >= 95% on the mean met on every "
           "probe; on every seed NOT met (worst seed): `speaker` 93.0%"
           in report)
+  # 95 % Student-t intervals over two seeds (t = 12.706): neither decides.
+  assert ("| fedavg vs centralized sgd | speaker | 2 | 85.0 | 21.5 to 148.5 | "
+          "undecided | 11 |" in report)
+  assert ("| fedadam vs centralized adam | content | 2 | 100.0 | 87.3 to "
+          "112.7 | undecided | 3 |" in report)
   assert [r["model"] for r in _read_csv(tmp_path / "seeds.csv")] == [
       "fedavg seed 0", "fedadam seed 0", "fedavg seed 1", "fedadam seed 1"]
   with open(tmp_path / "summary.png", "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_seed_report_places_each_interval_against_the_goal():
+  stat = quality_seeds.SeedStatistics
+  lines = fq._precision_lines({  # pylint: disable=protected-access
+      "fedavg": {"content %": stat((99.0, 100.0, 101.0)),
+                 "keyword %": stat((94.0, 95.0, 96.0)),
+                 "speaker %": stat((80.0, 81.0, 82.0)),
+                 "instrument %": stat((90.0,))}})
+  # mean +- 4.303 * 1 / sqrt(3) = +-2.48; +-5 needs 3 seeds at that spread.
+  assert ("| fedavg vs centralized sgd | content | 3 | 100.0 | 97.5 to 102.5 "
+          "| above | 3 |") in lines
+  assert ("| fedavg vs centralized sgd | keyword | 3 | 95.0 | 92.5 to 97.5 "
+          "| undecided | 3 |") in lines
+  assert ("| fedavg vs centralized sgd | speaker | 3 | 81.0 | 78.5 to 83.5 "
+          "| below | 3 |") in lines
+  # One seed has no spread: no interval.
+  assert "| fedavg vs centralized sgd | instrument | 1 | 90.0 | - | - | - |" in (
+      lines)
 
 
 def test_seeds_run_separately_combine_into_the_same_summary(tmp_path,

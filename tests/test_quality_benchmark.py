@@ -139,6 +139,32 @@ def test_seeds_statistics_and_table_keep_cells_every_seed_has():
   assert "| a | 0.700 ± 0.200 |" in quality_seeds.format_seeds_table(rows)
 
 
+def test_seed_statistics_interval_and_seeds_for_a_half_width():
+  from benchmarks import quality_seeds  # pylint: disable=g-import-not-at-top
+  # Two seeds: t(0.975, 1 df) = 12.706; std of (80, 90) = sqrt(50).
+  cell = quality_seeds.SeedStatistics((80.0, 90.0))
+  low, high = cell.confidence_interval(0.95)
+  assert (low, high) == pytest.approx((85.0 - 63.53, 85.0 + 63.53), abs=0.01)
+  # Three seeds of spread 1: t(0.975, 2 df) = 4.303 -> +-2.484.
+  assert quality_seeds.SeedStatistics((1.0, 2.0, 3.0)).confidence_interval(
+      0.95) == pytest.approx((2.0 - 2.484, 2.0 + 2.484), abs=1e-3)
+  # Seeds for +-5 at std sqrt(50): 11 (t(10 df) = 2.228 -> 4.75), where 10
+  # seeds give t(9 df) = 2.262 -> 5.06.
+  assert cell.seeds_for_half_width(5.0, 0.95) == 11
+  assert cell.seeds_for_half_width(100.0) == 2
+  assert cell.seeds_for_half_width(1e-6, limit=50) == 50
+  assert quality_seeds.SeedStatistics((7.0, 7.0)).seeds_for_half_width(
+      0.1) == 2
+  with pytest.raises(ValueError, match=">= 2 seeds, got 1"):
+    quality_seeds.SeedStatistics((0.5,)).confidence_interval()
+  with pytest.raises(ValueError, match=">= 2 seeds, got 1"):
+    quality_seeds.SeedStatistics((0.5,)).seeds_for_half_width(1.0)
+  with pytest.raises(ValueError, match="half_width must be > 0, got 0"):
+    cell.seeds_for_half_width(0.0)
+  with pytest.raises(ValueError, match=r"level must be in \(0, 1\), got 95"):
+    cell.confidence_interval(95)
+
+
 @pytest.mark.slow
 def test_seeds_table_is_mean_and_std_of_the_seed_runs(tmp_path):
   from benchmarks import quality_seeds  # pylint: disable=g-import-not-at-top
