@@ -1121,6 +1121,11 @@ def _pairings_by_algorithm(out_dir: str
           list(rows))
 
 
+def _pairing_label(algorithm: str) -> str:
+  """``"<algorithm> vs centralized <optimizer>"``: a row of the seed report."""
+  return f"{algorithm} vs {centralized_label(PAIRED_OPTIMIZER[algorithm])}"
+
+
 def _precision_lines(statistics: Mapping[str, Mapping[str, SeedStatistics]]
                      ) -> list[str]:
   """Per pairing and probe: the 95 % interval of the mean, where it lies
@@ -1135,8 +1140,7 @@ def _precision_lines(statistics: Mapping[str, Mapping[str, SeedStatistics]]
       f"| seeds for ± {GOAL_HALF_WIDTH:g} points |",
       "|---|---|---:|---:|---|---|---:|"]
   for algorithm, columns in statistics.items():
-    pairing = (f"{algorithm} vs "
-               f"{centralized_label(PAIRED_OPTIMIZER[algorithm])}")
+    pairing = _pairing_label(algorithm)
     for column, cell in columns.items():
       cells = ["-", "-", "-"]
       if len(cell.values) > 1:
@@ -1164,8 +1168,7 @@ def _seeds_report(config: FederatedQualityConfig,
            "|---|" + "---:|" * len(columns)]
   verdicts = []
   for algorithm, values in summary.items():
-    pairing = (f"{algorithm} vs "
-               f"{centralized_label(PAIRED_OPTIMIZER[algorithm])}")
+    pairing = _pairing_label(algorithm)
     lines.append(f"| {pairing} | " + " | ".join(
         f"{values[f'{c} mean']:.1f} ± {values[f'{c} std']:.1f}"
         for c in columns) + " |")

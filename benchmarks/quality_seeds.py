@@ -79,16 +79,23 @@ class SeedStatistics:
       raise ValueError(f"half_width must be > 0, got {half_width}")
     if len(self.values) < 2:
       raise ValueError(f"the spread needs >= 2 seeds, got {len(self.values)}")
-    n = 2
+    _check_level(level)
+    # t > z, so the normal approximation's count is a lower bound.
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    n = min(limit, max(2, math.ceil((z * self.std / half_width) ** 2)))
     while n < limit and _half_width(self.std, n, level) > half_width:
       n += 1
     return n
 
 
-def _half_width(std: float, n: int, level: float) -> float:
-  """``t(level, n - 1) * std / sqrt(n)``."""
+def _check_level(level: float) -> None:
   if not 0.0 < level < 1.0:
     raise ValueError(f"level must be in (0, 1), got {level}")
+
+
+def _half_width(std: float, n: int, level: float) -> float:
+  """``t(level, n - 1) * std / sqrt(n)``."""
+  _check_level(level)
   if n < 2:
     raise ValueError(f"a confidence interval needs >= 2 seeds, got {n}")
   return float(stats.t.ppf(0.5 + level / 2, n - 1)) * std / math.sqrt(n)
